@@ -1,0 +1,346 @@
+// A small ELF64/ELF32 little-endian reader that reads only what is asked for, with positional
+// reads on a file descriptor: a 200 MB binary costs a few kilobytes to open. Everything that
+// is read is checked against the file size first, and malformed input throws ElfError.
+
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+
+export class ElfError extends Error {
+  constructor(readonly path: string, message: string) {
+    super(`${path}: ${message}`);
+    this.name = 'ElfError';
+  }
+}
+
+export const SHT_PROGBITS = 1;
+export const SHT_SYMTAB = 2;
+export const SHT_STRTAB = 3;
+export const SHT_NOTE = 7;
+export const SHT_NOBITS = 8;
+export const SHT_DYNSYM = 11;
+export const SHF_COMPRESSED = 0x800;
+
+export const PT_LOAD = 1;
+export const PT_NOTE = 4;
+export const PF_X = 1;
+
+export const ET_EXEC = 2;
+export const ET_DYN = 3;
+
+export const EM_X86_64 = 62;
+export const EM_AARCH64 = 183;
+
+export interface ElfSection {
+  index: number;
+  name: string;
+  type: number;
+  flags: number;
+  addr: number;
+  offset: number;
+  size: number;
+  link: number;
+  info: number;
+  entsize: number;
+}
+
+export interface ElfSegment {
+  type: number;
+  flags: number;
+  offset: number;
+  vaddr: number;
+  filesz: number;
+  memsz: number;
+  align: number;
+}
+
+const MAX_SECTIONS = 65535;
+const MAX_SEGMENTS = 4096;
+
+/**
+ * An open ELF file. Call close() when done (or use ElfFile.withFile). Addresses and offsets are
+ * JS numbers: user-space virtual addresses and file sizes fit in 53 bits.
+ */
+export class ElfFile {
+  readonly is64: boolean;
+  readonly type: number;
+  readonly machine: number;
+  readonly entry: number;
+  readonly sections: ElfSection[];
+  readonly segments: ElfSegment[];
+  readonly size: number;
+  private fd: number;
+  private buildIdCache: string | null | undefined;
+
+  private constructor(readonly path: string, fd: number) {
+    this.fd = fd;
+    this.size = fstatSync(fd).size;
+    const ident = this.read(0, 64 > this.size ? this.size : 64);
+    if (ident.length < 16 || ident[0] !== 0x7f || ident[1] !== 0x45 || ident[2] !== 0x4c || ident[3] !== 0x46) {
+      throw new ElfError(path, 'not an ELF file (bad magic)');
+    }
+    const cls = ident[4];
+    if (cls !== 1 && cls !== 2) throw new ElfError(path, `unsupported ELF class ${cls}`);
+    if (ident[5] !== 1) throw new ElfError(path, 'big-endian ELF files are not supported');
+    this.is64 = cls === 2;
+    const hdrSize = this.is64 ? 64 : 52;
+    if (ident.length < hdrSize) throw new ElfError(path, 'truncated ELF header');
+    const h = ident;
+    this.type = h.readUInt16LE(16);
+    this.machine = h.readUInt16LE(18);
+    let phoff: number, shoff: number, phentsize: number, phnum: number, shentsize: number, shnum: number, shstrndx: number;
+    if (this.is64) {
+      this.entry = num(h.readBigUInt64LE(24));
+      phoff = num(h.readBigUInt64LE(32));
+      shoff = num(h.readBigUInt64LE(40));
+      phentsize = h.readUInt16LE(54);
+      phnum = h.readUInt16LE(56);
+      shentsize = h.readUInt16LE(58);
+      shnum = h.readUInt16LE(60);
+      shstrndx = h.readUInt16LE(62);
+    } else {
+      this.entry = h.readUInt32LE(24);
+      phoff = h.readUInt32LE(28);
+      shoff = h.readUInt32LE(32);
+      phentsize = h.readUInt16LE(42);
+      phnum = h.readUInt16LE(44);
+      shentsize = h.readUInt16LE(46);
+      shnum = h.readUInt16LE(48);
+      shstrndx = h.readUInt16LE(50);
+    }
+    this.segments = this.readSegments(phoff, phentsize, phnum);
+    this.sections = this.readSections(shoff, shentsize, shnum, shstrndx);
+  }
+
+  /** Opens `path`; throws ElfError for anything that is not a readable ELF file. */
+  static open(path: string): ElfFile {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      throw new ElfError(path, `cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    try {
+      return new ElfFile(path, fd);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  static withFile<T>(path: string, fn: (elf: ElfFile) => T): T {
+    const elf = ElfFile.open(path);
+    try {
+      return fn(elf);
+    } finally {
+      elf.close();
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) {
+      closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
+
+  /** Reads `length` bytes at file offset `offset`; throws if that lies outside the file. */
+  read(offset: number, length: number): Buffer {
+    if (this.fd < 0) throw new ElfError(this.path, 'file is closed');
+    if (offset < 0 || length < 0 || offset + length > this.size) {
+      throw new ElfError(this.path, `read of ${length} bytes at offset ${offset} is outside the file (size ${this.size})`);
+    }
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.fd, buf, done, length - done, offset + done);
+      if (n <= 0) throw new ElfError(this.path, `short read at offset ${offset + done}`);
+      done += n;
+    }
+    return buf;
+  }
+
+  section(name: string): ElfSection | undefined {
+    return this.sections.find((s) => s.name === name);
+  }
+
+  /** The bytes of a section (empty for SHT_NOBITS). Compressed sections throw. */
+  sectionData(s: ElfSection | string): Buffer {
+    const sec = typeof s === 'string' ? this.section(s) : s;
+    if (!sec) throw new ElfError(this.path, `no section ${String(s)}`);
+    if (sec.type === SHT_NOBITS) return Buffer.alloc(0);
+    if (sec.flags & SHF_COMPRESSED) throw new ElfError(this.path, `section ${sec.name} is compressed (not supported)`);
+    return this.read(sec.offset, sec.size);
+  }
+
+  /** Executable PT_LOAD segments. */
+  get textSegments(): ElfSegment[] {
+    return this.segments.filter((p) => p.type === PT_LOAD && (p.flags & PF_X) !== 0);
+  }
+
+  /**
+   * Maps a file offset (from /proc/PID/maps: mapping.offset + addr - mapping.start) to the ELF
+   * virtual address used by symbol tables and unwind tables.
+   */
+  fileOffsetToVaddr(off: number): number | undefined {
+    for (const p of this.segments) {
+      if (p.type === PT_LOAD && off >= p.offset && off < p.offset + p.filesz) return off - p.offset + p.vaddr;
+    }
+    return undefined;
+  }
+
+  vaddrToFileOffset(vaddr: number): number | undefined {
+    for (const p of this.segments) {
+      if (p.type === PT_LOAD && vaddr >= p.vaddr && vaddr < p.vaddr + p.filesz) return vaddr - p.vaddr + p.offset;
+    }
+    return undefined;
+  }
+
+  /** The GNU build id as lower-case hex, or '' when the file carries none. */
+  get buildId(): string {
+    if (this.buildIdCache === undefined) this.buildIdCache = this.findNote('GNU', 3)?.toString('hex') ?? null;
+    return this.buildIdCache ?? '';
+  }
+
+  /** Go's build id (note "Go", type 4), or ''. */
+  get goBuildId(): string {
+    return this.findNote('Go', 4)?.toString('latin1') ?? '';
+  }
+
+  /** The descriptor of the first note with this owner and type, from note sections or PT_NOTE. */
+  findNote(owner: string, type: number): Buffer | undefined {
+    const areas: Array<[number, number]> = [];
+    for (const s of this.sections) if (s.type === SHT_NOTE) areas.push([s.offset, s.size]);
+    if (areas.length === 0) for (const p of this.segments) if (p.type === PT_NOTE) areas.push([p.offset, p.filesz]);
+    for (const [off, size] of areas) {
+      if (size <= 0 || size > 1 << 20) continue;
+      let data: Buffer;
+      try {
+        data = this.read(off, size);
+      } catch {
+        continue;
+      }
+      let p = 0;
+      while (p + 12 <= data.length) {
+        const namesz = data.readUInt32LE(p);
+        const descsz = data.readUInt32LE(p + 4);
+        const ntype = data.readUInt32LE(p + 8);
+        const nameOff = p + 12;
+        const descOff = nameOff + align4(namesz);
+        const next = descOff + align4(descsz);
+        if (descOff + descsz > data.length || namesz > data.length) break;
+        const name = data.toString('latin1', nameOff, nameOff + Math.max(0, namesz - 1));
+        if (name === owner && ntype === type) return Buffer.from(data.subarray(descOff, descOff + descsz));
+        p = next;
+      }
+    }
+    return undefined;
+  }
+
+  private readSegments(phoff: number, phentsize: number, phnum: number): ElfSegment[] {
+    const out: ElfSegment[] = [];
+    if (phnum === 0 || phoff === 0) return out;
+    if (phnum > MAX_SEGMENTS) throw new ElfError(this.path, `too many program headers (${phnum})`);
+    const want = this.is64 ? 56 : 32;
+    if (phentsize < want) throw new ElfError(this.path, `bad program header size ${phentsize}`);
+    const buf = this.read(phoff, phentsize * phnum);
+    for (let i = 0; i < phnum; i++) {
+      const o = i * phentsize;
+      if (this.is64) {
+        out.push({
+          type: buf.readUInt32LE(o),
+          flags: buf.readUInt32LE(o + 4),
+          offset: num(buf.readBigUInt64LE(o + 8)),
+          vaddr: num(buf.readBigUInt64LE(o + 16)),
+          filesz: num(buf.readBigUInt64LE(o + 32)),
+          memsz: num(buf.readBigUInt64LE(o + 40)),
+          align: num(buf.readBigUInt64LE(o + 48)),
+        });
+      } else {
+        out.push({
+          type: buf.readUInt32LE(o),
+          offset: buf.readUInt32LE(o + 4),
+          vaddr: buf.readUInt32LE(o + 8),
+          filesz: buf.readUInt32LE(o + 16),
+          memsz: buf.readUInt32LE(o + 20),
+          flags: buf.readUInt32LE(o + 24),
+          align: buf.readUInt32LE(o + 28),
+        });
+      }
+    }
+    return out;
+  }
+
+  private readSections(shoff: number, shentsize: number, shnum: number, shstrndx: number): ElfSection[] {
+    if (shoff === 0) return [];
+    const want = this.is64 ? 64 : 40;
+    if (shentsize < want) throw new ElfError(this.path, `bad section header size ${shentsize}`);
+    if (shnum === 0) {
+      // Extended numbering: the real count is in section 0's sh_size.
+      const s0 = this.read(shoff, shentsize);
+      shnum = this.is64 ? num(s0.readBigUInt64LE(32)) : s0.readUInt32LE(20);
+    }
+    if (shnum > MAX_SECTIONS) throw new ElfError(this.path, `too many sections (${shnum})`);
+    const buf = this.read(shoff, shentsize * shnum);
+    const raw: Array<ElfSection & { nameOff: number }> = [];
+    for (let i = 0; i < shnum; i++) {
+      const o = i * shentsize;
+      if (this.is64) {
+        raw.push({
+          index: i,
+          name: '',
+          nameOff: buf.readUInt32LE(o),
+          type: buf.readUInt32LE(o + 4),
+          flags: num(buf.readBigUInt64LE(o + 8)),
+          addr: num(buf.readBigUInt64LE(o + 16)),
+          offset: num(buf.readBigUInt64LE(o + 24)),
+          size: num(buf.readBigUInt64LE(o + 32)),
+          link: buf.readUInt32LE(o + 40),
+          info: buf.readUInt32LE(o + 44),
+          entsize: num(buf.readBigUInt64LE(o + 56)),
+        });
+      } else {
+        raw.push({
+          index: i,
+          name: '',
+          nameOff: buf.readUInt32LE(o),
+          type: buf.readUInt32LE(o + 4),
+          flags: buf.readUInt32LE(o + 8),
+          addr: buf.readUInt32LE(o + 12),
+          offset: buf.readUInt32LE(o + 16),
+          size: buf.readUInt32LE(o + 20),
+          link: buf.readUInt32LE(o + 24),
+          info: buf.readUInt32LE(o + 28),
+          entsize: buf.readUInt32LE(o + 36),
+        });
+      }
+    }
+    if (shstrndx === 0xffff && raw.length > 0) shstrndx = raw[0].link;
+    const strs = raw[shstrndx];
+    if (strs && strs.type !== SHT_NOBITS && strs.offset + strs.size <= this.size) {
+      const names = this.read(strs.offset, strs.size);
+      for (const s of raw) s.name = cstring(names, s.nameOff);
+    }
+    for (const s of raw) {
+      if (s.type !== SHT_NOBITS && s.size > 0 && s.offset + s.size > this.size) {
+        throw new ElfError(this.path, `section ${s.name || s.index} extends past the end of the file`);
+      }
+    }
+    return raw.map(({ nameOff: _n, ...s }) => s);
+  }
+}
+
+/** A NUL-terminated string at `off` (to the end of the buffer when unterminated). */
+export function cstring(buf: Buffer, off: number, encoding: BufferEncoding = 'utf8'): string {
+  if (off < 0 || off >= buf.length) return '';
+  let end = buf.indexOf(0, off);
+  if (end < 0) end = buf.length;
+  return buf.toString(encoding, off, end);
+}
+
+function align4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+function num(v: bigint): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) return Number.MAX_SAFE_INTEGER;
+  return Number(v);
+}

@@ -1,0 +1,29 @@
+// What one on-CPU record from the kernel looks like once decoded (see bpf/oncpu.h and
+// src/record-decoder.ts). Stacks are leaf first. Views point into the batch buffer: copy
+// anything that must outlive the batch callback.
+
+export interface UserRegs {
+  ip: bigint;
+  sp: bigint;
+  bp: bigint;
+}
+
+export interface OnCpuSample {
+  pid: number;
+  tid: number;
+  cpu: number;
+  /** CLOCK_MONOTONIC (bpf_ktime_get_ns) nanoseconds. */
+  timeNs: bigint;
+  /** Thread name (task comm). */
+  comm: string;
+  /** Kernel stack, leaf first; empty when the sample hit user mode. */
+  kernelStack: BigUint64Array;
+  /** User stack from the frame-pointer walk, leaf first (user ip first). */
+  userStack: BigUint64Array;
+  /** User-mode registers at the sample, or null for kernel threads. */
+  userRegs: UserRegs | null;
+  /** The top of the user stack: bytes starting at userRegs.sp. */
+  stackSnapshot: Buffer;
+  /** Bit set of FW_SAMPLE_* flags from bpf/oncpu.h (e.g. user stack read failed). */
+  flags: number;
+}
