@@ -1,0 +1,85 @@
+// Folds samples into unique (process, thread, stack) entries with counts, so symbolization and
+// encoding work on unique stacks, never per sample. The key is built from the raw stack bytes,
+// which is far cheaper than formatting addresses.
+
+export interface StackEntry {
+  pid: number;
+  tid: number;
+  comm: string;
+  /** Kernel frames, leaf first. */
+  kernel: bigint[];
+  /** User frames after leaf repair, leaf first. */
+  user: bigint[];
+  count: number;
+}
+
+export class Aggregator {
+  private readonly entries = new Map<string, StackEntry>();
+  private total = 0;
+
+  /**
+   * Counts one sample. `userRaw` is the frame-pointer walk as it came from the kernel; `user` is
+   * the repaired stack when repair changed it, else undefined (then the raw bytes are the key).
+   */
+  add(pid: number, tid: number, comm: string, kernel: BigUint64Array, userRaw: BigUint64Array, user?: bigint[]): void {
+    this.total++;
+    let key = `${pid}\u0000${tid}\u0000${comm}\u0000${bytesKey(kernel)}\u0000`;
+    key += user === undefined ? bytesKey(userRaw) : '\u0001' + user.map((a) => a.toString(36)).join(',');
+    const e = this.entries.get(key);
+    if (e !== undefined) {
+      e.count++;
+      return;
+    }
+    this.entries.set(key, {
+      pid,
+      tid,
+      comm,
+      kernel: Array.from(kernel),
+      user: user ?? Array.from(userRaw),
+      count: 1,
+    });
+  }
+
+  get sampleCount(): number {
+    return this.total;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  stacks(): IterableIterator<StackEntry> {
+    return this.entries.values();
+  }
+
+  /** Unique user addresses per process and unique kernel addresses, for one symbolization pass. */
+  uniqueAddresses(): { user: Map<number, Set<bigint>>; kernel: Set<bigint> } {
+    const user = new Map<number, Set<bigint>>();
+    const kernel = new Set<bigint>();
+    for (const e of this.entries.values()) {
+      let s = user.get(e.pid);
+      if (s === undefined) user.set(e.pid, (s = new Set()));
+      for (let i = 0; i < e.user.length; i++) s.add(lookupAddress(e.user[i], i));
+      for (let i = 0; i < e.kernel.length; i++) kernel.add(lookupAddress(e.kernel[i], i));
+    }
+    return { user, kernel };
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.total = 0;
+  }
+}
+
+/**
+ * The address to symbolize for frame `depth` of a stack: callers hold return addresses, which
+ * point after the call instruction and can belong to the next line or even the next function
+ * (a call to a noreturn function at the end of its caller), so look up the byte before.
+ */
+export function lookupAddress(addr: bigint, depth: number): bigint {
+  return depth === 0 || addr === 0n ? addr : addr - 1n;
+}
+
+function bytesKey(a: BigUint64Array): string {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('latin1');
+}

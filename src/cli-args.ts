@@ -1,0 +1,199 @@
+// Argument parsing for the command line contract in DESIGN.md. Options come first; the first
+// `--` (or, perf-style, the first word that is not an option) starts the command to run.
+// Every mistake is a UsageError with one line that says what is wrong.
+
+import { parseDuration } from './duration.js';
+import { formatFromName, isOutputFormat, type OutputFormat } from './output/format.js';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface RecordOptions {
+  pids: number[];
+  durationMs?: number;
+  frequency: number;
+  offCpu: boolean;
+  output: string;
+  format: OutputFormat;
+  command: string[];
+  verbose: boolean;
+  quiet: boolean;
+}
+
+export type Parsed =
+  | { kind: 'record'; options: RecordOptions }
+  | { kind: 'doctor'; json: boolean }
+  | { kind: 'help'; topic?: string }
+  | { kind: 'version' };
+
+interface OptionSpec {
+  long: string;
+  short?: string;
+  takesValue: boolean;
+}
+
+const RECORD_OPTIONS: OptionSpec[] = [
+  { long: 'pid', short: 'p', takesValue: true },
+  { long: 'duration', short: 'd', takesValue: true },
+  { long: 'frequency', short: 'F', takesValue: true },
+  { long: 'off-cpu', takesValue: false },
+  { long: 'output', short: 'o', takesValue: true },
+  { long: 'format', takesValue: true },
+  { long: 'verbose', short: 'v', takesValue: false },
+  { long: 'quiet', short: 'q', takesValue: false },
+  { long: 'help', short: 'h', takesValue: false },
+];
+
+const DOCTOR_OPTIONS: OptionSpec[] = [
+  { long: 'json', takesValue: false },
+  { long: 'help', short: 'h', takesValue: false },
+];
+
+export const DEFAULT_FREQUENCY = 99;
+/** perf's default kernel.perf_event_max_sample_rate ceiling is 100 kHz; cpu-clock above ~10 kHz distorts what it measures. */
+export const MAX_FREQUENCY = 10_000;
+
+export function parseArgs(argv: string[]): Parsed {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') return { kind: 'help', topic: rest[0] };
+  if (sub === '-V' || sub === '--version' || sub === 'version') return { kind: 'version' };
+  if (sub === 'record') return parseRecord(rest);
+  if (sub === 'doctor') {
+    const { values, command } = scan(rest, DOCTOR_OPTIONS, 'doctor');
+    if (values.has('help')) return { kind: 'help', topic: 'doctor' };
+    if (command.length > 0) throw new UsageError(`doctor takes no arguments (got '${command[0]}')`);
+    return { kind: 'doctor', json: values.has('json') };
+  }
+  if (sub === 'agent') throw new UsageError("'agent' is not available in this version yet; use 'record'");
+  if (sub.startsWith('-')) throw new UsageError(`unknown option '${sub}' (expected a command: record, doctor)`);
+  throw new UsageError(`unknown command '${sub}' (expected: record, doctor)`);
+}
+
+function parseRecord(args: string[]): Parsed {
+  const { values, command } = scan(args, RECORD_OPTIONS, 'record');
+  if (values.has('help')) return { kind: 'help', topic: 'record' };
+  const get = (k: string) => values.get(k)?.at(-1);
+
+  const pids: number[] = [];
+  for (const v of values.get('pid') ?? []) {
+    for (const part of v.split(',')) {
+      if (!/^\d+$/.test(part.trim()) || Number(part) <= 0) throw new UsageError(`invalid pid '${part}' in --pid ${v}`);
+      pids.push(Number(part));
+    }
+  }
+  if (pids.length > 0 && command.length > 0) throw new UsageError('give either --pid or a command after --, not both');
+
+  let durationMs: number | undefined;
+  const d = get('duration');
+  if (d !== undefined) {
+    durationMs = parseDuration(d);
+    if (durationMs === undefined || durationMs <= 0) throw new UsageError(`invalid duration '${d}' (examples: 500ms, 10s, 2m)`);
+  }
+
+  let frequency = DEFAULT_FREQUENCY;
+  const f = get('frequency');
+  if (f !== undefined) {
+    if (!/^\d+$/.test(f) || Number(f) < 1 || Number(f) > MAX_FREQUENCY) {
+      throw new UsageError(`invalid frequency '${f}' (a whole number of Hz from 1 to ${MAX_FREQUENCY})`);
+    }
+    frequency = Number(f);
+  }
+
+  const output = get('output') ?? 'flamewire.pb.gz';
+  const fmt = get('format');
+  let format: OutputFormat;
+  if (fmt !== undefined) {
+    if (!isOutputFormat(fmt)) throw new UsageError(`unknown format '${fmt}' (pprof, folded, speedscope, html)`);
+    format = fmt;
+  } else {
+    const guessed = formatFromName(output);
+    if (!guessed) throw new UsageError(`cannot tell the format from '${output}': use .pb.gz, .pprof, .folded, .txt, .html or .json, or --format`);
+    format = guessed;
+  }
+
+  return {
+    kind: 'record',
+    options: {
+      pids,
+      durationMs,
+      frequency,
+      offCpu: values.has('off-cpu'),
+      output,
+      format,
+      command,
+      verbose: values.has('verbose'),
+      quiet: values.has('quiet'),
+    },
+  };
+}
+
+/** Splits options from the trailing command. Accepts --opt=value, --opt value, -o value, -ovalue. */
+function scan(args: string[], specs: OptionSpec[], sub: string): { values: Map<string, string[]>; command: string[] } {
+  const values = new Map<string, string[]>();
+  const put = (k: string, v: string) => values.set(k, [...(values.get(k) ?? []), v]);
+  let i = 0;
+  for (; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') break;
+    let spec: OptionSpec | undefined;
+    let inline: string | undefined;
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+      if (eq >= 0) inline = a.slice(eq + 1);
+      spec = specs.find((s) => s.long === name);
+      if (!spec) throw new UsageError(`unknown option '--${name}' for ${sub} (see 'flamewire ${sub} --help')`);
+    } else {
+      const letter = a[1];
+      spec = specs.find((s) => s.short === letter);
+      if (!spec) throw new UsageError(`unknown option '-${letter}' for ${sub} (see 'flamewire ${sub} --help')`);
+      if (a.length > 2) {
+        if (!spec.takesValue) throw new UsageError(`option '-${letter}' takes no value (in '${a}')`);
+        inline = a.slice(2);
+      }
+    }
+    if (spec.takesValue) {
+      let v = inline;
+      if (v === undefined) {
+        if (i + 1 >= args.length) throw new UsageError(`option '--${spec.long}' needs a value`);
+        v = args[++i];
+      }
+      put(spec.long, v);
+    } else {
+      if (inline !== undefined) throw new UsageError(`option '--${spec.long}' takes no value`);
+      put(spec.long, '');
+    }
+  }
+  return { values, command: args.slice(i) };
+}
+
+export const HELP: Record<string, string> = {
+  main: `flamewire — eBPF profiler for Linux
+
+usage:
+  flamewire record [options] [-- command [args...]]   profile and write a flame graph or profile
+  flamewire doctor                                    what this kernel and these privileges allow
+
+Run 'flamewire record --help' for the options.`,
+  record: `usage: flamewire record [options] [-- command [args...]]
+
+  -p, --pid <pid[,pid...]>   only these processes (default: the command, else the whole machine)
+  -d, --duration <time>      e.g. 500ms, 10s, 2m (default: until the command exits or Ctrl-C)
+  -F, --frequency <hz>       on-CPU samples per second per CPU (default ${DEFAULT_FREQUENCY})
+      --off-cpu              also record off-CPU (blocked) time
+  -o, --output <file>        format from the extension: .pb.gz/.pprof → pprof,
+                             .folded/.txt → folded stacks, .html → flame graph,
+                             .json → speedscope (default flamewire.pb.gz)
+      --format <name>        pprof | folded | speedscope | html (overrides the extension)
+  -v, --verbose              debug logs on stderr
+  -q, --quiet                no status line or summary`,
+  doctor: `usage: flamewire doctor [--json]
+
+Checks privileges, BTF, bpf(), perf_event_paranoid, tracefs and the BPF ring buffer, and prints
+what works, what is missing, and how to fix it. Exits 1 when recording cannot work.`,
+};

@@ -1,0 +1,78 @@
+// What this kernel and these privileges allow. Used by `record` to refuse early with one clear
+// line, and by `doctor` to print everything with the fix for each missing piece.
+
+import { existsSync, readFileSync } from 'node:fs';
+
+export const CAP = {
+  DAC_READ_SEARCH: 2,
+  SYS_PTRACE: 19,
+  SYS_ADMIN: 21,
+  SYS_RESOURCE: 24,
+  SYSLOG: 34,
+  PERFMON: 38,
+  BPF: 39,
+  CHECKPOINT_RESTORE: 40,
+} as const;
+
+export type CapName = keyof typeof CAP;
+
+/** The effective capability set of this process, from /proc/self/status. */
+export function effectiveCaps(): bigint {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? BigInt('0x' + m[1]) : 0n;
+  } catch {
+    return 0n;
+  }
+}
+
+export function hasCap(caps: bigint, name: CapName): boolean {
+  return ((caps >> BigInt(CAP[name])) & 1n) === 1n;
+}
+
+/** Can this process load BPF programs and open system-wide perf events? */
+export function privilegeProblem(): string | undefined {
+  const caps = effectiveCaps();
+  if (hasCap(caps, 'SYS_ADMIN')) return undefined;
+  const missing = (['BPF', 'PERFMON'] as CapName[]).filter((c) => !hasCap(caps, c));
+  if (missing.length === 0) return undefined;
+  const who = process.getuid?.() === 0 ? 'root without the needed capabilities' : 'not root';
+  return `permission denied: loading BPF programs needs root (or CAP_BPF and CAP_PERFMON); this process is ${who} (missing CAP_${missing.join(', CAP_')})`;
+}
+
+export function btfProblem(path = '/sys/kernel/btf/vmlinux'): string | undefined {
+  if (existsSync(path)) return undefined;
+  return `this kernel has no BTF (${path} is missing): flamewire needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.4 or newer; most distributions since 2020)`;
+}
+
+export function readSysctl(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The kernel's ceiling for perf sampling frequency (kernel.perf_event_max_sample_rate). */
+export function maxSampleRate(): number | undefined {
+  const v = readSysctl('/proc/sys/kernel/perf_event_max_sample_rate');
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+export function tracefsPath(): string | undefined {
+  for (const p of ['/sys/kernel/tracing', '/sys/kernel/debug/tracing']) {
+    if (existsSync(`${p}/events`)) return p;
+  }
+  return undefined;
+}
+
+/** kallsyms gives real addresses only to privileged readers (kptr_restrict). */
+export function kallsymsReadable(): boolean {
+  try {
+    const fd = readFileSync('/proc/kallsyms', { encoding: 'latin1', flag: 'r' }).slice(0, 4096);
+    const first = fd.split('\n').find((l) => l.length > 0) ?? '';
+    return !/^0+ /.test(first);
+  } catch {
+    return false;
+  }
+}
