@@ -1,0 +1,256 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { ElfFile } from '../src/elf/elf-file.js';
+import { CfiTable, evalDwarfExpr, type RegRule, type UnwindRule } from '../src/unwind/eh-frame.js';
+import { buildC, workDir } from './helpers.js';
+
+const LIBC = '/lib/x86_64-linux-gnu/libc.so.6';
+const REG_NAMES = ['rax', 'rdx', 'rcx', 'rbx', 'rsi', 'rdi', 'rbp', 'rsp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip'];
+
+interface OracleRow {
+  loc: number;
+  end: number;
+  cfa: string;
+  rbp: string | undefined;
+  ra: string | undefined;
+}
+
+/** Rows of `readelf --debug-dump=frames-interp` for one section, each with its end address. */
+function readelfRows(path: string, section: '.eh_frame' | '.debug_frame'): { rows: OracleRow[]; emptyFdes: number[] } {
+  // readelf exits 1 on libc for an unrelated warning about separate debug files: use its stdout.
+  const out = spawnSync('readelf', ['--debug-dump=frames-interp', path], { maxBuffer: 256 << 20 }).stdout.toString();
+  const rows: OracleRow[] = [];
+  const emptyFdes: number[] = [];
+  let inSection = false;
+  let cols: string[] = [];
+  let fdeRows: OracleRow[] = [];
+  let fdeEnd = 0;
+  let fdeStart = -1;
+  const flush = () => {
+    if (fdeStart < 0) return;
+    if (fdeRows.length === 0) emptyFdes.push(fdeStart);
+    for (let i = 0; i < fdeRows.length; i++) fdeRows[i].end = i + 1 < fdeRows.length ? fdeRows[i + 1].loc : fdeEnd;
+    rows.push(...fdeRows);
+    fdeRows = [];
+    fdeStart = -1;
+  };
+  for (const line of out.split('\n')) {
+    const sec = /^Contents of the (\S+) section/.exec(line);
+    if (sec) {
+      flush();
+      inSection = sec[1] === section;
+      continue;
+    }
+    if (!inSection) continue;
+    const fde = /FDE cie=[0-9a-f]+ pc=([0-9a-f]+)\.\.([0-9a-f]+)/.exec(line);
+    if (fde) {
+      flush();
+      fdeStart = parseInt(fde[1], 16);
+      fdeEnd = parseInt(fde[2], 16);
+      cols = [];
+      continue;
+    }
+    if (/ CIE | ZERO terminator/.test(line)) {
+      flush();
+      continue;
+    }
+    if (fdeStart < 0) continue;
+    if (/^\s+LOC\s+CFA/.test(line)) {
+      cols = line.trim().split(/\s+/);
+      continue;
+    }
+    const m = /^([0-9a-f]{8,16}) (.*)$/.exec(line);
+    if (m && cols.length) {
+      // Register-to-register rules print as "r9 (r9)": keep the number only.
+      const vals = m[2].replace(/ \(\w+\)/g, '').trim().split(/\s+/);
+      const get = (name: string) => {
+        const i = cols.indexOf(name);
+        return i < 0 ? undefined : vals[i - 1];
+      };
+      fdeRows.push({ loc: parseInt(m[1], 16), end: 0, cfa: vals[0], rbp: get('rbp'), ra: get('ra') });
+    }
+  }
+  flush();
+  return { rows, emptyFdes };
+}
+
+function cfaText(rule: UnwindRule): string {
+  if (rule.cfa.kind === 'expr') return 'exp';
+  const off = rule.cfa.offset;
+  return `${REG_NAMES[rule.cfa.reg] ?? 'r' + rule.cfa.reg}${off >= 0 ? '+' : ''}${off}`;
+}
+
+/** Whether our rule matches readelf's column text (u = unchanged or undefined, c-N = at CFA-N). */
+function regMatches(r: RegRule, text: string | undefined): boolean {
+  if (text === undefined || text === 'u') return r.kind === 'same' || r.kind === 'undefined';
+  if (text === 's') return r.kind === 'same';
+  if (text === 'exp') return r.kind === 'expr';
+  if (text === 'vexp') return r.kind === 'val_expr';
+  const c = /^c([+-]\d+)$/.exec(text);
+  if (c) return r.kind === 'offset' && r.offset === Number(c[1]);
+  const g = /^r(\d+)$/.exec(text);
+  if (g) return r.kind === 'register' && r.reg === Number(g[1]);
+  const v = /^v([+-]\d+)$/.exec(text);
+  if (v) return r.kind === 'val_offset' && r.offset === Number(v[1]);
+  return false;
+}
+
+/** Checks the rule at the start, middle and last byte of every row; returns the count checked. */
+function compareWithReadelf(path: string, section: '.eh_frame' | '.debug_frame'): number {
+  const { rows, emptyFdes } = readelfRows(path, section);
+  assert.ok(rows.length > 0, `readelf printed no rows for ${path}`);
+  const table = ElfFile.withFile(path, (elf) => CfiTable.fromElf(elf));
+  assert.ok(table, `no CFI table for ${path}`);
+  let checked = 0;
+  for (const row of rows) {
+    for (const addr of new Set([row.loc, row.loc + ((row.end - row.loc) >> 1), row.end - 1])) {
+      if (addr < row.loc || addr >= row.end) continue;
+      const rule = table.ruleAt(addr);
+      assert.ok(rule, `no rule at 0x${addr.toString(16)} in ${path}`);
+      const where: string = `${path} at 0x${addr.toString(16)}: ours ${JSON.stringify(rule)} vs readelf ${JSON.stringify(row)}`;
+      assert.equal(cfaText(rule), row.cfa, where);
+      assert.ok(regMatches(rule.ra, row.ra), where);
+      assert.ok(regMatches(rule.bp, row.rbp), where);
+      checked++;
+    }
+  }
+  for (const start of emptyFdes) {
+    // FDEs without instructions use the CIE's initial row (rsp+8, ra at c-8 on x86-64).
+    const rule = table.ruleAt(start);
+    if (!rule) continue; // readelf lists zero-length FDEs too
+    assert.equal(cfaText(rule), 'rsp+8');
+    checked++;
+  }
+  return checked;
+}
+
+const C_SOURCE = `
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <alloca.h>
+__attribute__((noinline)) long leaf(long x) { return x * 3 + 1; }
+__attribute__((noinline)) long with_locals(long n) {
+  volatile long a[32];
+  for (long i = 0; i < 32; i++) a[i] = i * n;
+  long s = 0;
+  for (long i = 0; i < 32; i++) s += a[i] + leaf(i);
+  return s;
+}
+__attribute__((noinline)) long many_regs(long a, long b, long c, long d) {
+  long r = 0;
+  for (long i = 0; i < a; i++) { r += with_locals(i ^ b) * c; r ^= leaf(d + i); if (r > 1000000) r -= b; }
+  return r;
+}
+__attribute__((noinline)) long dynamic(long n) {
+  char *p = alloca(n + 16);
+  memset(p, (int)n, n + 16);
+  return p[n / 2] + leaf(n);
+}
+int main(int argc, char **argv) {
+  long n = argc > 1 ? atol(argv[1]) : 5;
+  printf("%ld %ld\\n", many_regs(n, 3, 7, 11), dynamic(n));
+  return 0;
+}
+`;
+
+describe('eh-frame', () => {
+  const dir = workDir('eh-frame');
+
+  it('matches readelf on a C program built with -O2 (no frame pointers)', () => {
+    const bin = buildC(dir, 'omitfp', C_SOURCE, ['-O2', '-fomit-frame-pointer']);
+    const n = compareWithReadelf(bin, '.eh_frame');
+    assert.ok(n >= 10, `only ${n} rows checked`);
+  });
+
+  it('matches readelf on a C program built with frame pointers (CFA on rbp)', () => {
+    const bin = buildC(dir, 'withfp', C_SOURCE, ['-O2', '-fno-omit-frame-pointer']);
+    compareWithReadelf(bin, '.eh_frame');
+    const table = ElfFile.withFile(bin, (elf) => CfiTable.fromElf(elf))!;
+    // Inside a function body with a frame the CFA is rbp+16 and rbp is saved at CFA-16.
+    const addr = symbolAddress(bin, 'with_locals');
+    const range = table.fdeRange(addr)!;
+    const rule = table.ruleAt(range[0] + ((range[1] - range[0]) >> 1))!;
+    assert.deepEqual(rule.cfa, { kind: 'reg', reg: 6, offset: 16 });
+    assert.deepEqual(rule.bp, { kind: 'offset', offset: -16 });
+    assert.deepEqual(rule.ra, { kind: 'offset', offset: -8 });
+  });
+
+  it('reads .debug_frame when the binary has no .eh_frame', () => {
+    const bin = buildC(dir, 'debugframe', C_SOURCE, ['-O2', '-g', '-fno-asynchronous-unwind-tables', '-fno-unwind-tables', '-fno-exceptions']);
+    const has = execFileSync('readelf', ['-S', bin]).toString();
+    assert.match(has, /\.debug_frame/);
+    const table = ElfFile.withFile(bin, (elf) => CfiTable.fromElf(elf))!;
+    assert.ok(table.sources.includes('.debug_frame'));
+    const n = compareWithReadelf(bin, '.debug_frame');
+    assert.ok(n > 0);
+  });
+
+  it('matches readelf on every row of the system libc', { skip: !existsSync(LIBC) && 'no libc' }, () => {
+    const n = compareWithReadelf(LIBC, '.eh_frame');
+    assert.ok(n > 1000, `only ${n} rows`);
+  });
+
+  it('gives the frameless rule at the syscall in libc write and read', { skip: !existsSync(LIBC) && 'no libc' }, () => {
+    const table = ElfFile.withFile(LIBC, (elf) => CfiTable.fromElf(elf))!;
+    for (const name of ['write', 'read']) {
+      const start = symbolAddress(LIBC, name);
+      const range = table.fdeRange(start)!;
+      assert.ok(range, `no FDE for ${name}`);
+      const dis = execFileSync('objdump', ['-d', '--no-show-raw-insn', `--start-address=0x${range[0].toString(16)}`, `--stop-address=0x${range[1].toString(16)}`, LIBC]).toString();
+      const sys = /^\s*([0-9a-f]+):\s+syscall/m.exec(dis);
+      assert.ok(sys, `no syscall instruction in ${name}`);
+      const after = parseInt(sys[1], 16) + 2; // the user ip while blocked in the syscall
+      const rule = table.ruleAt(after)!;
+      assert.deepEqual(rule.cfa, { kind: 'reg', reg: 7, offset: 8 }, `${name} at 0x${after.toString(16)}`);
+      assert.deepEqual(rule.ra, { kind: 'offset', offset: -8 });
+    }
+  });
+
+  it('evaluates the PLT CFA expression', () => {
+    // DW_OP_breg7 8; DW_OP_breg16 0; DW_OP_lit15; DW_OP_and; DW_OP_lit11; DW_OP_ge; DW_OP_lit3; DW_OP_shl; DW_OP_plus
+    const expr = Buffer.from([0x77, 0x08, 0x80, 0x00, 0x3f, 0x1a, 0x3b, 0x2a, 0x33, 0x24, 0x22]);
+    const regs = (ip: bigint) => (n: number) => (n === 7 ? 0x7ffc_0000_1000n : n === 16 ? ip : undefined);
+    assert.equal(evalDwarfExpr(expr, regs(0x1020n), () => undefined), 0x7ffc_0000_1008n);
+    assert.equal(evalDwarfExpr(expr, regs(0x102bn), () => undefined), 0x7ffc_0000_1010n);
+    // Unknown registers and garbage give undefined instead of throwing.
+    assert.equal(evalDwarfExpr(expr, () => undefined, () => undefined), undefined);
+    assert.equal(evalDwarfExpr(Buffer.from([0x22]), regs(0n), () => undefined), undefined);
+    assert.equal(evalDwarfExpr(Buffer.from([0x08]), regs(0n), () => undefined), undefined);
+  });
+
+  it('finds the PLT rule of a real binary and it is an expression', () => {
+    const bin = buildC(dir, 'withfp', C_SOURCE, ['-O2', '-fno-omit-frame-pointer']);
+    const plt = ElfFile.withFile(bin, (elf) => elf.section('.plt'));
+    assert.ok(plt);
+    const table = ElfFile.withFile(bin, (elf) => CfiTable.fromElf(elf))!;
+    const rule = table.ruleAt(plt.addr + 16)!;
+    assert.equal(rule.cfa.kind, 'expr');
+  });
+
+  it('rejects malformed sections with CfiError or no rule, never a crash', () => {
+    const bin = buildC(dir, 'omitfp', C_SOURCE, ['-O2', '-fomit-frame-pointer']);
+    const table = ElfFile.withFile(bin, (elf) => CfiTable.fromElf(elf))!;
+    assert.equal(table.ruleAt(0), undefined);
+    assert.equal(table.ruleAt(Number.MAX_SAFE_INTEGER), undefined);
+  });
+});
+
+
+function symbolAddress(path: string, name: string): number {
+  const out = execFileSync('nm', ['-D', '--defined-only', path]).toString() + safeNm(path);
+  const re = new RegExp(`^([0-9a-f]+) [TtWi] ${name}(@@?\\S+)?$`, 'm');
+  const m = re.exec(out);
+  assert.ok(m, `no symbol ${name} in ${path}`);
+  return parseInt(m[1], 16);
+}
+
+function safeNm(path: string): string {
+  try {
+    return execFileSync('nm', ['--defined-only', path], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  } catch {
+    return '';
+  }
+}
