@@ -1,0 +1,219 @@
+// Function symbols from .symtab and .dynsym as a sorted, deduplicated table. Big C++ binaries
+// carry hundreds of thousands of symbols, so the table is kept in typed arrays and names are
+// decoded (and demangled) only when a lookup hits them.
+
+import { ElfError, ElfFile, SHT_DYNSYM, SHT_NOBITS, SHT_SYMTAB, type ElfSection } from './elf-file.js';
+
+const STT_NOTYPE = 0;
+const STT_FUNC = 2;
+const STT_GNU_IFUNC = 10;
+const STB_LOCAL = 0;
+const STB_GLOBAL = 1;
+const STB_WEAK = 2;
+const SHN_LORESERVE = 0xff00;
+const SHF_EXECINSTR = 0x4;
+/** Refuse absurd tables instead of allocating gigabytes for a corrupt header. */
+const MAX_SYMBOLS = 20_000_000;
+
+export interface SymbolHit {
+  name: string;
+  /** Address minus the symbol's start. */
+  offset: number;
+  /** Start address of the symbol (ELF virtual address). */
+  start: number;
+}
+
+interface RawSymbol {
+  addr: number;
+  size: number;
+  /** Upper bound for zero-size symbols: the end of their section. */
+  secEnd: number;
+  rank: number;
+  strtab: number;
+  nameOff: number;
+  nameLen: number;
+}
+
+/**
+ * A lookup table of function symbols. Build it with SymbolTable.fromElf (in a worker: reading a
+ * big symbol table is the expensive part of symbolization).
+ */
+export class SymbolTable {
+  private readonly starts: Float64Array;
+  private readonly ends: Float64Array;
+  private readonly strtabIdx: Uint8Array;
+  private readonly nameOffs: Uint32Array;
+  private readonly nameLens: Uint32Array;
+  private readonly names: Array<string | undefined>;
+
+  private constructor(
+    private readonly strtabs: Buffer[],
+    syms: RawSymbol[],
+    private readonly demangle: (name: string) => string,
+  ) {
+    const n = syms.length;
+    this.starts = new Float64Array(n);
+    this.ends = new Float64Array(n);
+    this.strtabIdx = new Uint8Array(n);
+    this.nameOffs = new Uint32Array(n);
+    this.nameLens = new Uint32Array(n);
+    this.names = new Array<string | undefined>(n);
+    for (let i = 0; i < n; i++) {
+      const s = syms[i];
+      this.starts[i] = s.addr;
+      // Zero-size symbols (hand-written assembly, some linkers) reach up to the next symbol,
+      // but never past their own section.
+      const next = i + 1 < n ? syms[i + 1].addr : Infinity;
+      this.ends[i] = s.size > 0 ? s.addr + s.size : Math.min(next, s.secEnd);
+      this.strtabIdx[i] = s.strtab;
+      this.nameOffs[i] = s.nameOff;
+      this.nameLens[i] = s.nameLen;
+    }
+  }
+
+  /** Number of distinct function symbols. */
+  get length(): number {
+    return this.starts.length;
+  }
+
+  /**
+   * Reads .symtab and .dynsym of `elf` (either may be missing; both missing gives an empty
+   * table). `demangle` is applied to names on lookup.
+   */
+  static fromElf(elf: ElfFile, demangle: (name: string) => string = (s) => s): SymbolTable {
+    const strtabs: Buffer[] = [];
+    const all: RawSymbol[] = [];
+    for (const sec of elf.sections) {
+      if (sec.type !== SHT_SYMTAB && sec.type !== SHT_DYNSYM) continue;
+      if (sec.size === 0) continue;
+      const strSec = elf.sections[sec.link];
+      if (!strSec || strSec.type === SHT_NOBITS) continue;
+      const strs = elf.sectionData(strSec);
+      strtabs.push(strs);
+      readSymbols(elf, sec, strtabs.length - 1, strs, all);
+    }
+    return new SymbolTable(strtabs, dedupe(all), demangle);
+  }
+
+  /** A table without symbols (for files that could not be read). */
+  static empty(): SymbolTable {
+    return new SymbolTable([], [], (s) => s);
+  }
+
+  /** The function containing `vaddr`, or undefined. */
+  lookup(vaddr: number): SymbolHit | undefined {
+    const starts = this.starts;
+    let lo = 0;
+    let hi = starts.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (starts[mid] <= vaddr) {
+        found = mid;
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    if (found < 0 || vaddr >= this.ends[found]) return undefined;
+    return { name: this.nameAt(found), offset: vaddr - starts[found], start: starts[found] };
+  }
+
+  private nameAt(i: number): string {
+    let name = this.names[i];
+    if (name === undefined) {
+      const off = this.nameOffs[i];
+      const raw = this.strtabs[this.strtabIdx[i]].toString('utf8', off, off + this.nameLens[i]);
+      try {
+        name = this.demangle(raw);
+      } catch {
+        name = raw;
+      }
+      this.names[i] = name;
+    }
+    return name;
+  }
+}
+
+function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strs: Buffer, out: RawSymbol[]): void {
+  const entsize = elf.is64 ? 24 : 16;
+  if (sec.entsize !== 0 && sec.entsize < entsize) throw new ElfError(elf.path, `bad symbol entry size ${sec.entsize} in ${sec.name}`);
+  const step = sec.entsize || entsize;
+  const count = Math.floor(sec.size / step);
+  if (count > MAX_SYMBOLS) throw new ElfError(elf.path, `${sec.name} has too many symbols (${count})`);
+  const data = elf.sectionData(sec);
+  const sections = elf.sections;
+  for (let i = 1; i < count; i++) {
+    const o = i * step;
+    let nameOff: number, info: number, shndx: number, value: number, size: number;
+    if (elf.is64) {
+      nameOff = data.readUInt32LE(o);
+      info = data[o + 4];
+      shndx = data.readUInt16LE(o + 6);
+      // Two 32-bit halves: cheaper than BigInt and exact up to 2^53.
+      value = data.readUInt32LE(o + 8) + data.readUInt32LE(o + 12) * 0x1_0000_0000;
+      size = data.readUInt32LE(o + 16) + data.readUInt32LE(o + 20) * 0x1_0000_0000;
+    } else {
+      nameOff = data.readUInt32LE(o);
+      value = data.readUInt32LE(o + 4);
+      size = data.readUInt32LE(o + 8);
+      info = data[o + 12];
+      shndx = data.readUInt16LE(o + 14);
+    }
+    const type = info & 0xf;
+    const bind = info >> 4;
+    if (shndx === 0 || shndx >= SHN_LORESERVE || value === 0) continue;
+    const target = sections[shndx];
+    if (!target) continue;
+    const exec = (target.flags & SHF_EXECINSTR) !== 0;
+    if (type === STT_NOTYPE) {
+      if (!exec) continue;
+    } else if (type !== STT_FUNC && type !== STT_GNU_IFUNC) {
+      continue;
+    }
+    if (nameOff === 0 || nameOff >= strs.length) continue;
+    let end = strs.indexOf(0, nameOff);
+    if (end < 0) end = strs.length;
+    const nameLen = end - nameOff;
+    if (nameLen === 0) continue;
+    const c0 = strs[nameOff];
+    // ARM/AArch64 mapping symbols ($x, $d) and assembler-local labels (.L…) are not functions.
+    if (c0 === 0x24 /* $ */ || (c0 === 0x2e /* . */ && strs[nameOff + 1] === 0x4c /* L */)) continue;
+    out.push({
+      addr: value,
+      size,
+      secEnd: target.addr + target.size,
+      rank: rankOf(bind, type),
+      strtab,
+      nameOff,
+      nameLen,
+    });
+  }
+}
+
+/** Higher wins when several symbols share an address: global > weak > local, FUNC > NOTYPE. */
+function rankOf(bind: number, type: number): number {
+  const b = bind === STB_GLOBAL ? 3 : bind === STB_WEAK ? 2 : bind === STB_LOCAL ? 1 : 0;
+  return b * 2 + (type === STT_NOTYPE ? 0 : 1);
+}
+
+function dedupe(all: RawSymbol[]): RawSymbol[] {
+  // Same address: best rank, then the larger size, then the .symtab entry (read first), so the
+  // choice does not depend on table order within a file.
+  all.sort((a, b) => a.addr - b.addr || b.rank - a.rank || b.size - a.size || a.strtab - b.strtab || a.nameOff - b.nameOff);
+  const out: RawSymbol[] = [];
+  let coverEnd = -1;
+  for (const s of all) {
+    const prev = out.length > 0 ? out[out.length - 1] : undefined;
+    if (prev && prev.addr === s.addr) {
+      if (prev.size === 0 && s.size > 0) prev.size = s.size;
+      continue;
+    }
+    // A zero-size label inside a sized function is a local label of that function (glibc's
+    // assembly has many); keeping it would steal the rest of the function.
+    if (s.size === 0 && s.addr < coverEnd) continue;
+    out.push(s);
+    if (s.size > 0) coverEnd = Math.max(coverEnd, s.addr + s.size);
+  }
+  return out;
+}

@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ElfError, ElfFile } from '../src/elf/elf-file.js';
+import { fileCrc32, findDebugFile, readDebugLink } from '../src/elf/debug-file.js';
+import { SymbolTable } from '../src/elf/elf-symbols.js';
+import { buildC, workDir } from './helpers.js';
+
+const dir = workDir('elf-symbols');
+
+const SOURCE = `
+#include <stdio.h>
+__attribute__((noinline)) int alpha_fn(int x) { int s = 0; for (int i = 0; i < x; i++) s += i * 3; return s; }
+__attribute__((noinline)) int beta_fn(int x) { return alpha_fn(x) * 2 + 1; }
+static __attribute__((noinline)) int gamma_static(int x) { return beta_fn(x) - 7; }
+__attribute__((weak)) int weak_fn(int x) { return x + 1; }
+int main(int argc, char **argv) { printf("%d\\n", gamma_static(argc) + weak_fn(argc)); return 0; }
+`;
+
+interface NmSym {
+  addr: number;
+  size: number;
+  type: string;
+  name: string;
+}
+
+/** `nm -S --defined-only` as the oracle: function symbols with addresses and sizes. */
+function nm(path: string, dynamic = false): NmSym[] {
+  const args = ['-S', '--defined-only', ...(dynamic ? ['-D'] : []), path];
+  const out = execFileSync('nm', args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const syms: NmSym[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^([0-9a-f]+) ([0-9a-f]+) ([TtWwi]) (\S+)$/.exec(line);
+    if (m) syms.push({ addr: parseInt(m[1], 16), size: parseInt(m[2], 16), type: m[3], name: m[4].replace(/@.*$/, '') });
+  }
+  return syms;
+}
+
+function libcPath(): string {
+  const maps = readFileSync('/proc/self/maps', 'utf8');
+  const m = /\s(\/\S*\/libc\.so\.6)$/m.exec(maps) ?? /\s(\/\S*\/libc[-.]\S*\.so\S*)$/m.exec(maps);
+  assert.ok(m, 'node maps libc');
+  return m[1];
+}
+
+describe('elf-symbols', () => {
+  const bin = buildC(dir, 'prog', SOURCE, ['-O1', '-g']);
+
+  it('finds every function nm lists, at its start and at its last byte', () => {
+    const table = ElfFile.withFile(bin, (elf) => SymbolTable.fromElf(elf));
+    const syms = nm(bin).filter((s) => s.size > 0);
+    for (const name of ['alpha_fn', 'beta_fn', 'gamma_static', 'weak_fn', 'main']) {
+      assert.ok(syms.some((s) => s.name === name), `nm lists ${name}`);
+    }
+    for (const s of syms) {
+      const a = table.lookup(s.addr);
+      assert.deepEqual(a && { name: a.name, offset: a.offset }, { name: s.name, offset: 0 }, `start of ${s.name}`);
+      const b = table.lookup(s.addr + s.size - 1);
+      assert.equal(b?.name, s.name, `last byte of ${s.name}`);
+    }
+  });
+
+  it('agrees with addr2line inside functions', () => {
+    const table = ElfFile.withFile(bin, (elf) => SymbolTable.fromElf(elf));
+    const alpha = nm(bin).find((s) => s.name === 'alpha_fn')!;
+    const addr = alpha.addr + Math.floor(alpha.size / 2);
+    const oracle = execFileSync('addr2line', ['-f', '-e', bin, '0x' + addr.toString(16)], { encoding: 'utf8' }).split('\n')[0];
+    assert.equal(table.lookup(addr)?.name, oracle);
+    assert.equal(table.lookup(addr)?.offset, addr - alpha.addr);
+  });
+
+  it('returns nothing outside functions', () => {
+    const table = ElfFile.withFile(bin, (elf) => SymbolTable.fromElf(elf));
+    assert.equal(table.lookup(0), undefined);
+    assert.equal(table.lookup(0x7fff_ffff_0000), undefined);
+  });
+
+  it('reads only .dynsym of a stripped library, consistently with nm -D', () => {
+    const libc = libcPath();
+    const table = ElfFile.withFile(libc, (elf) => SymbolTable.fromElf(elf));
+    const syms = nm(libc, true).filter((s) => s.size > 0 && (s.type === 'T' || s.type === 'W' || s.type === 'i'));
+    assert.ok(syms.length > 500, `libc exports functions (${syms.length})`);
+    const byAddr = new Map<number, Set<string>>();
+    for (const s of syms) {
+      if (!byAddr.has(s.addr)) byAddr.set(s.addr, new Set());
+      byAddr.get(s.addr)!.add(s.name);
+    }
+    for (const s of syms) {
+      const hit = table.lookup(s.addr + 1 < s.addr + s.size ? s.addr + 1 : s.addr);
+      assert.ok(hit, `lookup of ${s.name}`);
+      assert.ok(byAddr.get(hit.start)?.has(hit.name), `${hit.name} is one of the names at 0x${hit.start.toString(16)}`);
+    }
+    // Aliases (one function exported under several names): a global name wins over a weak one.
+    const globals = new Set(syms.filter((s) => s.type !== 'W').map((s) => `${s.addr}:${s.name}`));
+    let checked = 0;
+    for (const [addr, names] of byAddr) {
+      if (names.size < 2 || ![...names].some((n) => globals.has(`${addr}:${n}`))) continue;
+      checked++;
+      assert.ok(globals.has(`${addr}:${table.lookup(addr)!.name}`), `global name at 0x${addr.toString(16)}`);
+    }
+    assert.ok(checked > 10, `libc has aliases (${checked})`);
+  });
+
+  it('prefers a global name over a local or weak alias at the same address', () => {
+    const src = `
+int real_impl(int x) { return x * 5 + 3; }
+int weak_alias(int) __attribute__((weak, alias("real_impl")));
+static int local_alias(int) __attribute__((alias("real_impl"), used));
+int main(void) { return weak_alias(2); }
+`;
+    const b = buildC(dir, 'alias', src, ['-O1']);
+    const table = ElfFile.withFile(b, (elf) => SymbolTable.fromElf(elf));
+    const addr = nm(b).find((s) => s.name === 'real_impl')!.addr;
+    assert.equal(table.lookup(addr)?.name, 'real_impl');
+  });
+
+  it('applies the demangler given to it', () => {
+    const table = ElfFile.withFile(bin, (elf) => SymbolTable.fromElf(elf, (n) => `<${n}>`));
+    const alpha = nm(bin).find((s) => s.name === 'alpha_fn')!;
+    assert.equal(table.lookup(alpha.addr)?.name, '<alpha_fn>');
+  });
+
+  it('throws ElfError on garbage and on a truncated file, never crashes', () => {
+    const garbage = join(dir, 'garbage.bin');
+    writeFileSync(garbage, Buffer.from('this is not an ELF file at all, just text'.repeat(10)));
+    assert.throws(() => ElfFile.withFile(garbage, (elf) => SymbolTable.fromElf(elf)), ElfError);
+    const whole = readFileSync(bin);
+    for (const len of [10, 63, 64, 200, Math.floor(whole.length / 2), whole.length - 100]) {
+      const cut = join(dir, `truncated-${len}`);
+      writeFileSync(cut, whole.subarray(0, len));
+      try {
+        const t = ElfFile.withFile(cut, (elf) => SymbolTable.fromElf(elf));
+        t.lookup(0x1000);
+      } catch (e) {
+        assert.ok(e instanceof ElfError, `truncated at ${len}: ${String(e)}`);
+      }
+    }
+    // A symbol table whose string table index points nowhere: still no crash.
+    const bad = Buffer.from(whole);
+    const symtab = ElfFile.withFile(bin, (e) => e.section('.symtab'))!;
+    const shoff = Number(bad.readBigUInt64LE(40));
+    const link = shoff + symtab.index * 64 + 40;
+    bad.writeUInt32LE(0xffff, link);
+    const badPath = join(dir, 'bad-link');
+    writeFileSync(badPath, bad);
+    const t = ElfFile.withFile(badPath, (e) => SymbolTable.fromElf(e));
+    assert.equal(typeof t.length, 'number');
+  });
+});
+
+describe('debug-file', () => {
+  const base = join(dir, 'dbg');
+  rmSync(base, { recursive: true, force: true });
+  mkdirSync(base, { recursive: true });
+  const full = buildC(base, 'withdebug', SOURCE, ['-O1', '-g', '-Wl,--build-id']);
+  const alpha = nm(full).find((s) => s.name === 'alpha_fn')!;
+
+  function stripped(name: string, link?: string): string {
+    const out = join(base, name);
+    copyFileSync(full, out);
+    execFileSync('strip', ['--strip-all', out]);
+    if (link) execFileSync('objcopy', [`--add-gnu-debuglink=${link}`, out], { cwd: base });
+    return out;
+  }
+
+  it('finds the debug file by build id under a root prefix', () => {
+    const root = join(base, 'root');
+    const bin = stripped('by-build-id');
+    const buildId = ElfFile.withFile(bin, (e) => e.buildId);
+    assert.match(buildId, /^[0-9a-f]{40}$/);
+    const idDir = join(root, 'usr/lib/debug/.build-id', buildId.slice(0, 2));
+    mkdirSync(idDir, { recursive: true });
+    execFileSync('objcopy', ['--only-keep-debug', full, join(idDir, buildId.slice(2) + '.debug')]);
+    const stripTable = ElfFile.withFile(bin, (e) => SymbolTable.fromElf(e));
+    assert.equal(stripTable.lookup(alpha.addr)?.name, undefined, 'stripped binary has no alpha_fn');
+    const found = ElfFile.withFile(bin, (e) => findDebugFile(e, { root }));
+    assert.equal(found, join(idDir, buildId.slice(2) + '.debug'));
+    assert.equal(ElfFile.withFile(bin, (e) => findDebugFile(e, { root: join(base, 'nowhere') })), undefined);
+    const table = ElfFile.withFile(found!, (e) => SymbolTable.fromElf(e));
+    assert.equal(table.lookup(alpha.addr + 1)?.name, 'alpha_fn');
+  });
+
+  it('finds the debug file by .gnu_debuglink next to the binary and in .debug/, checking the CRC', () => {
+    const debugName = 'by-link.debug';
+    const dbg = join(base, debugName);
+    execFileSync('objcopy', ['--only-keep-debug', full, dbg]);
+    const bin = stripped('by-link', debugName);
+    const link = ElfFile.withFile(bin, (e) => readDebugLink(e));
+    assert.deepEqual(link, { name: debugName, crc: fileCrc32(dbg) });
+    // The test runs on the host, so the root prefix is empty and the binary path is absolute.
+    assert.equal(ElfFile.withFile(bin, (e) => findDebugFile(e, { binaryPath: bin })), dbg);
+    // Moved into .debug/: still found.
+    mkdirSync(join(base, '.debug'), { recursive: true });
+    execFileSync('mv', [dbg, join(base, '.debug', debugName)]);
+    assert.equal(ElfFile.withFile(bin, (e) => findDebugFile(e, { binaryPath: bin })), join(base, '.debug', debugName));
+    // A file with the right name but the wrong contents (CRC mismatch) is refused.
+    copyFileSync(full, join(base, '.debug', debugName));
+    assert.equal(ElfFile.withFile(bin, (e) => findDebugFile(e, { binaryPath: bin })), undefined);
+  });
+});
