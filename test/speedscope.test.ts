@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { describe, it } from 'node:test';
+import { Ajv } from 'ajv';
+import { renderSpeedscope, toSpeedscope, type SpeedscopeFile } from '../src/output/speedscope.js';
+import { knownProfile, largeProfile, PERIOD, TOTAL_SAMPLES } from './fixtures/output-profile.js';
+
+// The schema speedscope itself publishes, from the devDependency (not a copy of ours).
+const require = createRequire(import.meta.url);
+const schema = JSON.parse(readFileSync(require.resolve('speedscope/dist/release/file-format-schema.json'), 'utf8')) as object;
+const validate = new Ajv({ allErrors: true }).compile(schema);
+
+function assertValid(file: unknown): void {
+  assert.ok(validate(file), JSON.stringify(validate.errors));
+}
+
+function stackNames(file: SpeedscopeFile, profile: number): string[] {
+  const p = file.profiles[profile]!;
+  return p.samples.map((s, i) => `${s.map((f) => file.shared.frames[f]!.name).join(' > ')} = ${p.weights[i]}`);
+}
+
+describe('speedscope', () => {
+  it('is valid against the speedscope file-format schema', () => {
+    const text = renderSpeedscope(knownProfile());
+    assertValid(JSON.parse(text));
+    const empty = knownProfile();
+    empty.samples = [];
+    assertValid(toSpeedscope(empty));
+    assertValid(toSpeedscope(knownProfile(), { sampleType: 'samples' }));
+  });
+
+  it('has one sampled profile per process, heaviest first, weighted in cpu nanoseconds', () => {
+    const file = toSpeedscope(knownProfile());
+    assert.equal(file.$schema, 'https://www.speedscope.app/file-format-schema.json');
+    assert.equal(file.name, 'flamewire: frequency=99Hz, lost=0');
+    assert.deepEqual(file.profiles.map((p) => [p.name, p.type, p.unit, p.startValue, p.endValue]), [
+      ['myserver (pid 100)', 'sampled', 'nanoseconds', 0, 12 * PERIOD],
+      ['other (pid 200)', 'sampled', 'nanoseconds', 0, 4 * PERIOD],
+    ]);
+    let total = 0;
+    for (const p of file.profiles) {
+      const sum = p.weights.reduce((a, b) => a + b, 0);
+      assert.equal(sum, p.endValue);
+      total += sum;
+    }
+    assert.equal(total, TOTAL_SAMPLES * PERIOD);
+  });
+
+  it('writes stacks root first, merged and ordered by frame names', () => {
+    const file = toSpeedscope(knownProfile());
+    assert.deepEqual(stackNames(file, 0), [
+      `main > handle_request > memcpy = ${2 * PERIOD}`,
+      `main > handle_request > parse_header = ${4 * PERIOD}`,
+      `main > handle_request > write > entry_SYSCALL_64 > ksys_write = ${5 * PERIOD}`,
+      `main > odd;name\nwith newline = ${PERIOD}`,
+    ]);
+    assert.deepEqual(stackNames(file, 1), [`[unknown] = ${4 * PERIOD}`]);
+  });
+
+  it('has one frame per function, named by source file, else module', () => {
+    const frames = toSpeedscope(knownProfile()).shared.frames;
+    const byName = (n: string) => frames.filter((f) => f.name === n);
+    assert.deepEqual(byName('parse_header'), [{ name: 'parse_header', file: 'parse.h' }]);
+    // Two call sites, one function: one box in speedscope.
+    assert.deepEqual(byName('handle_request'), [{ name: 'handle_request', file: 'server.c' }]);
+    assert.deepEqual(byName('memcpy'), [{ name: 'memcpy', file: '/usr/lib/x86_64-linux-gnu/libc.so.6' }]);
+    assert.deepEqual(byName('ksys_write'), [{ name: 'ksys_write', file: '[kernel.kallsyms]' }]);
+    assert.deepEqual(byName('[unknown]'), [{ name: '[unknown]' }]);
+  });
+
+  it('falls back to sample counts when asked', () => {
+    const file = toSpeedscope(knownProfile(), { sampleType: 'samples' });
+    assert.deepEqual(file.profiles.map((p) => [p.unit, p.endValue]), [['none', 12], ['none', 4]]);
+  });
+
+  it('renders 100k distinct stacks in time that grows linearly', () => {
+    const time = (n: number): number => {
+      const prof = largeProfile(n, 24);
+      let best = Infinity;
+      for (let r = 0; r < 2; r++) {
+        const t0 = process.hrtime.bigint();
+        renderSpeedscope(prof);
+        best = Math.min(best, Number(process.hrtime.bigint() - t0));
+      }
+      return best;
+    };
+    time(5_000);
+    const ratio = time(100_000) / time(25_000);
+    assert.ok(ratio < 9, `100k stacks took ${ratio.toFixed(1)}x the time of 25k`);
+    const big = toSpeedscope(largeProfile(100_000, 24));
+    assert.equal(big.profiles[0]!.samples.length, 100_000);
+    assertValid(big);
+  });
+});
