@@ -1,0 +1,492 @@
+// Go's pclntab: the runtime's own table of functions, pc→file:line, pc→SP delta and inlining,
+// present in every Go binary even when stripped (the runtime needs it for tracebacks and GC).
+// Supported layouts: Go 1.20+ (magic 0xfffffff1, what Go 1.20–1.26 write), 1.18–1.19
+// (0xfffffff0) and 1.16–1.17 (0xfffffffa). The table is found through the .gopclntab section,
+// or, for binaries without it (external linking puts it inside .data.rel.ro, some tools strip
+// section headers), by searching the loaded segments for a header whose fields check out.
+// Everything is read once into memory at open(); lookups never touch the file again, so the
+// ElfFile may be closed afterwards. Malformed tables make lookups return undefined, never throw.
+
+import type { ElfFile } from './elf-file.js';
+import { PT_LOAD, SHT_NOBITS } from './elf-file.js';
+
+const MAGIC_120 = 0xfffffff1;
+const MAGIC_118 = 0xfffffff0;
+const MAGIC_116 = 0xfffffffa;
+
+const PCDATA_INL_TREE_INDEX = 2;
+const FUNCDATA_INL_TREE = 3;
+const MAX_INLINE_DEPTH = 64;
+/** The region read for go:func.* data when it is not inside the pclntab itself. */
+const MAX_GOFUNC_BYTES = 256 << 20;
+
+export interface GoFrame {
+  name: string;
+  file: string;
+  line: number;
+}
+
+type Version = '1.16' | '1.18' | '1.20';
+
+interface Layout {
+  version: Version;
+  quantum: number;
+  ptrSize: number;
+  nfunc: number;
+  textStart: number;
+  funcnameOff: number;
+  cuOff: number;
+  filetabOff: number;
+  pctabOff: number;
+  functabOff: number;
+}
+
+export class GoPclnTab {
+  private readonly funcFields: { nameOff: number; pcsp: number; pcfile: number; pcln: number; npcdata: number; cuOffset: number; nfuncdata: number; pcdata: number };
+  private readonly inlSize: number;
+  private readonly inlNameOff: number;
+  private readonly inlParentPc: number;
+  private nameCache = new Map<number, string>();
+
+  private constructor(
+    private readonly data: Buffer,
+    private readonly vaddr: number,
+    private readonly L: Layout,
+    /** go:func.* bytes and their vaddr (1.18+), for inline trees. */
+    private readonly gofunc: { data: Buffer; base: number; vaddr: number } | undefined,
+  ) {
+    if (L.version === '1.16') {
+      this.funcFields = { nameOff: 8, pcsp: 20, pcfile: 24, pcln: 28, npcdata: 32, cuOffset: 36, nfuncdata: 43, pcdata: 44 };
+    } else if (L.version === '1.18') {
+      this.funcFields = { nameOff: 4, pcsp: 16, pcfile: 20, pcln: 24, npcdata: 28, cuOffset: 32, nfuncdata: 39, pcdata: 40 };
+    } else {
+      this.funcFields = { nameOff: 4, pcsp: 16, pcfile: 20, pcln: 24, npcdata: 28, cuOffset: 32, nfuncdata: 43, pcdata: 44 };
+    }
+    // inlinedCall: Go 1.20+ {funcID u8, _ [3]u8, nameOff i32, parentPc i32, startLine i32};
+    // before: {parent i16, funcID u8, _ u8, file i32, line i32, func_ i32, parentPc i32}.
+    if (L.version === '1.20') {
+      this.inlSize = 16;
+      this.inlNameOff = 4;
+      this.inlParentPc = 8;
+    } else {
+      this.inlSize = 20;
+      this.inlNameOff = 12;
+      this.inlParentPc = 16;
+    }
+  }
+
+  /** The pclntab of `elf`, or undefined when the file has none (not Go, or unsupported version). */
+  static open(elf: ElfFile): GoPclnTab | undefined {
+    try {
+      return openTable(elf);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Go version family of the table layout. */
+  get version(): string {
+    return this.L.version;
+  }
+
+  /** Number of functions. */
+  get funcCount(): number {
+    return this.L.nfunc;
+  }
+
+  /** Bytes held in memory (for cache accounting). */
+  get byteSize(): number {
+    return this.data.length + (this.gofunc && this.gofunc.data !== this.data ? this.gofunc.data.length : 0);
+  }
+
+  /** [start, end) of the text covered by the function table. */
+  get textRange(): [number, number] {
+    const n = this.L.nfunc;
+    return [this.entryAt(0), this.entryAt(n)];
+  }
+
+  /** The entry address and name of the function containing vaddr. */
+  funcAt(vaddr: number): { entry: number; end: number; name: string } | undefined {
+    try {
+      const i = this.findFunc(vaddr);
+      if (i < 0) return undefined;
+      const f = this.funcOffset(i);
+      return { entry: this.entryAt(i), end: this.entryAt(i + 1), name: this.funcName(f) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Source frames at `vaddr`, innermost (inlined) first, the physical function last. undefined
+   * when no function covers the address.
+   */
+  lookup(vaddr: number): GoFrame[] | undefined {
+    try {
+      const i = this.findFunc(vaddr);
+      if (i < 0) return undefined;
+      const f = this.funcOffset(i);
+      const entry = this.entryAt(i);
+      const frames: GoFrame[] = [];
+      let pc = vaddr;
+      const tree = this.inlineTree(f);
+      if (tree) {
+        for (let depth = 0; depth < MAX_INLINE_DEPTH; depth++) {
+          const ix = this.pcdataValue(f, entry, PCDATA_INL_TREE_INDEX, pc);
+          if (ix === undefined || ix < 0) break;
+          const rec = tree.off + ix * this.inlSize;
+          if (ix >= 1 << 24 || rec + this.inlSize > tree.buf.length) break;
+          const nameOff = tree.buf.readInt32LE(rec + this.inlNameOff);
+          const parentPc = tree.buf.readInt32LE(rec + this.inlParentPc);
+          frames.push({ name: this.nameAt(nameOff), ...this.fileLine(f, entry, pc) });
+          const next = entry + parentPc;
+          if (next === pc) break;
+          pc = next;
+        }
+      }
+      frames.push({ name: this.funcName(f), ...this.fileLine(f, entry, pc) });
+      return frames;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Bytes the function has pushed below its entry SP at `vaddr` (pcsp). The return address is
+   * at sp + spDelta; 0 at the entry and everywhere in a frameless leaf.
+   */
+  spDelta(vaddr: number): number | undefined {
+    try {
+      const i = this.findFunc(vaddr);
+      if (i < 0) return undefined;
+      const f = this.funcOffset(i);
+      return this.pcvalue(this.u32(f + this.funcFields.pcsp), this.entryAt(i), vaddr);
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  private u32(off: number): number {
+    if (off < 0 || off + 4 > this.data.length) throw new RangeError(`pclntab read at ${off} out of range`);
+    return this.data.readUInt32LE(off);
+  }
+
+  private uptr(off: number): number {
+    if (this.L.ptrSize === 4) return this.u32(off);
+    if (off < 0 || off + 8 > this.data.length) throw new RangeError(`pclntab read at ${off} out of range`);
+    return Number(this.data.readBigUInt64LE(off));
+  }
+
+  /** Entry vaddr of function i (i = nfunc gives the end of the text). */
+  private entryAt(i: number): number {
+    const L = this.L;
+    if (L.version === '1.16') return this.uptr(L.functabOff + i * 2 * L.ptrSize);
+    return L.textStart + this.u32(L.functabOff + i * 8);
+  }
+
+  private funcOffset(i: number): number {
+    const L = this.L;
+    const off = L.version === '1.16' ? this.uptr(L.functabOff + (i * 2 + 1) * L.ptrSize) : this.u32(L.functabOff + i * 8 + 4);
+    return L.functabOff + off;
+  }
+
+  private findFunc(vaddr: number): number {
+    const n = this.L.nfunc;
+    if (vaddr < this.entryAt(0) || vaddr >= this.entryAt(n)) return -1;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.entryAt(mid) <= vaddr) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  private funcName(f: number): string {
+    return this.nameAt(this.data.readInt32LE(this.check(f + this.funcFields.nameOff, 4)));
+  }
+
+  private check(off: number, len: number): number {
+    if (off < 0 || off + len > this.data.length) throw new RangeError(`pclntab read at ${off} out of range`);
+    return off;
+  }
+
+  private nameAt(nameOff: number): string {
+    let s = this.nameCache.get(nameOff);
+    if (s === undefined) {
+      s = this.cstr(this.L.funcnameOff + nameOff);
+      if (this.nameCache.size > 100_000) this.nameCache.clear();
+      this.nameCache.set(nameOff, s);
+    }
+    return s;
+  }
+
+  private cstr(off: number): string {
+    if (off < 0 || off >= this.data.length) return '';
+    let end = this.data.indexOf(0, off);
+    if (end < 0) end = this.data.length;
+    return this.data.toString('utf8', off, end);
+  }
+
+  private fileLine(f: number, entry: number, pc: number): { file: string; line: number } {
+    const ff = this.funcFields;
+    const line = this.pcvalue(this.u32(f + ff.pcln), entry, pc) ?? 0;
+    const fileIx = this.pcvalue(this.u32(f + ff.pcfile), entry, pc);
+    let file = '?';
+    if (fileIx !== undefined && fileIx >= 0) {
+      const cu = this.u32(f + ff.cuOffset);
+      const off = this.u32(this.L.cuOff + (cu + fileIx) * 4);
+      if (off !== 0xffffffff) file = this.cstr(this.L.filetabOff + off);
+    }
+    return { file, line };
+  }
+
+  /** The value of pcdata table `table` at pc, or undefined when the function has none. */
+  private pcdataValue(f: number, entry: number, table: number, pc: number): number | undefined {
+    const ff = this.funcFields;
+    const n = this.u32(f + ff.npcdata);
+    if (table >= n) return undefined;
+    const off = this.u32(f + ff.pcdata + table * 4);
+    if (off === 0) return undefined;
+    return this.pcvalue(off, entry, pc);
+  }
+
+  /** The inline tree of a function: the buffer holding it and the offset of entry 0. */
+  private inlineTree(f: number): { buf: Buffer; off: number } | undefined {
+    const ff = this.funcFields;
+    const npcdata = this.u32(f + ff.npcdata);
+    const nfuncdata = this.data[this.check(f + ff.nfuncdata, 1)];
+    if (nfuncdata <= FUNCDATA_INL_TREE) return undefined;
+    const fdStart = f + ff.pcdata + npcdata * 4;
+    if (this.L.version === '1.16') {
+      const aligned = Math.ceil(fdStart / this.L.ptrSize) * this.L.ptrSize;
+      const p = this.uptr(aligned + FUNCDATA_INL_TREE * this.L.ptrSize);
+      // Go 1.16 stores absolute pointers; the linker put the trees inside the pclntab region.
+      const inTable = p - this.vaddr;
+      return p !== 0 && inTable >= 0 && inTable < this.data.length ? { buf: this.data, off: inTable } : undefined;
+    }
+    const rel = this.u32(fdStart + FUNCDATA_INL_TREE * 4);
+    if (rel === 0xffffffff || !this.gofunc) return undefined;
+    const off = this.gofunc.base + rel;
+    if (off >= this.gofunc.data.length) return undefined;
+    return { buf: this.gofunc.data, off };
+  }
+
+  /** Decodes a pc-value table at pctab offset `off` for a function starting at `entry`. */
+  private pcvalue(off: number, entry: number, target: number): number | undefined {
+    if (off === 0) return undefined;
+    const d = this.data;
+    let p = this.L.pctabOff + off;
+    let val = -1;
+    let pc = entry;
+    let first = true;
+    for (let steps = 0; steps < 1 << 22; steps++) {
+      // uvarint value delta (zig-zag), then uvarint pc delta in quanta
+      let uv = 0;
+      let mul = 1;
+      for (;;) {
+        if (p >= d.length) return undefined;
+        const b = d[p++];
+        uv += (b & 0x7f) * mul;
+        if ((b & 0x80) === 0) break;
+        mul *= 128;
+        if (mul > 2 ** 35) return undefined;
+      }
+      if (uv === 0 && !first) return undefined;
+      first = false;
+      val += uv % 2 === 1 ? -((uv + 1) / 2) : uv / 2;
+      let pcd = 0;
+      mul = 1;
+      for (;;) {
+        if (p >= d.length) return undefined;
+        const b = d[p++];
+        pcd += (b & 0x7f) * mul;
+        if ((b & 0x80) === 0) break;
+        mul *= 128;
+        if (mul > 2 ** 35) return undefined;
+      }
+      pc += pcd * this.L.quantum;
+      if (target < pc) return val;
+    }
+    return undefined;
+  }
+
+  /** @internal used by open(). */
+  static create(
+    data: Buffer,
+    vaddr: number,
+    L: Layout,
+    gofunc: { data: Buffer; base: number; vaddr: number } | undefined,
+  ): GoPclnTab {
+    return new GoPclnTab(data, vaddr, L, gofunc);
+  }
+}
+
+// ---- locating the table -------------------------------------------------------------------------
+
+function parseHeader(d: Buffer, textSection: number | undefined): Layout | undefined {
+  if (d.length < 16) return undefined;
+  const magic = d.readUInt32LE(0);
+  let version: Version;
+  if (magic === MAGIC_120) version = '1.20';
+  else if (magic === MAGIC_118) version = '1.18';
+  else if (magic === MAGIC_116) version = '1.16';
+  else return undefined;
+  if (d[4] !== 0 || d[5] !== 0) return undefined;
+  const quantum = d[6];
+  const ptrSize = d[7];
+  if (![1, 2, 4].includes(quantum) || (ptrSize !== 4 && ptrSize !== 8)) return undefined;
+  const words = version === '1.16' ? 7 : 8;
+  if (d.length < 8 + words * ptrSize) return undefined;
+  const w = (i: number) => (ptrSize === 8 ? Number(d.readBigUInt64LE(8 + i * 8)) : d.readUInt32LE(8 + i * 4));
+  const nfunc = w(0);
+  let i = 2;
+  let textStart = 0;
+  if (version !== '1.16') textStart = w(i++);
+  const L: Layout = {
+    version,
+    quantum,
+    ptrSize,
+    nfunc,
+    // The header's textStart may be left unrelocated (0, or a PIE's link-time value); the .text
+    // section start is what the linker used, so prefer it (debug/gosym does the same).
+    textStart: textSection ?? textStart,
+    funcnameOff: w(i++),
+    cuOff: w(i++),
+    filetabOff: w(i++),
+    pctabOff: w(i++),
+    functabOff: w(i++),
+  };
+  // Validate: offsets inside the data and in the order the linker writes them.
+  if (nfunc <= 0 || nfunc > 10_000_000) return undefined;
+  const offs = [L.funcnameOff, L.cuOff, L.filetabOff, L.pctabOff, L.functabOff];
+  for (let k = 0; k < offs.length; k++) {
+    if (offs[k] < 8 + words * ptrSize || offs[k] >= d.length) return undefined;
+    if (k > 0 && offs[k] < offs[k - 1]) return undefined;
+  }
+  const ftEntry = version === '1.16' ? 2 * ptrSize : 8;
+  if (L.functabOff + (nfunc + 1) * ftEntry > d.length) return undefined;
+  // The first function's own entry field must agree with the function table.
+  if (version === '1.16') {
+    const e0 = ptrSize === 8 ? Number(d.readBigUInt64LE(L.functabOff)) : d.readUInt32LE(L.functabOff);
+    const f0 = ptrSize === 8 ? Number(d.readBigUInt64LE(L.functabOff + ptrSize)) : d.readUInt32LE(L.functabOff + ptrSize);
+    const fo = L.functabOff + f0;
+    if (fo + 8 > d.length) return undefined;
+    const fe = ptrSize === 8 ? Number(d.readBigUInt64LE(fo)) : d.readUInt32LE(fo);
+    if (fe !== e0) return undefined;
+  } else {
+    const e0 = d.readUInt32LE(L.functabOff);
+    const fo = L.functabOff + d.readUInt32LE(L.functabOff + 4);
+    if (fo + 4 > d.length || d.readUInt32LE(fo) !== e0) return undefined;
+  }
+  return L;
+}
+
+function openTable(elf: ElfFile): GoPclnTab | undefined {
+  const textSec = elf.section('.text');
+  const textAddr = textSec && textSec.addr !== 0 ? textSec.addr : undefined;
+  let data: Buffer | undefined;
+  let vaddr = 0;
+  let L: Layout | undefined;
+  const sec = elf.section('.gopclntab');
+  if (sec && sec.type !== SHT_NOBITS && sec.size > 0) {
+    data = elf.sectionData(sec);
+    vaddr = sec.addr;
+    L = parseHeader(data, textAddr);
+  }
+  if (!L) {
+    const found = searchMagic(elf, textAddr);
+    if (!found) return undefined;
+    ({ data, vaddr, L } = found);
+  }
+  const gofunc = L.version === '1.16' ? undefined : findGofunc(elf, data!, vaddr, L);
+  // Without a text section (headers stripped) the moduledata's text field is the next best.
+  if (textAddr === undefined && gofunc?.text) L.textStart = gofunc.text;
+  return GoPclnTab.create(data!, vaddr, L, gofunc?.region);
+}
+
+/** Scans loaded segments for a plausible pclntab header. */
+function searchMagic(elf: ElfFile, textAddr: number | undefined): { data: Buffer; vaddr: number; L: Layout } | undefined {
+  const magics = [MAGIC_120, MAGIC_118, MAGIC_116].map((m) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(m);
+    return b;
+  });
+  for (const seg of elf.segments) {
+    if (seg.type !== PT_LOAD || seg.filesz < 64 || seg.filesz > 1 << 30) continue;
+    const data = elf.read(seg.offset, seg.filesz);
+    for (const m of magics) {
+      let at = data.indexOf(m);
+      while (at >= 0) {
+        // The table is pointer-aligned.
+        if (at % 4 === 0) {
+          const sub = data.subarray(at);
+          const L = parseHeader(sub, textAddr);
+          if (L) return { data: Buffer.from(sub), vaddr: seg.vaddr + at, L };
+        }
+        at = data.indexOf(m, at + 1);
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Finds runtime.firstmoduledata (it starts with a pointer to the pclntab, then funcnametab's
+ * slice whose data pointer is pclntab + funcnameOffset) and reads its gofunc field, the base of
+ * go:func.* that funcdata offsets are relative to.
+ */
+function findGofunc(
+  elf: ElfFile,
+  table: Buffer,
+  tableVaddr: number,
+  L: Layout,
+): { region: { data: Buffer; base: number; vaddr: number }; text: number } | undefined {
+  const ps = L.ptrSize;
+  const want = Buffer.alloc(ps * 2);
+  const put = (b: Buffer, off: number, v: number) => (ps === 8 ? b.writeBigUInt64LE(BigInt(v), off) : b.writeUInt32LE(v, off));
+  put(want, 0, tableVaddr);
+  put(want, ps, tableVaddr + L.funcnameOff);
+  const gofuncWord = L.version === '1.18' ? 38 : 40;
+  const textWord = 22;
+  const candidates = ['.go.module', '.noptrdata', '.data', '.data.rel.ro'];
+  const areas: Array<{ offset: number; size: number }> = [];
+  for (const name of candidates) {
+    const s = elf.section(name);
+    if (s && s.type !== SHT_NOBITS && s.size > 0) areas.push({ offset: s.offset, size: s.size });
+  }
+  if (areas.length === 0) {
+    for (const p of elf.segments) if (p.type === PT_LOAD && p.filesz > 0 && p.filesz < 1 << 30) areas.push({ offset: p.offset, size: p.filesz });
+  }
+  for (const a of areas) {
+    const buf = elf.read(a.offset, a.size);
+    let at = buf.indexOf(want);
+    while (at >= 0) {
+      if (at % ps === 0 && at + (gofuncWord + 1) * ps <= buf.length) {
+        const word = (i: number) => (ps === 8 ? Number(buf.readBigUInt64LE(at + i * ps)) : buf.readUInt32LE(at + i * ps));
+        const gofunc = word(gofuncWord);
+        const text = word(textWord);
+        const region = gofuncRegion(elf, table, tableVaddr, gofunc);
+        if (region) return { region, text };
+      }
+      at = buf.indexOf(want, at + 1);
+    }
+  }
+  return undefined;
+}
+
+function gofuncRegion(elf: ElfFile, table: Buffer, tableVaddr: number, gofunc: number): { data: Buffer; base: number; vaddr: number } | undefined {
+  if (gofunc === 0) return undefined;
+  // Go 1.22+ places go:func.* inside the pclntab's range: share the buffer.
+  if (gofunc >= tableVaddr && gofunc < tableVaddr + table.length) return { data: table, base: gofunc - tableVaddr, vaddr: tableVaddr };
+  for (const p of elf.segments) {
+    if (p.type === PT_LOAD && gofunc >= p.vaddr && gofunc < p.vaddr + p.filesz) {
+      const len = Math.min(p.vaddr + p.filesz - gofunc, MAX_GOFUNC_BYTES);
+      return { data: elf.read(p.offset + (gofunc - p.vaddr), len), base: 0, vaddr: gofunc };
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,222 @@
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ElfFile } from '../src/elf/elf-file.js';
+import { GoPclnTab } from '../src/elf/gopclntab.js';
+import { buildGo, workDir } from './helpers.js';
+
+// The program under test: `caller` is kept out of line and `small` is inlined into it.
+const PROGRAM = `package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func small(x int) int {
+	return x*x + 3 // SMALL_LINE
+}
+
+//go:noinline
+func caller(n int) int {
+	s := 0
+	for i := 0; i < n; i++ {
+		s += small(i) // CALL_LINE
+	}
+	buf := make([]byte, 64)
+	buf[n%64] = byte(s)
+	return s + int(buf[3])
+}
+
+//go:noinline
+func frameless(a, b int) int {
+	return a*b + a
+}
+
+func main() {
+	fmt.Fprintln(os.Stdout, caller(len(os.Args)+10), frameless(len(os.Args), 3))
+}
+`;
+
+// The oracle: Go's own debug/gosym over the same binary. For every function it prints the
+// entry, end and name, and pc→file:line at three addresses.
+const ORACLE = `package main
+
+import (
+	"debug/elf"
+	"debug/gosym"
+	"fmt"
+	"os"
+)
+
+func main() {
+	f, err := elf.Open(os.Args[1])
+	if err != nil { panic(err) }
+	pcln, err := f.Section(".gopclntab").Data()
+	if err != nil { panic(err) }
+	text := f.Section(".text").Addr
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(pcln, text))
+	if err != nil { panic(err) }
+	for _, fn := range tab.Funcs {
+		fmt.Printf("F\\t%x\\t%x\\t%s\\n", fn.Entry, fn.End, fn.Name)
+		for _, pc := range []uint64{fn.Entry, fn.Entry + (fn.End-fn.Entry)/2, fn.End - 1} {
+			file, line, g := tab.PCToLine(pc)
+			name := ""
+			if g != nil { name = g.Name }
+			fmt.Printf("L\\t%x\\t%d\\t%s\\t%s\\n", pc, line, name, file)
+		}
+	}
+}
+`;
+
+interface Oracle {
+  funcs: Array<{ entry: number; end: number; name: string }>;
+  lines: Array<{ pc: number; line: number; name: string; file: string }>;
+}
+
+function runOracle(oracleBin: string, target: string): Oracle {
+  const out = execFileSync(oracleBin, [target], { maxBuffer: 256 << 20 }).toString();
+  const o: Oracle = { funcs: [], lines: [] };
+  for (const l of out.split('\n')) {
+    const p = l.split('\t');
+    if (p[0] === 'F') o.funcs.push({ entry: parseInt(p[1], 16), end: parseInt(p[2], 16), name: p[3] });
+    else if (p[0] === 'L') o.lines.push({ pc: parseInt(p[1], 16), line: Number(p[2]), name: p[3], file: p[4] });
+  }
+  return o;
+}
+
+function compareWithOracle(tab: GoPclnTab, o: Oracle): void {
+  assert.ok(o.funcs.length > 500, `oracle listed only ${o.funcs.length} functions`);
+  for (const f of o.funcs) {
+    const got = tab.funcAt(f.entry);
+    assert.ok(got, `no function at 0x${f.entry.toString(16)} (${f.name})`);
+    assert.equal(got.name, f.name);
+    assert.equal(got.entry, f.entry);
+  }
+  for (const l of o.lines) {
+    if (l.line < 0) {
+      // Alignment padding after a function's last instruction, or a marker symbol without a
+      // line table (go:textfipsstart): gosym answers garbage there, we answer no line.
+      assert.equal(tab.lookup(l.pc)?.[0].line ?? 0, 0);
+      continue;
+    }
+    const frames = tab.lookup(l.pc);
+    assert.ok(frames && frames.length > 0, `no frames at 0x${l.pc.toString(16)}`);
+    // debug/gosym knows nothing of inlining: its file:line is the innermost position, its name
+    // the physical function.
+    assert.equal(frames[frames.length - 1].name, l.name, `name at 0x${l.pc.toString(16)}`);
+    assert.equal(frames[0].line, l.line, `line at 0x${l.pc.toString(16)} (${l.name})`);
+    assert.equal(frames[0].file, l.file, `file at 0x${l.pc.toString(16)} (${l.name})`);
+  }
+}
+
+function lineOf(marker: string): number {
+  return PROGRAM.split('\n').findIndex((l) => l.includes(marker)) + 1;
+}
+
+/** `go tool objdump -s <re>` lines as { pc, text }. */
+function objdump(bin: string, re: string): Array<{ pc: number; text: string }> {
+  const out = execFileSync('go', ['tool', 'objdump', '-s', re, bin], { maxBuffer: 64 << 20 }).toString();
+  const rows: Array<{ pc: number; text: string }> = [];
+  for (const l of out.split('\n')) {
+    const m = /^\s+\S+:\d+\s+0x([0-9a-f]+)\s+[0-9a-f]+\s+(.*)$/.exec(l);
+    if (m) rows.push({ pc: parseInt(m[1], 16), text: m[2].trim() });
+  }
+  return rows;
+}
+
+describe('gopclntab', () => {
+  const dir = workDir('gopclntab');
+  let bin = '';
+  let stripped = '';
+  let oracle = '';
+
+  before(() => {
+    bin = buildGo(dir, 'prog', PROGRAM);
+    stripped = buildGo(dir, 'prog-stripped', PROGRAM, ['-ldflags=-s -w']);
+    execFileSync('strip', [stripped]);
+    oracle = buildGo(dir, 'oracle', ORACLE);
+  });
+
+  it('matches debug/gosym on names and pc→file:line for every function', () => {
+    const tab = ElfFile.withFile(bin, (elf) => GoPclnTab.open(elf));
+    assert.ok(tab);
+    assert.equal(tab.version, '1.20');
+    compareWithOracle(tab, runOracle(oracle, bin));
+  });
+
+  it('matches debug/gosym on a binary built with -s -w and then stripped', () => {
+    const tab = ElfFile.withFile(stripped, (elf) => GoPclnTab.open(elf));
+    assert.ok(tab);
+    compareWithOracle(tab, runOracle(oracle, stripped));
+  });
+
+  it('finds the table by its header when the section is not named .gopclntab', () => {
+    const renamed = join(dir, 'prog-renamed');
+    copyFileSync(stripped, renamed);
+    const bytes = readFileSync(renamed);
+    const at = bytes.lastIndexOf(Buffer.from('.gopclntab\0'));
+    assert.ok(at > 0);
+    bytes.write('.xopclntab', at, 'latin1');
+    writeFileSync(renamed, bytes);
+    const tab = ElfFile.withFile(renamed, (elf) => {
+      assert.equal(elf.section('.gopclntab'), undefined);
+      return GoPclnTab.open(elf);
+    });
+    assert.ok(tab);
+    compareWithOracle(tab, runOracle(oracle, stripped));
+  });
+
+  it('expands inlined frames, innermost first', () => {
+    for (const b of [bin, stripped]) {
+      const tab = ElfFile.withFile(b, (elf) => GoPclnTab.open(elf))!;
+      // Stripped binaries have no symbols for objdump: take the range from debug/gosym.
+      const fn = runOracle(oracle, b).funcs.find((f) => f.name === 'main.caller')!;
+      assert.ok(fn);
+      let found = false;
+      for (let pc = fn.entry; pc < fn.end; pc++) {
+        const frames = tab.lookup(pc)!;
+        if (frames.length === 2 && frames[0].name === 'main.small') {
+          assert.equal(frames[0].line, lineOf('SMALL_LINE'));
+          assert.equal(frames[1].name, 'main.caller');
+          assert.equal(frames[1].line, lineOf('CALL_LINE'));
+          assert.match(frames[0].file, /main\.go$/);
+          found = true;
+        }
+      }
+      assert.ok(found, `no pc of main.caller expanded to main.small in ${b}`);
+    }
+  });
+
+  it('gives the SP delta per the Go amd64 prologue (go tool objdump)', () => {
+    const tab = ElfFile.withFile(bin, (elf) => GoPclnTab.open(elf))!;
+    const rows = objdump(bin, '^main\\.caller$');
+    assert.equal(tab.spDelta(rows[0].pc), 0, 'entry');
+    const push = rows.findIndex((r) => /^PUSHQ BP$/.test(r.text));
+    assert.ok(push >= 0, 'no PUSHQ BP in caller');
+    assert.equal(tab.spDelta(rows[push].pc), 0, 'at PUSHQ BP');
+    assert.equal(tab.spDelta(rows[push + 1].pc), 8, 'after PUSHQ BP');
+    const sub = rows.findIndex((r) => /^SUBQ \$0x[0-9a-f]+, SP$/.test(r.text));
+    assert.ok(sub > push);
+    const size = parseInt(/\$0x([0-9a-f]+)/.exec(rows[sub].text)![1], 16);
+    assert.equal(tab.spDelta(rows[sub + 1].pc), size + 8, 'after SUBQ: frame size + saved BP');
+    const ret = rows.findIndex((r) => r.text === 'RET');
+    assert.equal(tab.spDelta(rows[ret].pc), 0, 'at RET');
+
+    // A frameless leaf never moves SP.
+    const leaf = objdump(bin, '^main\\.frameless$');
+    assert.ok(!leaf.some((r) => /PUSHQ BP|SUBQ .*SP/.test(r.text)), 'frameless is not frameless');
+    for (const r of leaf) assert.equal(tab.spDelta(r.pc), 0);
+  });
+
+  it('answers undefined outside the text and for non-Go files', () => {
+    const tab = ElfFile.withFile(bin, (elf) => GoPclnTab.open(elf))!;
+    assert.equal(tab.lookup(0), undefined);
+    assert.equal(tab.spDelta(0), undefined);
+    assert.equal(tab.lookup(tab.textRange[1] + 100), undefined);
+    const node = ElfFile.withFile(process.execPath, (elf) => GoPclnTab.open(elf));
+    assert.equal(node, undefined);
+  });
+});
