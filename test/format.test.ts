@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { Profile as PprofProfile } from 'pprof-format';
+import { outputFormatFor, OutputFormatError } from '../src/output/format.js';
+import { renderFolded } from '../src/output/folded.js';
+import { encodePprof } from '../src/output/pprof.js';
+import { toSpeedscope } from '../src/output/speedscope.js';
+import { OutputWriteError, renderOutput, writeOutput } from '../src/output/write-output.js';
+import { knownProfile, largeProfile } from './fixtures/output-profile.js';
+import { workDir } from './helpers.js';
+
+const dir = workDir('format');
+
+function fresh(name: string): string {
+  const d = join(dir, name);
+  rmSync(d, { recursive: true, force: true });
+  mkdirSync(d, { recursive: true });
+  return d;
+}
+
+describe('output format', () => {
+  it('is chosen from the extension as DESIGN.md lists', () => {
+    assert.equal(outputFormatFor('cpu.pb.gz'), 'pprof');
+    assert.equal(outputFormatFor('out/cpu.pprof'), 'pprof');
+    assert.equal(outputFormatFor('stacks.folded'), 'folded');
+    assert.equal(outputFormatFor('stacks.txt'), 'folded');
+    assert.equal(outputFormatFor('flame.html'), 'html');
+    assert.equal(outputFormatFor('profile.json'), 'speedscope');
+    assert.equal(outputFormatFor('FLAME.HTML'), 'html');
+  });
+
+  it('lets --format override the extension', () => {
+    assert.equal(outputFormatFor('profile.json', 'pprof'), 'pprof');
+    assert.equal(outputFormatFor('/dev/stdout', 'folded'), 'folded');
+  });
+
+  it('refuses an unknown extension or --format with a one-line error that says what to do', () => {
+    for (const [path, override] of [['cpu.gz', undefined], ['profile', undefined], ['out/.json', undefined], ['x.json', 'svg']] as const) {
+      assert.throws(() => outputFormatFor(path, override), (e: unknown) => {
+        assert.ok(e instanceof OutputFormatError);
+        assert.doesNotMatch(e.message, /\n/);
+        assert.match(e.message, override === undefined ? /\.pb\.gz.*--format pprof\|folded\|html\|speedscope/ : /unknown --format "svg": use pprof, folded, html, speedscope/);
+        return true;
+      });
+    }
+  });
+});
+
+describe('writeOutput', () => {
+  it('writes every format, leaving no temporary file behind', async () => {
+    const d = fresh('all');
+    const profile = knownProfile();
+    for (const name of ['cpu.pb.gz', 'cpu.pprof', 'cpu.folded', 'cpu.txt', 'flame.html', 'cpu.json']) {
+      const path = join(d, name);
+      const { format, bytes } = await writeOutput(profile, path);
+      const expected = await renderOutput(profile, format);
+      const written = readFileSync(path);
+      assert.equal(written.length, bytes);
+      assert.deepEqual(written, typeof expected === 'string' ? Buffer.from(expected) : Buffer.from(expected));
+    }
+    assert.match(readFileSync(join(d, 'flame.html'), 'utf8'), /^<!DOCTYPE html>/);
+    assert.deepEqual(readdirSync(d).sort(), ['cpu.folded', 'cpu.json', 'cpu.pb.gz', 'cpu.pprof', 'cpu.txt', 'flame.html']);
+  });
+
+  it('replaces an existing file whole', async () => {
+    const d = fresh('replace');
+    const path = join(d, 'out.folded');
+    writeFileSync(path, 'x'.repeat(100_000));
+    await writeOutput(knownProfile(), path);
+    assert.equal(readFileSync(path, 'utf8'), renderFolded(knownProfile()));
+  });
+
+  it('fails with a clear one-line error on an unwritable path and keeps what was there', async () => {
+    const d = fresh('bad');
+    writeFileSync(join(d, 'file'), 'keep');
+    mkdirSync(join(d, 'sub.json'));
+    const cases: [string, RegExp][] = [
+      [join(d, 'missing', 'cpu.pb.gz'), /^cannot write .*missing\/cpu\.pb\.gz: the directory does not exist \(ENOENT\)$/],
+      [join(d, 'file', 'cpu.pb.gz'), /^cannot write .*file\/cpu\.pb\.gz: a parent is not a directory \(ENOTDIR\)$/],
+      [join(d, 'sub.json'), /^cannot write .*sub\.json: it is a directory$/],
+    ];
+    for (const [path, message] of cases) {
+      await assert.rejects(writeOutput(knownProfile(), path), (e: unknown) => {
+        assert.ok(e instanceof OutputWriteError, String(e));
+        assert.match(e.message, message);
+        assert.equal(e.path, path);
+        return true;
+      });
+    }
+    // Root ignores file modes, but sysfs refuses new files even to root.
+    await assert.rejects(writeOutput(knownProfile(), '/sys/flamewire-test.json'), (e: unknown) => {
+      assert.ok(e instanceof OutputWriteError);
+      assert.match(e.message, /^cannot write \/sys\/flamewire-test\.json: [^\n]+ \((EACCES|EPERM|EROFS)\)$/);
+      return true;
+    });
+    assert.equal(readFileSync(join(d, 'file'), 'utf8'), 'keep');
+    assert.deepEqual(readdirSync(d).sort(), ['file', 'sub.json']);
+  });
+
+  it('checks the format before touching the disk', async () => {
+    const d = fresh('format-first');
+    await assert.rejects(writeOutput(knownProfile(), join(d, 'cpu.svg')), OutputFormatError);
+    assert.equal(existsSync(join(d, 'cpu.svg')), false);
+  });
+});
+
+describe('the outputs', () => {
+  for (const [name, make] of [['the known profile', knownProfile], ['a large profile', () => largeProfile(20_000, 16)]] as const) {
+    it(`agree on totals and on each leaf's total for ${name}`, () => {
+      const profile = make();
+      const pp = PprofProfile.decode(gunzipSync(encodePprof(profile)));
+      const str = pp.stringTable.strings;
+      const fnName = new Map(pp.function.map((f) => [Number(f.id), str[Number(f.name)]!]));
+      const leafOf = new Map(pp.location.map((l) => [Number(l.id), fnName.get(Number(l.line[0]!.functionId))!]));
+      const pprofCount = new Map<string, number>();
+      const pprofNs = new Map<string, number>();
+      for (const s of pp.sample) {
+        const leaf = leafOf.get(Number(s.locationId[0]))!;
+        pprofCount.set(leaf, (pprofCount.get(leaf) ?? 0) + Number(s.value[0]));
+        pprofNs.set(leaf, (pprofNs.get(leaf) ?? 0) + Number(s.value[1]));
+      }
+
+      const foldedCount = new Map<string, number>();
+      for (const line of renderFolded(profile).trimEnd().split('\n')) {
+        const m = /^(.*) (\d+)$/.exec(line)!;
+        const leaf = m[1]!.slice(m[1]!.lastIndexOf(';') + 1).replace(/_\[k\]$/, '');
+        foldedCount.set(leaf, (foldedCount.get(leaf) ?? 0) + Number(m[2]));
+      }
+      const sanitized = (m: Map<string, number>) => new Map([...m].map(([k, v]) => [k.replace(/;/g, ':').replace(/\n/g, ' '), v]));
+      assert.deepEqual(foldedCount, sanitized(pprofCount));
+
+      const ss = toSpeedscope(profile);
+      const ssNs = new Map<string, number>();
+      for (const p of ss.profiles) {
+        p.samples.forEach((stack, i) => {
+          const leaf = ss.shared.frames[stack[stack.length - 1]!]!.name;
+          ssNs.set(leaf, (ssNs.get(leaf) ?? 0) + p.weights[i]!);
+        });
+      }
+      assert.deepEqual(ssNs, pprofNs);
+      const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+      const modelCount = profile.samples.reduce((a, s) => a + s.values[0]!, 0);
+      const modelNs = profile.samples.reduce((a, s) => a + s.values[1]!, 0);
+      assert.equal(sum(pprofCount), modelCount);
+      assert.equal(sum(foldedCount), modelCount);
+      assert.equal(sum(ssNs), modelNs);
+      assert.equal(sum(pprofNs), modelNs);
+    });
+  }
+});
