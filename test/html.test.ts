@@ -137,7 +137,7 @@ describe('html flame graph in chromium', () => {
     const r = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'ensure-chromium.mjs')], { encoding: 'utf8' });
     if (!existsSync(CHROMIUM)) {
       if (process.getuid?.() !== 0) {
-        skipReason = `chromium is not installed and cannot be installed without root: ${r.stderr.trim()}`;
+        skipReason = `chromium is not installed and cannot be installed without root; ${r.stderr.trim().replace(/\s*\n\s*/g, " ")}`;
         return;
       }
       throw new Error(`scripts/ensure-chromium.mjs could not install chromium:\n${r.stderr}`);
@@ -301,6 +301,18 @@ describe('html flame graph in chromium', () => {
     assert.match((await tip.textContent())!, /go frame \(inlined\)[\s\S]*malloc\.go:100/);
     await page.mouse.move(box.x + 5, box.y + box.height + 40);
     assert.ok(!(await tip.isVisible()));
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it('says so when the profile has no samples', async (t) => {
+    const empty: Profile = { ...smallProfile(), samples: [], comments: [] };
+    const o = await open(t, 'empty.html', renderHtml(empty));
+    if (!o) return;
+    const { page, errors } = o;
+    assert.equal(await page.locator('#status').textContent(), 'The profile has no samples.');
+    assert.equal(await page.evaluate(() => window.__flamewire.frameCount), 1);
+    assert.deepEqual(await visible(page), []);
     assert.deepEqual(errors, []);
     await page.close();
   });

@@ -435,7 +435,8 @@ export const PAGE_SCRIPT = String.raw`
       hook.decodeMs = performance.now() - t0;
       hook.frameCount = n;
       setup();
-      statusEl.style.display = 'none';
+      if (totals[type][0] > 0) statusEl.style.display = 'none';
+      else statusEl.textContent = 'The profile has no samples.';
       render();
       hook.firstRenderMs = performance.now();
       hook.ready = true;
