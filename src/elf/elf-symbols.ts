@@ -32,6 +32,7 @@ interface RawSymbol {
   strtab: number;
   nameOff: number;
   nameLen: number;
+  underscores: number;
 }
 
 /**
@@ -187,6 +188,7 @@ function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strs: Buffer
       strtab,
       nameOff,
       nameLen,
+      underscores: strs[nameOff] !== 0x5f ? 0 : strs[nameOff + 1] !== 0x5f ? 1 : 2,
     });
   }
 }
@@ -198,9 +200,9 @@ function rankOf(bind: number, type: number): number {
 }
 
 function dedupe(all: RawSymbol[]): RawSymbol[] {
-  // Same address: best rank, then the larger size, then the .symtab entry (read first), so the
-  // choice does not depend on table order within a file.
-  all.sort((a, b) => a.addr - b.addr || b.rank - a.rank || b.size - a.size || a.strtab - b.strtab || a.nameOff - b.nameOff);
+  // Same address: best rank, then the larger size, then fewer leading underscores (perf's
+  // choice too: `malloc` over `__libc_malloc`), then the .symtab entry (read first).
+  all.sort((a, b) => a.addr - b.addr || b.rank - a.rank || b.size - a.size || a.underscores - b.underscores || a.strtab - b.strtab || a.nameOff - b.nameOff);
   const out: RawSymbol[] = [];
   let coverEnd = -1;
   for (const s of all) {
