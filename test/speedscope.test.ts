@@ -1,15 +1,47 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { delimiter, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import { renderSpeedscope, toSpeedscope, type SpeedscopeFile } from '../src/output/speedscope.js';
+import { chromium } from 'playwright-core';
 import { knownProfile, largeProfile, PERIOD, TOTAL_SAMPLES } from './fixtures/output-profile.js';
+import { workDir } from './helpers.js';
 
 // The schema speedscope itself publishes, from the devDependency (not a copy of ours).
 const require = createRequire(import.meta.url);
 const schema = JSON.parse(readFileSync(require.resolve('speedscope/dist/release/file-format-schema.json'), 'utf8')) as object;
 const validate = new Ajv({ allErrors: true }).compile(schema);
+
+function findChromium(): string | undefined {
+  for (const d of (process.env.PATH ?? '').split(delimiter)) {
+    for (const name of ['chromium', 'chromium-browser', 'google-chrome']) {
+      if (d !== '' && existsSync(join(d, name))) return join(d, name);
+    }
+  }
+  return undefined;
+}
+
+/** Loads a file into the real speedscope app (from the devDependency); returns its title. */
+async function openInSpeedscope(executablePath: string, file: string): Promise<{ title: string; log: string[] }> {
+  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+  try {
+    const page = await browser.newPage();
+    const log: string[] = [];
+    page.on('console', (m) => log.push(m.text()));
+    page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
+    await page.goto(pathToFileURL(require.resolve('speedscope/dist/release/index.html')).href);
+    await page.setInputFiles('input[type=file]', file);
+    // The toolbar shows "<profile name> (i/n)" once the import succeeded.
+    const title = page.getByText(/\(\d+\/\d+\)$/);
+    await title.first().waitFor({ timeout: 30_000 }).catch(() => undefined);
+    return { title: await title.first().locator('..').innerText().catch(() => ''), log };
+  } finally {
+    await browser.close();
+  }
+}
 
 function assertValid(file: unknown): void {
   assert.ok(validate(file), JSON.stringify(validate.errors));
@@ -28,6 +60,18 @@ describe('speedscope', () => {
     empty.samples = [];
     assertValid(toSpeedscope(empty));
     assertValid(toSpeedscope(knownProfile(), { sampleType: 'samples' }));
+  });
+
+  it('opens in the real speedscope app', async (t) => {
+    const exe = findChromium();
+    if (exe === undefined) return t.skip('no chromium on PATH');
+    const dir = workDir('speedscope');
+    const file = join(dir, 'known.speedscope.json');
+    writeFileSync(file, renderSpeedscope(knownProfile()));
+    const { title, log } = await openInSpeedscope(exe, file);
+    assert.equal(title, 'myserver (pid 100) (1/2)', log.join('\n'));
+    assert.ok(log.includes('Importing as speedscope json file'), log.join('\n'));
+    assert.deepEqual(log.filter((l) => /error/i.test(l)), []);
   });
 
   it('has one sampled profile per process, heaviest first, weighted in cpu nanoseconds', () => {
