@@ -204,7 +204,7 @@ class Parser {
       enc = { k: K.Clone, a: enc, s: this.s.slice(start, this.pos) };
     }
     if (this.pos !== this.s.length) throw new Bad();
-    for (const p of this.pendingParams) if (!p.ref) throw new Bad();
+    for (const p of this.pendingParams) if (!p.ref && p.s !== 'lambda') throw new Bad();
     return enc;
   }
 
@@ -230,12 +230,7 @@ class Parser {
 
   functionTail(n: Node): Node {
     // Member-function qualifiers ride on the nested name; move them onto the function.
-    let quals = '';
-    let inner = n;
-    if (inner.k === K.Cv && inner.a) {
-      quals = inner.quals ?? '';
-      inner = inner.a;
-    }
+    const [inner, quals] = hoistQuals(n);
     let ret: Node | null = null;
     if (hasReturnType(inner)) ret = this.type();
     const params = this.params();
@@ -554,9 +549,13 @@ class Parser {
   templateParam(): Node {
     this.expect('T');
     const id = this.seqId() + 1;
-    if (this.inLambdaSig) return name(`auto:${id + 1}`);
     const node: Node = { k: K.TParam, idx: id, ref: null };
-    if (this.tmplArgs) {
+    if (this.inLambdaSig) {
+      // A generic lambda's `auto` parameter: shown as auto:N in the lambda's name, as the
+      // deduced type where the call operator's own template arguments are known.
+      node.s = 'lambda';
+      this.pendingParams.push(node);
+    } else if (this.tmplArgs) {
       if (id >= this.tmplArgs.length) throw new Bad();
       node.ref = this.tmplArgs[id];
     } else this.pendingParams.push(node);
@@ -1096,6 +1095,16 @@ function joinParts(list: Node[]): (string | Node)[] {
   return out;
 }
 
+// `N K … E` qualifies the member function, also when it sits inside a local name.
+function hoistQuals(n: Node): [Node, string] {
+  if (n.k === K.Cv && n.a) return [n.a, n.quals ?? ''];
+  if (n.k === K.Local && n.b) {
+    const [b, q] = hoistQuals(n.b);
+    if (q) return [{ ...n, b }, q];
+  }
+  return [n, ''];
+}
+
 function reverseQuals(q: string): string {
   if (!q) return q;
   return q.split(' ').filter(Boolean).reverse().map((x) => ' ' + x).join('');
@@ -1135,6 +1144,10 @@ function isCtorDtorConv(n: Node): boolean {
 class Printer {
   steps = 0;
   depth = 0;
+  inLambda = 0;
+  // libiberty quirk: after an empty pack at the end of an argument list, c++filt does not
+  // put its usual space between two closing '>'.
+  emptyTail = false;
 
   tick(): void {
     if (++this.steps > MAX_PRINT_STEPS) throw new Bad();
@@ -1153,19 +1166,41 @@ class Printer {
     return left + ' ' + d;
   }
 
+  // Template arguments with packs flattened; records whether the list ended in an empty pack.
   args(list: Node[]): string {
     let out = '';
     let first = true;
-    for (const a of list) {
-      const items = a.k === K.Pack ? (a.list as Node[]) : a.k === K.TParam && a.ref?.k === K.Pack ? (a.ref.list as Node[]) : [a];
-      for (const it of items) {
-        if (!first) out += ', ';
-        first = false;
-        out += this.str(it);
+    this.emptyTail = false;
+    const items: Node[] = [];
+    for (const a of list) this.flattenArg(a, items, 0);
+    for (const it of items) {
+      const text = it.k === K.Pack && it.list?.length === 0 ? '' : this.str(it);
+      if (text === '' && !first) {
+        this.emptyTail = true;
+        continue;
       }
+      if (!first) out += ', ';
+      first = false;
+      out += text;
+      this.emptyTail = false;
       if (out.length > MAX_OUTPUT) throw new Bad();
     }
     return out;
+  }
+
+  flattenArg(a: Node, into: Node[], depth: number): void {
+    if (depth > 32) throw new Bad();
+    if (a.k === K.Pack) {
+      if (a.list?.length === 0) into.push(a);
+      for (const x of a.list as Node[]) this.flattenArg(x, into, depth + 1);
+    } else if (a.k === K.TParam && a.ref?.k === K.Pack && a.s !== 'lambda') {
+      this.flattenArg(a.ref, into, depth + 1);
+    } else if (a.k === K.PackExp) {
+      const expanded = this.expandPack(a.a as Node);
+      if (!expanded) into.push(a);
+      else if (expanded.length === 0) into.push({ k: K.Pack, list: [] });
+      else for (const x of expanded) into.push(x);
+    } else into.push(a);
   }
 
   params(list: Node[]): string {
@@ -1207,7 +1242,12 @@ class Printer {
   decl1(n: Node, d: string): string {
     switch (n.k) {
       case K.Name:
-        if (n.list) return this.join(`{lambda(${this.params(n.list)})#${n.idx}}`, d);
+        if (n.list) {
+          this.inLambda++;
+          const sig = this.params(n.list);
+          this.inLambda--;
+          return this.join(`{lambda(${sig})#${n.idx}}`, d);
+        }
         return this.join(n.s as string, d);
       case K.StdSub:
         return this.join(n.s as string, d);
@@ -1217,7 +1257,7 @@ class Printer {
         let base = this.str(n.a as Node);
         if (base.endsWith('<')) base += ' ';
         let args = this.args(n.list as Node[]);
-        if (args.endsWith('>')) args += ' ';
+        if (args.endsWith('>') && !this.emptyTail) args += ' ';
         return this.join(base + '<' + args + '>', d);
       }
       case K.Tagged:
@@ -1228,8 +1268,12 @@ class Printer {
         return this.join('~' + n.s, d);
       case K.Conv:
         return this.join('operator ' + this.str(n.a as Node), d);
-      case K.Local:
-        return this.join(this.str(n.a as Node) + '::' + this.str(n.b as Node), d);
+      case K.Local: {
+        // c++filt leaves out the enclosing function's return type.
+        const fn = n.a as Node;
+        const scope = fn.k === K.Enc && fn.b ? this.str({ ...fn, b: undefined }) : this.str(fn);
+        return this.join(scope + '::' + this.str(n.b as Node), d);
+      }
       case K.Special:
         return this.join(n.s + this.str(n.a as Node), d);
       case K.Ctv:
@@ -1260,7 +1304,7 @@ class Printer {
         return this.decl(inner, sym + d);
       }
       case K.Cv:
-        return this.decl(n.a as Node, n.quals + d);
+        return this.decl(n.a as Node, n.quals + (d && d.charCodeAt(0) === 40 /* ( */ ? ' ' : '') + d);
       case K.Fn: {
         const tail = '(' + this.params(n.list as Node[]) + ')' + (n.quals ?? '') + (n.s ?? '');
         return this.decl(n.b as Node, ' ' + d + tail);
@@ -1294,6 +1338,7 @@ class Printer {
       case K.Pack:
         return this.join(this.args(n.list as Node[]), d);
       case K.TParam:
+        if (n.s === 'lambda' && (this.inLambda || !n.ref)) return this.join(`auto:${(n.idx ?? 0) + 1}`, d);
         if (!n.ref) throw new Bad();
         return this.decl(n.ref, d);
       case K.Seq: {

@@ -5,6 +5,8 @@
 
 class Bad extends Error {}
 
+const debug = typeof process !== 'undefined' && !!process.env.DEMANGLE_DEBUG;
+
 const MAX_DEPTH = 200;
 const MAX_OUTPUT = 1 << 16;
 
@@ -66,9 +68,11 @@ class V0 {
       else if (c >= 97 && c <= 122) d = c - 97 + 10;
       else if (c >= 65 && c <= 90) d = c - 65 + 36;
       else break;
+      // Crate disambiguators are 64-bit hashes (11 digits); precision loss there is harmless
+      // because they are never printed, and backrefs are small.
       v = v * 62 + d;
       this.pos++;
-      if (++n > 8) throw new Bad();
+      if (++n > 12) throw new Bad();
     }
     if (n === 0 || !this.eat('_')) throw new Bad();
     return v + 1;
@@ -542,7 +546,8 @@ export function demangleRustV0(name: string): string | null {
     }
     if (p.pos < name.length && p.ch() !== '.') return null;
     return p.out;
-  } catch {
+  } catch (e) {
+    if (debug) console.error(e);
     return null;
   }
 }
