@@ -137,7 +137,7 @@ describe('html flame graph in chromium', () => {
     const r = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'ensure-chromium.mjs')], { encoding: 'utf8' });
     if (!existsSync(CHROMIUM)) {
       if (process.getuid?.() !== 0) {
-        skipReason = `chromium is not installed and cannot be installed without root; ${r.stderr.trim().replace(/\s*\n\s*/g, " ")}`;
+        skipReason = `chromium is not installed and cannot be installed without root; ${r.stderr.trim().replace(/\s*\n\s*/g, ' ')}`;
         return;
       }
       throw new Error(`scripts/ensure-chromium.mjs could not install chromium:\n${r.stderr}`);

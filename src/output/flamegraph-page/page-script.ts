@@ -21,7 +21,7 @@ export const PAGE_SCRIPT = String.raw`
   var searchEl = $('search'), matchEl = $('match'), typeEl = $('type'), crumbsEl = $('crumbs');
 
   var meta, n = 0, depth, func, parent, end, selfs = [], totals = [], xoffs = [];
-  var funcMatch = null, type = 0, zoom = 0, charW = 7;
+  var funcMatch = null, subtreeMatch = null, type = 0, zoom = 0, charW = 7;
   var lastVisible = { nodes: [], xs: [], ws: [] };
   var lastMatch = { value: 0, percent: 0, count: 0 };
   var hook = { ready: false, error: null, frameCount: 0, decodeMs: 0, firstRenderMs: 0 };
@@ -178,13 +178,18 @@ export const PAGE_SCRIPT = String.raw`
     if (W <= 0) return;
     var tot = totals[type], x = xoff(type), zt = tot[zoom];
     var scale = zt > 0 ? W / zt : 0, x0 = x[zoom];
-    var nodes = [], xs = [], ws = [], maxDepth = depth[zoom];
+    var nodes = [], xs = [], ws = [], maxDepth = depth[zoom], ticks = [];
     var chain = ancestors(zoom);
     for (var a = 0; a < chain.length; a++) { nodes.push(chain[a]); xs.push(0); ws.push(W); }
     var stopAt = end[zoom], i = zoom;
     while (i < stopAt) {
       var w = tot[i] * scale;
-      if (w < MIN_WIDTH) { i = end[i]; continue; }
+      if (w < MIN_WIDTH) {
+        // A match too narrow to draw still gets a one-pixel mark, so a search never finds nothing visible.
+        if (subtreeMatch !== null && subtreeMatch[i] === 1 && w > 0) ticks.push(i);
+        i = end[i];
+        continue;
+      }
       nodes.push(i); xs.push((x[i] - x0) * scale); ws.push(w);
       if (depth[i] > maxDepth) maxDepth = depth[i];
       i++;
@@ -215,6 +220,10 @@ export const PAGE_SCRIPT = String.raw`
       }
     }
     ctx.globalAlpha = 1;
+    ctx.fillStyle = MATCH_COLOR;
+    for (var m = 0; m < ticks.length; m++) {
+      ctx.fillRect(Math.floor((x[ticks[m]] - x0) * scale), depth[ticks[m]] * ROW, 1, ROW - 1);
+    }
     lastVisible = { nodes: nodes, xs: xs, ws: ws };
     $('reset').disabled = zoom === 0;
     $('up').disabled = zoom === 0;
@@ -302,6 +311,7 @@ export const PAGE_SCRIPT = String.raw`
     searchEl.title = '';
     if (q === '') {
       funcMatch = null;
+      subtreeMatch = null;
       lastMatch = { value: 0, percent: 0, count: 0 };
       matchEl.textContent = '';
       render();
@@ -322,6 +332,10 @@ export const PAGE_SCRIPT = String.raw`
       var k = meta.funcs[f * 5 + 3];
       // The root and process names are not frames: matching "all" should not match everything.
       if (KINDS[k] !== 'root' && test(meta.strings[meta.funcs[f * 5]])) funcMatch[f] = 1;
+    }
+    subtreeMatch = new Uint8Array(n);
+    for (var i = n - 1; i > 0; i--) {
+      if (subtreeMatch[i] === 1 || funcMatch[func[i]] === 1) { subtreeMatch[i] = 1; subtreeMatch[parent[i]] = 1; }
     }
     recountMatch();
     render();
