@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, symlinkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -98,6 +99,29 @@ describe('writeOutput', () => {
     });
     assert.equal(readFileSync(join(d, 'file'), 'utf8'), 'keep');
     assert.deepEqual(readdirSync(d).sort(), ['file', 'sub.json']);
+  });
+
+  it('replaces the target of a symlink and keeps the link', async () => {
+    const d = fresh('symlink');
+    writeFileSync(join(d, 'real.folded'), 'old');
+    symlinkSync('real.folded', join(d, 'link.folded'));
+    await writeOutput(knownProfile(), join(d, 'link.folded'));
+    assert.equal(lstatSync(join(d, 'link.folded')).isSymbolicLink(), true);
+    assert.equal(readFileSync(join(d, 'real.folded'), 'utf8'), renderFolded(knownProfile()));
+  });
+
+  it('writes into a pipe in place (e.g. -o /dev/stdout --format folded | flamegraph.pl)', async () => {
+    const d = fresh('fifo');
+    const fifo = join(d, 'stacks.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reader = new Promise<string>((resolve, reject) => {
+      const child = execFile('cat', [fifo], (err, out) => (err ? reject(err) : resolve(out)));
+      child.stdin?.end();
+    });
+    await writeOutput(knownProfile(), fifo, { format: 'folded' });
+    assert.equal(await reader, renderFolded(knownProfile()));
+    assert.equal(lstatSync(fifo).isFIFO(), true);
+    assert.deepEqual(readdirSync(d), ['stacks.fifo']);
   });
 
   it('checks the format before touching the disk', async () => {

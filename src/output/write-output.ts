@@ -4,7 +4,7 @@
 // and a failed run leaves any previous file intact.
 
 import { randomBytes } from 'node:crypto';
-import { open, rename, stat, unlink } from 'node:fs/promises';
+import { open, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Profile } from '../profile-model.js';
 import { renderFolded } from './folded.js';
@@ -55,31 +55,48 @@ export async function renderOutput(profile: Profile, format: OutputFormat, opts:
 export async function writeOutput(profile: Profile, path: string, opts: WriteOutputOptions = {}): Promise<{ format: OutputFormat; bytes: number }> {
   const format = outputFormatFor(path, opts.format);
   // Fail before the (possibly long) rendering when the target is obviously wrong.
-  await checkTarget(path);
+  const target = await checkTarget(path);
   const data = await renderOutput(profile, format, opts);
   const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
-  await writeFileAtomic(path, data);
+  if (target.direct) {
+    await writeFile(target.path, data).catch((e: unknown) => { throw writeError(path, e); });
+  } else {
+    await writeFileAtomic(target.path, data, path);
+  }
   return { format, bytes };
 }
 
-async function checkTarget(path: string): Promise<void> {
+/**
+ * Where to write. A symlink is followed, so the link survives and its target is replaced.
+ * An existing non-regular file (`/dev/stdout`, a FIFO for `| flamegraph.pl`) cannot be
+ * replaced by a rename and is written in place.
+ */
+async function checkTarget(path: string): Promise<{ path: string; direct: boolean }> {
+  let real = path;
   try {
-    if ((await stat(path)).isDirectory()) throw new OutputWriteError(`cannot write ${path}: it is a directory`, path, 'EISDIR');
+    const st = await stat(path);
+    if (st.isDirectory()) throw new OutputWriteError(`cannot write ${path}: it is a directory`, path, 'EISDIR');
+    // Not realpath here: /dev/stdout on a pipe resolves to `pipe:[…]`, which is no path.
+    if (!st.isFile()) return { path, direct: true };
+    real = await realpath(path);
   } catch (e) {
     if (e instanceof OutputWriteError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw writeError(path, e);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw writeError(path, e);
   }
   try {
-    if (!(await stat(dirname(path))).isDirectory()) throw new OutputWriteError(`cannot write ${path}: ${dirname(path)} is not a directory`, path, 'ENOTDIR');
+    if (!(await stat(dirname(real))).isDirectory()) throw new OutputWriteError(`cannot write ${path}: ${dirname(real)} is not a directory`, path, 'ENOTDIR');
   } catch (e) {
     if (e instanceof OutputWriteError) throw e;
     throw writeError(path, e);
   }
+  return { path: real, direct: false };
 }
 
-/** Temp file + fsync + rename in the target's directory; errors become OutputWriteError. */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+/**
+ * Temp file + fsync + rename in the target's directory; errors become OutputWriteError
+ * naming `shownPath` (the path the user gave).
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array | string, shownPath = path): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let created = false;
   try {
@@ -94,7 +111,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     await rename(tmp, path);
     created = false;
   } catch (e) {
-    throw writeError(path, e);
+    throw writeError(shownPath, e);
   } finally {
     if (created) await unlink(tmp).catch(() => undefined);
   }
