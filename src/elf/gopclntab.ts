@@ -398,6 +398,8 @@ function openTable(elf: ElfFile): GoPclnTab | undefined {
     L = parseHeader(data, textAddr);
   }
   if (!L) {
+    // Reading every segment is only worth it for files that say they are Go.
+    if (!sec && elf.goBuildId === '' && !elf.section('.go.buildinfo')) return undefined;
     const found = searchMagic(elf, textAddr);
     if (!found) return undefined;
     ({ data, vaddr, L } = found);
