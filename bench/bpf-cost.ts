@@ -1,0 +1,79 @@
+// Cost of the on-CPU BPF program per run (kernel.bpf_stats_enabled): run_time_ns / run_cnt
+// while sampling one workload process. Called by the benchmark runner; prints nothing.
+
+import { spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { enableBpfStats, openOnCpuSampler } from '../src/native.js';
+
+export type BpfCostWorkload = 'cpu' | 'syscall';
+
+export interface BpfCostResult {
+  /** Program runs (every cpu-clock tick on every CPU, whoever was running). */
+  runCount: number;
+  /** run_time_ns / run_cnt. */
+  nsPerRun: number;
+  /** Sample records emitted for the workload. */
+  samples: number;
+}
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+// A user stack ~18 frames deep (main, 16 x depth, leaf), built with frame pointers.
+const CPU_SOURCE = `
+volatile unsigned long sink;
+__attribute__((noinline)) void leaf(unsigned long n) { for (unsigned long i = 0; i < n; i++) sink += i * 7; }
+__attribute__((noinline)) void depth(int d, unsigned long n) { if (d == 0) leaf(n); else depth(d - 1, n); sink++; }
+int main(void) { for (;;) depth(15, 1000000); }
+`;
+
+// Mostly in the kernel: small reads from /dev/zero under a ~13-frame user stack.
+const SYSCALL_SOURCE = `
+#include <fcntl.h>
+#include <unistd.h>
+volatile long sink;
+__attribute__((noinline)) void work(int fd, char *buf) { for (int i = 0; i < 1000; i++) sink += read(fd, buf, 64); }
+__attribute__((noinline)) void depth(int d, int fd, char *buf) { if (d == 0) work(fd, buf); else depth(d - 1, fd, buf); sink++; }
+int main(void) { int fd = open("/dev/zero", O_RDONLY); char buf[64]; for (;;) depth(10, fd, buf); }
+`;
+
+function buildWorkload(workload: BpfCostWorkload): string {
+  const dir = join(repoRoot, 'bench', '.work');
+  mkdirSync(dir, { recursive: true });
+  const src = join(dir, `bpf-cost-${workload}.c`);
+  const bin = join(dir, `bpf-cost-${workload}`);
+  writeFileSync(src, workload === 'cpu' ? CPU_SOURCE : SYSCALL_SOURCE);
+  execFileSync('gcc', ['-O2', '-fno-omit-frame-pointer', '-o', bin, src], { stdio: 'pipe' });
+  return bin;
+}
+
+export async function measureBpfCost(opts: {
+  frequency: number;
+  seconds: number;
+  workload: BpfCostWorkload;
+}): Promise<BpfCostResult> {
+  const bin = buildWorkload(opts.workload);
+  const child = spawn(bin, [], { stdio: 'ignore' });
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const stats = enableBpfStats();
+  try {
+    if (child.pid === undefined) throw new Error(`bpf-cost: cannot start ${bin}`);
+    const sampler = openOnCpuSampler({ frequency: opts.frequency, pids: [child.pid] });
+    sampler.start(() => {});
+    await new Promise((done) => setTimeout(done, opts.seconds * 1000));
+    const prog = sampler.programStats();
+    sampler.stop();
+    const runCount = Number(prog.runCount);
+    return {
+      runCount,
+      nsPerRun: runCount > 0 ? Number(prog.runTimeNs) / runCount : 0,
+      samples: sampler.stats().samples,
+    };
+  } finally {
+    stats.close();
+    child.kill('SIGKILL');
+    await exited;
+  }
+}

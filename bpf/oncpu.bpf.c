@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * On-CPU sampler: a cpu-clock perf event on every CPU runs on_cpu_sample(), which emits one
+ * variable-length fw_sample record (see oncpu.h) per sample of a wanted process. Small exec
+ * and exit records tell user space when its cached view of a process goes stale.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "oncpu.h"
+#include "core_fixes.bpf.h"
+
+/* Settings, filled through skel->rodata before load. */
+const volatile bool filter_pids = false;
+const volatile __u32 snapshot_bytes = FW_DEFAULT_SNAPSHOT_BYTES;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, FW_DEFAULT_RINGBUF_BYTES);
+} events SEC(".maps");
+
+/* filter_pids: the tgids to sample. max_entries is set from user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FW_DEFAULT_MAX_PIDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} tracked_pids SEC(".maps");
+
+/*
+ * Whole-machine mode: tgids sampled at least once. Exec and exit matter to user space only
+ * for processes it has seen (it reads /proc/PID/maps on a process's first sample anyway),
+ * so emitting them only for these keeps a fork-heavy machine from flooding the ring buffer.
+ * The cost is one hash lookup per sample. LRU so a long-running agent never fills it; an
+ * evicted pid just misses its exit record and user space ages it out.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FW_DEFAULT_MAX_SAMPLED_PIDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} sampled_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FW_METRIC_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} metrics SEC(".maps");
+
+/* Room for the largest record; only the used prefix is copied into the ring buffer. */
+struct sample_buf {
+	struct fw_sample sample;
+	__u64 frames[FW_MAX_KERNEL_FRAMES + FW_MAX_USER_FRAMES];
+	__u8 snapshot[FW_MAX_SNAPSHOT_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sample_buf);
+} scratch SEC(".maps");
+
+static __always_inline void count(__u32 metric)
+{
+	__u64 *v = bpf_map_lookup_elem(&metrics, &metric);
+
+	/* Atomic because a sample (hard interrupt) can interrupt a tracepoint program. */
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline bool pid_wanted(__u32 tgid)
+{
+	if (filter_pids)
+		return bpf_map_lookup_elem(&tracked_pids, &tgid) != NULL;
+
+	if (!bpf_map_lookup_elem(&sampled_pids, &tgid)) {
+		__u8 one = 1;
+
+		if (bpf_map_update_elem(&sampled_pids, &tgid, &one, BPF_ANY))
+			count(FW_METRIC_SAMPLED_MAP_FULL);
+	}
+	return true;
+}
+
+/* Exec and exit records are wanted for the processes whose samples user space gets. */
+static __always_inline bool pid_known(__u32 tgid)
+{
+	if (filter_pids)
+		return bpf_map_lookup_elem(&tracked_pids, &tgid) != NULL;
+	return bpf_map_lookup_elem(&sampled_pids, &tgid) != NULL;
+}
+
+SEC("perf_event")
+int on_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	__u32 zero = 0;
+	struct sample_buf *buf;
+	struct fw_sample *s;
+	struct task_struct *task;
+	__u32 flags = 0;
+	long kbytes = 0, ubytes = 0, snap = 0;
+	__u64 sp = 0;
+
+	/* tgid 0 is the per-CPU idle task. */
+	if (tgid == 0 || !pid_wanted(tgid))
+		return 0;
+
+	buf = bpf_map_lookup_elem(&scratch, &zero);
+	if (!buf) {
+		count(FW_METRIC_SCRATCH_MISSING);
+		return 0;
+	}
+	s = &buf->sample;
+
+	/* A user-mode sample has no kernel stack: skip the helper call altogether. */
+	if (!fw_regs_user_mode(&ctx->regs)) {
+		flags |= FW_SAMPLE_KERNEL_MODE;
+		kbytes = bpf_get_stack(ctx, buf->frames, FW_MAX_KERNEL_FRAMES * sizeof(__u64), 0);
+		if (kbytes < 0) {
+			flags |= FW_SAMPLE_KERNEL_STACK_FAILED;
+			count(FW_METRIC_KERNEL_STACK_FAILED);
+			kbytes = 0;
+		}
+		if (kbytes > FW_MAX_KERNEL_FRAMES * sizeof(__u64))
+			kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
+	}
+
+	task = bpf_get_current_task_btf();
+	if (!task->mm) {
+		/* Kernel thread: no user registers, stack or snapshot. */
+		flags |= FW_SAMPLE_KERNEL_THREAD;
+		s->user_ip = 0;
+		s->user_sp = 0;
+		s->user_bp = 0;
+	} else {
+		__u64 ip, fp;
+
+		if (flags & FW_SAMPLE_KERNEL_MODE) {
+			/* Inside a syscall or interrupt: the user registers saved on kernel entry. */
+			struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(task);
+
+			ip = FW_REGS_IP(uregs);
+			sp = FW_REGS_SP(uregs);
+			fp = FW_REGS_FP(uregs);
+		} else {
+			ip = FW_REGS_IP(&ctx->regs);
+			sp = FW_REGS_SP(&ctx->regs);
+			fp = FW_REGS_FP(&ctx->regs);
+			/* Keep clang from merging these context loads with the ones above into one
+			 * load through a computed pointer, which the verifier rejects for ctx. */
+			barrier_var(ip);
+			barrier_var(sp);
+			barrier_var(fp);
+		}
+		s->user_ip = ip;
+		s->user_sp = sp;
+		s->user_bp = fp;
+		flags |= FW_SAMPLE_USER_REGS;
+
+		ubytes = bpf_get_stack(ctx, (void *)buf->frames + kbytes,
+				       FW_MAX_USER_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
+		if (ubytes < 0) {
+			flags |= FW_SAMPLE_USER_STACK_FAILED;
+			count(FW_METRIC_USER_STACK_FAILED);
+			ubytes = 0;
+		}
+		if (ubytes > FW_MAX_USER_FRAMES * sizeof(__u64))
+			ubytes = FW_MAX_USER_FRAMES * sizeof(__u64);
+
+		snap = snapshot_bytes;
+		if (snap > FW_MAX_SNAPSHOT_BYTES)
+			snap = FW_MAX_SNAPSHOT_BYTES;
+		if (snap > 0 &&
+		    bpf_probe_read_user((void *)buf->frames + kbytes + ubytes, snap, (void *)sp)) {
+			/* Near the top of the stack the full read runs off the mapping. */
+			long to_boundary = FW_SNAPSHOT_BOUNDARY - (sp & (FW_SNAPSHOT_BOUNDARY - 1));
+
+			if (to_boundary < snap &&
+			    !bpf_probe_read_user((void *)buf->frames + kbytes + ubytes, to_boundary,
+						 (void *)sp)) {
+				snap = to_boundary;
+				flags |= FW_SAMPLE_SNAPSHOT_TRUNCATED;
+			} else {
+				flags |= FW_SAMPLE_SNAPSHOT_FAILED;
+				count(FW_METRIC_SNAPSHOT_FAILED);
+				snap = 0;
+			}
+		}
+	}
+
+	s->kind = FW_RECORD_SAMPLE;
+	s->pid = tgid;
+	s->tid = (__u32)pid_tgid;
+	s->cpu = bpf_get_smp_processor_id();
+	s->time_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	s->flags = flags;
+	s->kernel_frames = kbytes / sizeof(__u64);
+	s->user_frames = ubytes / sizeof(__u64);
+	s->snapshot_len = snap;
+
+	if (bpf_ringbuf_output(&events, buf, sizeof(*s) + kbytes + ubytes + snap,
+			       BPF_RB_NO_WAKEUP)) {
+		count(FW_METRIC_RINGBUF_FULL);
+		return 0;
+	}
+	count(FW_METRIC_SAMPLES);
+	return 0;
+}
+
+static __always_inline void track_child(__u32 parent_tgid, __u32 child_tgid)
+{
+	__u8 one = 1;
+	long err;
+
+	/* A new thread shares its parent's tgid and is covered already. */
+	if (parent_tgid == child_tgid || !bpf_map_lookup_elem(&tracked_pids, &parent_tgid))
+		return;
+	err = bpf_map_update_elem(&tracked_pids, &child_tgid, &one, BPF_ANY);
+	if (err)
+		count(FW_METRIC_PID_MAP_FULL);
+}
+
+static __always_inline void emit_exec(__u32 tgid)
+{
+	struct fw_exec_record *r;
+
+	if (!pid_known(tgid))
+		return;
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count(FW_METRIC_EVENT_RINGBUF_FULL);
+		return;
+	}
+	r->kind = FW_RECORD_EXEC;
+	r->pid = tgid;
+	r->time_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	count(FW_METRIC_EXEC_EMITTED);
+}
+
+static __always_inline void emit_exit(struct task_struct *task, __u32 tgid)
+{
+	struct fw_exit_record *r;
+
+	/* Threads exit one by one; only the last one ends the process. */
+	if (!fw_task_group_dead(task) || !pid_known(tgid))
+		return;
+	if (filter_pids)
+		bpf_map_delete_elem(&tracked_pids, &tgid);
+	else
+		bpf_map_delete_elem(&sampled_pids, &tgid);
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count(FW_METRIC_EVENT_RINGBUF_FULL);
+		return;
+	}
+	r->kind = FW_RECORD_EXIT;
+	r->pid = tgid;
+	r->time_ns = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	count(FW_METRIC_EXIT_EMITTED);
+}
+
+/*
+ * Each tracepoint has a tp_btf program and a raw_tp twin; user space probes vmlinux BTF and
+ * turns one of them off with bpf_program__set_autoload() before load.
+ */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(fork_btf, struct task_struct *parent, struct task_struct *child)
+{
+	track_child(parent->tgid, child->tgid);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(fork_raw, struct task_struct *parent, struct task_struct *child)
+{
+	track_child(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(child, tgid));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(exec_btf, struct task_struct *task)
+{
+	emit_exec(task->tgid);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(exec_raw, struct task_struct *task)
+{
+	emit_exec(BPF_CORE_READ(task, tgid));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(exit_btf, struct task_struct *task)
+{
+	emit_exit(task, task->tgid);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(exit_raw, struct task_struct *task)
+{
+	emit_exit(task, BPF_CORE_READ(task, tgid));
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

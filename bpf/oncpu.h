@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one contract between bpf/oncpu.bpf.c, the native addon and src/record-decoder.ts.
+ * Fixed-width __u32/__u64 fields only (comm is a byte array), laid out so that no field
+ * needs implicit padding: the same bytes mean the same thing to BPF, C and TypeScript.
+ * test/record-layout.test.ts compiles this header and compares every size and offset with
+ * the decoder's constants; change both together.
+ */
+#ifndef FLAMEWIRE_ONCPU_H
+#define FLAMEWIRE_ONCPU_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Size limits. */
+#define FW_COMM_LEN 16
+/* Kernel stacks deeper than this lose their outermost (entry) frames; unwinding kernel
+ * frames is the most expensive part of a sample, so the cap is well below the kernel's 127. */
+#define FW_MAX_KERNEL_FRAMES 48
+#define FW_MAX_USER_FRAMES 127
+#define FW_MAX_SNAPSHOT_BYTES 4096
+#define FW_DEFAULT_SNAPSHOT_BYTES 512
+/* A snapshot read that would cross this boundary is retried up to it: no page size is
+ * smaller, so the shortened read never crosses a real page boundary. */
+#define FW_SNAPSHOT_BOUNDARY 4096
+#define FW_DEFAULT_RINGBUF_BYTES (8u << 20)
+#define FW_DEFAULT_MAX_PIDS 8192
+#define FW_DEFAULT_MAX_SAMPLED_PIDS 32768
+
+/* Record kinds: the first __u32 of every ring-buffer record. */
+enum fw_record_kind {
+	FW_RECORD_SAMPLE = 1,
+	FW_RECORD_EXEC = 2,
+	FW_RECORD_EXIT = 3,
+};
+
+/* fw_sample.flags bits. */
+enum fw_sample_flag {
+	/* The timer interrupted kernel code (else user code). */
+	FW_SAMPLE_KERNEL_MODE = 1u << 0,
+	/* user_ip/user_sp/user_bp are valid (false for kernel threads). */
+	FW_SAMPLE_USER_REGS = 1u << 1,
+	FW_SAMPLE_KERNEL_STACK_FAILED = 1u << 2,
+	FW_SAMPLE_USER_STACK_FAILED = 1u << 3,
+	FW_SAMPLE_SNAPSHOT_FAILED = 1u << 4,
+	/* The full snapshot was unreadable; it stops at the next page boundary instead. */
+	FW_SAMPLE_SNAPSHOT_TRUNCATED = 1u << 5,
+	/* The task has no user address space (kernel thread). */
+	FW_SAMPLE_KERNEL_THREAD = 1u << 6,
+};
+
+/* Index into the per-CPU "metrics" array. */
+enum fw_metric {
+	FW_METRIC_SAMPLES = 0,            /* sample records emitted */
+	FW_METRIC_RINGBUF_FULL = 1,       /* sample records dropped: ring buffer full */
+	FW_METRIC_KERNEL_STACK_FAILED = 2,
+	FW_METRIC_USER_STACK_FAILED = 3,
+	FW_METRIC_SNAPSHOT_FAILED = 4,
+	FW_METRIC_PID_MAP_FULL = 5,       /* a forked child could not be tracked */
+	FW_METRIC_EVENT_RINGBUF_FULL = 6, /* exec/exit records dropped: ring buffer full */
+	FW_METRIC_SAMPLED_MAP_FULL = 7,   /* whole-machine: could not remember a sampled pid */
+	FW_METRIC_SCRATCH_MISSING = 8,    /* per-CPU scratch lookup failed (should never happen) */
+	FW_METRIC_EXEC_EMITTED = 9,
+	FW_METRIC_EXIT_EMITTED = 10,
+	FW_METRIC_COUNT = 11,
+};
+
+/*
+ * A sample. Variable length: the fixed part below, then kernel_frames __u64 kernel
+ * addresses, then user_frames __u64 user addresses (both leaf first; user_frames[0] is the
+ * user ip), then snapshot_len bytes copied from user memory at user_sp. Only the used bytes
+ * are emitted.
+ */
+struct fw_sample {
+	__u32 kind; /* FW_RECORD_SAMPLE */
+	__u32 pid;  /* tgid */
+	__u32 tid;
+	__u32 cpu;
+	__u64 time_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	char comm[FW_COMM_LEN];
+	__u32 flags; /* enum fw_sample_flag */
+	__u32 kernel_frames;
+	__u32 user_frames;
+	__u32 snapshot_len;
+	__u64 user_ip;
+	__u64 user_sp;
+	__u64 user_bp;
+	/* __u64 frames[kernel_frames + user_frames]; __u8 snapshot[snapshot_len]; */
+};
+
+/* The process replaced its image: cached mappings of pid are stale. */
+struct fw_exec_record {
+	__u32 kind; /* FW_RECORD_EXEC */
+	__u32 pid;
+	__u64 time_ns;
+	char comm[FW_COMM_LEN];
+};
+
+/* The last thread of the process exited. */
+struct fw_exit_record {
+	__u32 kind; /* FW_RECORD_EXIT */
+	__u32 pid;
+	__u64 time_ns;
+};
+
+/*
+ * The batch format the addon hands to JavaScript: records back to back, each as
+ * [__u32 length][__u32 zero][length record bytes][zero pad to a multiple of 8]. The length
+ * word is padded to 8 bytes so every record starts 8-byte aligned and its __u64 arrays can be
+ * read in place.
+ */
+#define FW_BATCH_PREFIX_BYTES 8
+#define FW_BATCH_ALIGN 8
+
+#endif /* FLAMEWIRE_ONCPU_H */

@@ -1,0 +1,212 @@
+#include "oncpu_sampler.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "oncpu.h"
+#include "oncpu.skel.h"
+#include "perf_events.h"
+
+namespace flamewire {
+namespace {
+
+// tp_btf needs BPF_PROG_TYPE_TRACING and the tracepoint's btf_trace_* type in vmlinux BTF.
+// Probing both is what decides; the kernel version never does.
+bool CanUseTpBtf() {
+  if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_TRACING, nullptr) <= 0) return false;
+  struct btf *vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  static const char *const kTracepoints[] = {
+      "btf_trace_sched_process_fork",
+      "btf_trace_sched_process_exec",
+      "btf_trace_sched_process_exit",
+  };
+  bool ok = true;
+  for (const char *name : kTracepoints) {
+    if (btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) < 0) ok = false;
+  }
+  btf__free(vmlinux);
+  return ok;
+}
+
+}  // namespace
+
+int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const char **what) {
+  OnCpuSampler *s = new OnCpuSampler();
+  int err = 0;
+  uint32_t max_pids;
+  uint8_t one = 1;
+
+  s->settings_ = settings;
+  s->skel_ = oncpu_bpf__open();
+  if (!s->skel_) {
+    err = -errno;
+    *what = "opening the on-CPU BPF object";
+    goto cleanup;
+  }
+
+  s->skel_->rodata->filter_pids = settings.filter_pids;
+  s->skel_->rodata->snapshot_bytes = settings.snapshot_bytes;
+
+  if (settings.ring_buffer_bytes) {
+    err = bpf_map__set_max_entries(s->skel_->maps.events, settings.ring_buffer_bytes);
+    if (err) {
+      *what = "sizing the ring buffer";
+      goto cleanup;
+    }
+  }
+  max_pids = settings.max_pids ? settings.max_pids : FW_DEFAULT_MAX_PIDS;
+  if (max_pids < settings.pids.size()) max_pids = static_cast<uint32_t>(settings.pids.size());
+  err = bpf_map__set_max_entries(s->skel_->maps.tracked_pids, max_pids);
+  if (err) {
+    *what = "sizing the pid filter map";
+    goto cleanup;
+  }
+
+  s->use_tp_btf_ = CanUseTpBtf();
+  bpf_program__set_autoload(s->skel_->progs.fork_btf, false);
+  bpf_program__set_autoload(s->skel_->progs.fork_raw, false);
+  if (settings.filter_pids && settings.follow_children) {
+    bpf_program__set_autoload(s->use_tp_btf_ ? s->skel_->progs.fork_btf
+                                             : s->skel_->progs.fork_raw,
+                              true);
+  }
+  bpf_program__set_autoload(s->skel_->progs.exec_btf, s->use_tp_btf_);
+  bpf_program__set_autoload(s->skel_->progs.exit_btf, s->use_tp_btf_);
+  bpf_program__set_autoload(s->skel_->progs.exec_raw, !s->use_tp_btf_);
+  bpf_program__set_autoload(s->skel_->progs.exit_raw, !s->use_tp_btf_);
+
+  err = oncpu_bpf__load(s->skel_);
+  if (err) {
+    *what = "loading the on-CPU BPF programs";
+    goto cleanup;
+  }
+
+  // Tracepoints first, pids second: a child forked in between is then still followed.
+  err = oncpu_bpf__attach(s->skel_);
+  if (err) {
+    *what = "attaching the process tracepoints";
+    goto cleanup;
+  }
+  for (uint32_t pid : settings.pids) {
+    err = bpf_map__update_elem(s->skel_->maps.tracked_pids, &pid, sizeof(pid), &one,
+                               sizeof(one), BPF_ANY);
+    if (err) {
+      *what = "adding a pid to the filter";
+      goto cleanup;
+    }
+  }
+
+  *out = s;
+  return 0;
+
+cleanup:
+  delete s;
+  return err < 0 ? err : -EINVAL;
+}
+
+OnCpuSampler::~OnCpuSampler() {
+  DetachPerfEvents();
+  oncpu_bpf__destroy(skel_);
+}
+
+int OnCpuSampler::AttachPerfEvents(const char **what) {
+  std::vector<int> cpus;
+  int err = OnlineCpus(&cpus);
+  if (err) {
+    *what = "reading /sys/devices/system/cpu/online";
+    return err;
+  }
+  for (int cpu : cpus) {
+    int fd = OpenCpuClockEvent(cpu, settings_.frequency);
+    if (fd == -ENODEV) continue;  // went offline since we read the list
+    if (fd < 0) {
+      err = fd;
+      *what = "opening a cpu-clock perf event (perf_event_open)";
+      goto cleanup;
+    }
+    struct bpf_link *link = bpf_program__attach_perf_event(skel_->progs.on_cpu_sample, fd);
+    if (!link) {
+      err = -errno;
+      close(fd);
+      *what = "attaching the sampling program to a perf event";
+      goto cleanup;
+    }
+    perf_links_.push_back(link);
+  }
+  if (perf_links_.empty()) {
+    *what = "opening a cpu-clock perf event on any online CPU";
+    return -ENODEV;
+  }
+  return 0;
+
+cleanup:
+  DetachPerfEvents();
+  return err;
+}
+
+void OnCpuSampler::DetachPerfEvents() {
+  // Destroying a perf-event link also closes the event's fd.
+  for (auto it = perf_links_.rbegin(); it != perf_links_.rend(); ++it) bpf_link__destroy(*it);
+  perf_links_.clear();
+}
+
+int OnCpuSampler::AddPid(uint32_t pid, const char **what) {
+  uint8_t one = 1;
+  int err = bpf_map__update_elem(skel_->maps.tracked_pids, &pid, sizeof(pid), &one, sizeof(one),
+                                 BPF_ANY);
+  if (err) *what = "adding a pid to the filter";
+  return err;
+}
+
+int OnCpuSampler::ReadMetrics(std::vector<uint64_t> *values, const char **what) {
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus < 0) {
+    *what = "counting the possible CPUs";
+    return ncpus;
+  }
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpus));
+  values->assign(FW_METRIC_COUNT, 0);
+  for (uint32_t key = 0; key < FW_METRIC_COUNT; ++key) {
+    int err = bpf_map__lookup_elem(skel_->maps.metrics, &key, sizeof(key), per_cpu.data(),
+                                   per_cpu.size() * sizeof(uint64_t), 0);
+    if (err) {
+      *what = "reading the BPF metrics map";
+      return err;
+    }
+    for (uint64_t v : per_cpu) (*values)[key] += v;
+  }
+  return 0;
+}
+
+int OnCpuSampler::ReadProgramStats(OnCpuProgramStats *stats, const char **what) {
+  struct bpf_prog_info info;
+  __u32 len = sizeof(info);
+  memset(&info, 0, sizeof(info));
+  int err = bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.on_cpu_sample), &info, &len);
+  if (err) {
+    *what = "reading the sampling program's info";
+    return err;
+  }
+  stats->run_time_ns = info.run_time_ns;
+  stats->run_count = info.run_cnt;
+  return 0;
+}
+
+int OnCpuSampler::ring_buffer_fd() const { return bpf_map__fd(skel_->maps.events); }
+
+int EnableBpfStats(int *fd, const char **what) {
+  int r = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (r < 0) {
+    *what = "enabling BPF run-time statistics (BPF_ENABLE_STATS)";
+    return -errno;
+  }
+  *fd = r;
+  return 0;
+}
+
+}  // namespace flamewire

@@ -1,0 +1,70 @@
+// Loading, attaching and detaching oncpu.bpf.c through its generated skeleton. No N-API
+// here: every function returns 0 or a negative errno and names the failed step in *what.
+#ifndef FLAMEWIRE_ONCPU_SAMPLER_H
+#define FLAMEWIRE_ONCPU_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vector>
+
+struct oncpu_bpf;
+struct bpf_link;
+
+namespace flamewire {
+
+struct OnCpuSettings {
+  unsigned frequency = 99;
+  bool filter_pids = false;
+  std::vector<uint32_t> pids;
+  bool follow_children = false;
+  uint32_t ring_buffer_bytes = 0;  // 0: the default from oncpu.h
+  uint32_t snapshot_bytes = 0;
+  uint32_t max_pids = 0;           // 0: the default from oncpu.h
+};
+
+struct OnCpuProgramStats {
+  uint64_t run_time_ns = 0;
+  uint64_t run_count = 0;
+};
+
+class OnCpuSampler {
+ public:
+  // Opens, configures and loads the BPF object, attaches the process tracepoints and fills
+  // the pid filter. Perf events are not attached yet.
+  static int Open(const OnCpuSettings &settings, OnCpuSampler **out, const char **what);
+  ~OnCpuSampler();
+
+  // Opens a cpu-clock event per online CPU and attaches the sampling program to each.
+  int AttachPerfEvents(const char **what);
+  // Stops sampling: no new records are produced after this returns.
+  void DetachPerfEvents();
+
+  int AddPid(uint32_t pid, const char **what);
+  // Sums the per-CPU metrics; values has FW_METRIC_COUNT entries afterwards.
+  int ReadMetrics(std::vector<uint64_t> *values, const char **what);
+  int ReadProgramStats(OnCpuProgramStats *stats, const char **what);
+
+  int ring_buffer_fd() const;
+  bool filter_pids() const { return settings_.filter_pids; }
+  unsigned attached_cpus() const { return static_cast<unsigned>(perf_links_.size()); }
+  // "tp_btf" or "raw_tp": which process tracepoint flavour was loaded.
+  const char *tracepoint_flavour() const { return use_tp_btf_ ? "tp_btf" : "raw_tp"; }
+
+ private:
+  OnCpuSampler() = default;
+  OnCpuSampler(const OnCpuSampler &) = delete;
+  OnCpuSampler &operator=(const OnCpuSampler &) = delete;
+
+  OnCpuSettings settings_;
+  struct oncpu_bpf *skel_ = nullptr;
+  std::vector<struct bpf_link *> perf_links_;
+  bool use_tp_btf_ = true;
+};
+
+// Turns on kernel.bpf_stats_enabled for as long as the returned fd is open.
+int EnableBpfStats(int *fd, const char **what);
+
+}  // namespace flamewire
+
+#endif

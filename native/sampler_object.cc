@@ -1,0 +1,423 @@
+#include "sampler_object.h"
+
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "libbpf_log.h"
+#include "oncpu.h"
+#include "oncpu_sampler.h"
+#include "ring_reader.h"
+
+namespace flamewire {
+namespace {
+
+constexpr unsigned kMaxFrequency = 100000;
+constexpr unsigned kDefaultPollIntervalMs = 50;
+constexpr unsigned kMaxPollIntervalMs = 60000;
+constexpr uint32_t kMaxPid = 4194304;  // PID_MAX_LIMIT on 64-bit
+constexpr uint32_t kMaxRingBufferBytes = 1u << 30;
+constexpr uint32_t kMaxPidsLimit = 1u << 22;
+
+constexpr const char *kOpenUsage =
+    "usage: openOnCpuSampler({ frequency: 1..100000, pids?: number[], followChildren?: boolean, "
+    "ringBufferBytes?: power of two >= page size, pollIntervalMs?: 1..60000, "
+    "snapshotBytes?: 0..4096, maxPids?: number })";
+
+struct AddonData {
+  Napi::FunctionReference sampler_ctor;
+};
+
+// Reads an optional unsigned integer option; false (with a pending exception) if invalid.
+bool GetUint(Napi::Env env, Napi::Object obj, const char *key, uint32_t min, uint32_t max,
+             bool required, uint32_t *out) {
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined() && !required) return true;
+  if (!v.IsNumber()) {
+    ThrowUsage(env, (std::string(kOpenUsage) + ": " + key + " must be a number").c_str());
+    return false;
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+    ThrowUsage(env, (std::string(kOpenUsage) + ": " + key + " must be an integer in " +
+                     std::to_string(min) + ".." + std::to_string(max))
+                        .c_str());
+    return false;
+  }
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "OnCpuSampler",
+                       {
+                           InstanceMethod("start", &SamplerObject::Start),
+                           InstanceMethod("addPid", &SamplerObject::AddPid),
+                           InstanceMethod("stats", &SamplerObject::Stats),
+                           InstanceMethod("programStats", &SamplerObject::ProgramStats),
+                           InstanceMethod("info", &SamplerObject::Info),
+                           InstanceMethod("stop", &SamplerObject::Stop),
+                       });
+  }
+
+  explicit SamplerObject(const Napi::CallbackInfo &info) : Napi::ObjectWrap<SamplerObject>(info) {
+    Napi::Env env = info.Env();
+    OnCpuSettings settings;
+    if (info.Length() != 1 || !info[0].IsObject()) {
+      ThrowUsage(env, kOpenUsage);
+      return;
+    }
+    Napi::Object cfg = info[0].As<Napi::Object>();
+    uint32_t v = 0;
+    if (!GetUint(env, cfg, "frequency", 1, kMaxFrequency, true, &v)) return;
+    settings.frequency = v;
+    Napi::Value pids = cfg.Get("pids");
+    if (!pids.IsUndefined()) {
+      if (!pids.IsArray()) {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": pids must be an array").c_str());
+        return;
+      }
+      Napi::Array arr = pids.As<Napi::Array>();
+      settings.filter_pids = true;
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        Napi::Value p = arr.Get(i);
+        double d = p.IsNumber() ? p.As<Napi::Number>().DoubleValue() : -1;
+        if (!(d >= 1 && d <= kMaxPid) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+          ThrowUsage(env, (std::string(kOpenUsage) + ": pids must hold process ids").c_str());
+          return;
+        }
+        settings.pids.push_back(static_cast<uint32_t>(d));
+      }
+    }
+    Napi::Value follow = cfg.Get("followChildren");
+    if (!follow.IsUndefined()) {
+      if (!follow.IsBoolean()) {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": followChildren must be a boolean").c_str());
+        return;
+      }
+      settings.follow_children = follow.As<Napi::Boolean>().Value();
+      if (settings.follow_children && !settings.filter_pids) {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": followChildren needs pids").c_str());
+        return;
+      }
+    }
+    uint32_t rb = 0;
+    if (!GetUint(env, cfg, "ringBufferBytes", 0, kMaxRingBufferBytes, false, &rb)) return;
+    long page = sysconf(_SC_PAGESIZE);
+    if (rb && ((rb & (rb - 1)) != 0 || rb < static_cast<uint32_t>(page))) {
+      ThrowUsage(env, (std::string(kOpenUsage) +
+                       ": ringBufferBytes must be a power of two of at least the page size")
+                          .c_str());
+      return;
+    }
+    settings.ring_buffer_bytes = rb;
+    settings.snapshot_bytes = FW_DEFAULT_SNAPSHOT_BYTES;
+    if (!GetUint(env, cfg, "snapshotBytes", 0, FW_MAX_SNAPSHOT_BYTES, false,
+                 &settings.snapshot_bytes))
+      return;
+    if (!GetUint(env, cfg, "maxPids", 1, kMaxPidsLimit, false, &settings.max_pids)) return;
+    poll_interval_ms_ = kDefaultPollIntervalMs;
+    if (!GetUint(env, cfg, "pollIntervalMs", 1, kMaxPollIntervalMs, false, &poll_interval_ms_))
+      return;
+
+    const char *what = "";
+    OnCpuSampler *sampler = nullptr;
+    int err = OnCpuSampler::Open(settings, &sampler, &what);
+    if (err) {
+      ThrowErrno(env, err, what);
+      return;
+    }
+    sampler_.reset(sampler);
+  }
+
+  ~SamplerObject() override {
+    // Garbage collected or environment torn down while running: no JS may run any more.
+    Shutdown();
+  }
+
+ private:
+  enum class State { kOpen, kRunning, kStopped };
+
+  bool CheckUsable(Napi::Env env, const char *method) {
+    if (state_ == State::kStopped || !sampler_) {
+      ThrowUsage(env, (std::string("OnCpuSampler.") + method + ": the sampler is stopped").c_str());
+      return false;
+    }
+    return true;
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 1 || !info[0].IsFunction()) {
+      ThrowUsage(env, "usage: sampler.start(onBatch: (batch: Buffer) => void)");
+      return env.Undefined();
+    }
+    if (!CheckUsable(env, "start")) return env.Undefined();
+    if (state_ != State::kOpen) {
+      ThrowUsage(env, "OnCpuSampler.start: already started");
+      return env.Undefined();
+    }
+    Napi::Function on_batch = info[0].As<Napi::Function>();
+    const char *what = "";
+    RingReader *reader = nullptr;
+    queue_ = std::make_shared<BatchQueue>();
+    int err = RingReader::Create(sampler_->ring_buffer_fd(), queue_, &reader);
+    if (err) {
+      ThrowErrno(env, err, "creating the ring buffer reader");
+      return env.Undefined();
+    }
+    reader_.reset(reader);
+    err = sampler_->AttachPerfEvents(&what);
+    if (err) {
+      reader_.reset();
+      ThrowErrno(env, err, what);
+      return env.Undefined();
+    }
+    on_batch_ = Napi::Persistent(on_batch);
+    tsfn_ = Napi::ThreadSafeFunction::New(env, on_batch, "flamewire-ring-reader", 0, 1);
+    // Registered after the ThreadSafeFunction so it runs before the TSFN's own teardown
+    // (hooks run last-in, first-out): the reader thread is joined while the TSFN exists.
+    cleanup_hook_ = env.AddCleanupHook(OnEnvCleanup, this);
+    has_cleanup_hook_ = true;
+    std::shared_ptr<BatchQueue> queue = queue_;
+    Napi::ThreadSafeFunction tsfn = tsfn_;
+    reader_->Start(poll_interval_ms_, [tsfn, queue]() mutable {
+      tsfn.NonBlockingCall([queue](Napi::Env env, Napi::Function fn) { Deliver(env, fn, *queue); });
+    });
+    state_ = State::kRunning;
+    return env.Undefined();
+  }
+
+  // On the JS thread: hands every queued batch to fn, oldest first. False if fn threw.
+  static bool Deliver(Napi::Env env, Napi::Function fn, BatchQueue &queue) {
+    if (env == nullptr || fn.IsEmpty()) return true;  // environment going away
+    while (std::unique_ptr<Batch> batch = queue.Pop()) {
+      Batch *raw = batch.release();
+      Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::NewOrCopy(
+          env, raw->data(), raw->size(), [](Napi::Env, uint8_t *, Batch *b) { delete b; }, raw);
+      fn.Call({buf});
+      if (env.IsExceptionPending()) return false;
+    }
+    return true;
+  }
+
+  Napi::Value AddPid(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    double d = info.Length() == 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue()
+                                                        : -1;
+    if (!(d >= 1 && d <= kMaxPid) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+      ThrowUsage(env, "usage: sampler.addPid(pid: positive integer process id)");
+      return env.Undefined();
+    }
+    if (!CheckUsable(env, "addPid")) return env.Undefined();
+    if (!sampler_->filter_pids()) {
+      ThrowUsage(env, "OnCpuSampler.addPid: the sampler was opened without pids (whole machine)");
+      return env.Undefined();
+    }
+    const char *what = "";
+    int err = sampler_->AddPid(static_cast<uint32_t>(d), &what);
+    if (err) ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 0) {
+      ThrowUsage(env, "usage: sampler.stats()");
+      return env.Undefined();
+    }
+    if (sampler_) {
+      const char *what = "";
+      int err = sampler_->ReadMetrics(&metrics_, &what);
+      if (err) {
+        ThrowErrno(env, err, what);
+        return env.Undefined();
+      }
+    }
+    std::vector<uint64_t> m = metrics_;
+    m.resize(FW_METRIC_COUNT, 0);
+    Napi::Object o = Napi::Object::New(env);
+    auto set = [&](const char *key, uint64_t v) {
+      o.Set(key, Napi::Number::New(env, static_cast<double>(v)));
+    };
+    set("samples", m[FW_METRIC_SAMPLES]);
+    set("ringBufferFull", m[FW_METRIC_RINGBUF_FULL]);
+    set("kernelStackErrors", m[FW_METRIC_KERNEL_STACK_FAILED]);
+    set("userStackErrors", m[FW_METRIC_USER_STACK_FAILED]);
+    set("snapshotErrors", m[FW_METRIC_SNAPSHOT_FAILED]);
+    set("pidMapFull", m[FW_METRIC_PID_MAP_FULL]);
+    set("eventRingBufferFull", m[FW_METRIC_EVENT_RINGBUF_FULL]);
+    set("sampledMapFull", m[FW_METRIC_SAMPLED_MAP_FULL]);
+    set("scratchMissing", m[FW_METRIC_SCRATCH_MISSING]);
+    set("execRecords", m[FW_METRIC_EXEC_EMITTED]);
+    set("exitRecords", m[FW_METRIC_EXIT_EMITTED]);
+    set("recordsRead", reader_ ? reader_->records() : records_read_);
+    return o;
+  }
+
+  Napi::Value ProgramStats(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 0) {
+      ThrowUsage(env, "usage: sampler.programStats()");
+      return env.Undefined();
+    }
+    if (sampler_) {
+      const char *what = "";
+      int err = sampler_->ReadProgramStats(&prog_stats_, &what);
+      if (err) {
+        ThrowErrno(env, err, what);
+        return env.Undefined();
+      }
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("runTimeNs", Napi::BigInt::New(env, prog_stats_.run_time_ns));
+    o.Set("runCount", Napi::BigInt::New(env, prog_stats_.run_count));
+    return o;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!CheckUsable(env, "info")) return env.Undefined();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("cpus", Napi::Number::New(env, sampler_->attached_cpus()));
+    o.Set("tracepoints", Napi::String::New(env, sampler_->tracepoint_flavour()));
+    return o;
+  }
+
+  // Detaches, joins the reader, drains the ring buffer and delivers every remaining batch
+  // before returning. The final stats stay readable.
+  Napi::Value Stop(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 0) {
+      ThrowUsage(env, "usage: sampler.stop()");
+      return env.Undefined();
+    }
+    if (state_ == State::kStopped) return env.Undefined();
+    std::shared_ptr<BatchQueue> queue = queue_;
+    int drain_err = Shutdown();
+    if (!on_batch_.IsEmpty() && queue) {
+      Napi::Function fn = on_batch_.Value();
+      on_batch_.Reset();
+      if (!Deliver(env, fn, *queue)) return env.Undefined();
+    }
+    if (drain_err < 0) ThrowErrno(env, drain_err, "draining the ring buffer");
+    return env.Undefined();
+  }
+
+  // Everything but delivery: safe without a JS scope. Returns the drain's error, if any.
+  int Shutdown() {
+    if (state_ == State::kStopped) return 0;
+    int drain_err = 0;
+    if (sampler_) sampler_->DetachPerfEvents();
+    if (reader_) {
+      reader_->Stop();
+      int n = reader_->Drain();
+      if (n < 0) drain_err = n;
+      records_read_ = reader_->records();
+    }
+    if (sampler_) {
+      const char *what = "";
+      sampler_->ReadMetrics(&metrics_, &what);
+      sampler_->ReadProgramStats(&prog_stats_, &what);
+    }
+    reader_.reset();
+    sampler_.reset();
+    if (has_cleanup_hook_) {
+      cleanup_hook_.Remove(Env());
+      has_cleanup_hook_ = false;
+    }
+    if (tsfn_) {
+      tsfn_.Release();
+      tsfn_ = Napi::ThreadSafeFunction();
+    }
+    state_ = State::kStopped;
+    return drain_err;
+  }
+
+  static void OnEnvCleanup(SamplerObject *self) {
+    self->has_cleanup_hook_ = false;
+    self->on_batch_.Reset();
+    if (self->sampler_) self->sampler_->DetachPerfEvents();
+    if (self->reader_) self->reader_->Stop();
+  }
+
+  std::unique_ptr<OnCpuSampler> sampler_;
+  std::unique_ptr<RingReader> reader_;
+  std::shared_ptr<BatchQueue> queue_;
+  Napi::ThreadSafeFunction tsfn_;
+  Napi::FunctionReference on_batch_;
+  Napi::Env::CleanupHook<void (*)(SamplerObject *), SamplerObject> cleanup_hook_;
+  bool has_cleanup_hook_ = false;
+  uint32_t poll_interval_ms_ = kDefaultPollIntervalMs;
+  State state_ = State::kOpen;
+  std::vector<uint64_t> metrics_;
+  OnCpuProgramStats prog_stats_;
+  uint64_t records_read_ = 0;
+};
+
+Napi::Value OpenOnCpuSampler(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsObject()) {
+    ThrowUsage(env, kOpenUsage);
+    return env.Undefined();
+  }
+  AddonData *data = env.GetInstanceData<AddonData>();
+  return data->sampler_ctor.New({info[0]});
+}
+
+Napi::Value EnableBpfStatsFn(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 0) {
+    ThrowUsage(env, "usage: enableBpfStats()");
+    return env.Undefined();
+  }
+  int fd = -1;
+  const char *what = "";
+  int err = EnableBpfStats(&fd, &what);
+  if (err) {
+    ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+  // Statistics stay on while the fd is open; close() (or process exit) turns them off.
+  auto state = std::make_shared<int>(fd);
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("close", Napi::Function::New(env, [state](const Napi::CallbackInfo &ci) {
+               if (*state >= 0) {
+                 close(*state);
+                 *state = -1;
+               }
+               return ci.Env().Undefined();
+             }));
+  return handle;
+}
+
+Napi::Value TakeLibbpfLogFn(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::vector<LogLine> lines = TakeLibbpfLog();
+  Napi::Array out = Napi::Array::New(env, lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("level", Napi::String::New(env, lines[i].level));
+    o.Set("message", Napi::String::New(env, lines[i].message));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
+}  // namespace
+
+void RegisterSampler(Napi::Env env, Napi::Object exports) {
+  AddonData *data = new AddonData();
+  data->sampler_ctor = Napi::Persistent(SamplerObject::Define(env));
+  env.SetInstanceData<AddonData>(data);  // deleted with the environment
+  exports.Set("openOnCpuSampler", Napi::Function::New(env, OpenOnCpuSampler, "openOnCpuSampler"));
+  exports.Set("enableBpfStats", Napi::Function::New(env, EnableBpfStatsFn, "enableBpfStats"));
+  exports.Set("takeLibbpfLog", Napi::Function::New(env, TakeLibbpfLogFn, "takeLibbpfLog"));
+}
+
+}  // namespace flamewire

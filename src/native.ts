@@ -1,0 +1,164 @@
+// The only module that loads the native addon (build/Release/flamewire.node). Everything
+// else imports the typed functions below.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface OnCpuConfig {
+  /** Samples per second per CPU (cpu-clock perf event with freq=1). 1..100000. */
+  frequency: number;
+  /** Only these processes (tgids); an empty array starts with none (add them with addPid).
+   * Omitted: the whole machine. */
+  pids?: number[];
+  /** With pids: processes forked by a tracked process are tracked too (all descendants). */
+  followChildren?: boolean;
+  /** BPF ring buffer size: a power of two of at least the page size. Default 8 MiB. */
+  ringBufferBytes?: number;
+  /** How often the reader thread drains the ring buffer. Default 50 ms. */
+  pollIntervalMs?: number;
+  /** Bytes copied from the top of the user stack per sample, 0..4096. Default 512. */
+  snapshotBytes?: number;
+  /** Capacity of the in-kernel pid filter (default 8192). */
+  maxPids?: number;
+  /** Receives libbpf's messages (verifier log, attach failures); debug-level material. */
+  onLog?: (level: 'warn' | 'info' | 'debug', message: string) => void;
+}
+
+/** Counters kept by the BPF program (summed over CPUs) and by the reader thread. */
+export interface OnCpuStats {
+  /** Sample records written to the ring buffer. */
+  samples: number;
+  /** Sample records dropped because the ring buffer was full. */
+  ringBufferFull: number;
+  kernelStackErrors: number;
+  userStackErrors: number;
+  snapshotErrors: number;
+  /** Children that could not be added to the pid filter. */
+  pidMapFull: number;
+  /** Exec/exit records dropped because the ring buffer was full. */
+  eventRingBufferFull: number;
+  /** Whole-machine mode: sampled pids that could not be remembered (exit may be missed). */
+  sampledMapFull: number;
+  scratchMissing: number;
+  execRecords: number;
+  exitRecords: number;
+  /** Records the reader thread took out of the ring buffer. */
+  recordsRead: number;
+}
+
+export interface BpfProgramStats {
+  /** Total time spent in the sampling program (needs enableBpfStats()). */
+  runTimeNs: bigint;
+  runCount: bigint;
+}
+
+export interface OnCpuSampler {
+  /** Attaches the perf events and starts the reader thread. Batches (see bpf/oncpu.h,
+   * decoded by src/record-decoder.ts) arrive on the JS thread, in order. */
+  start(onBatch: (batch: Buffer) => void): void;
+  /** Adds a process to the filter (only for samplers opened with pids). */
+  addPid(pid: number): void;
+  stats(): OnCpuStats;
+  programStats(): BpfProgramStats;
+  /** Stops sampling, drains the ring buffer and delivers every remaining batch to onBatch
+   * before returning; frees the BPF objects. stats()/programStats() keep the final values. */
+  stop(): void;
+}
+
+interface NativeSampler {
+  start(onBatch: (batch: Buffer) => void): void;
+  addPid(pid: number): void;
+  stats(): OnCpuStats;
+  programStats(): BpfProgramStats;
+  info(): { cpus: number; tracepoints: 'tp_btf' | 'raw_tp' };
+  stop(): void;
+}
+
+interface NativeLogLine {
+  level: 'warn' | 'info' | 'debug';
+  message: string;
+}
+
+interface NativeAddon {
+  openOnCpuSampler(cfg: Omit<OnCpuConfig, 'onLog'>): NativeSampler;
+  enableBpfStats(): { close(): void };
+  takeLibbpfLog(): NativeLogLine[];
+}
+
+/** The package root: this file is src/native.ts, compiled to dist/src/native.js. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    dir = resolve(dir, '..');
+  }
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+/** Where the addon may be, in order. */
+export function addonCandidates(): string[] {
+  const root = packageRoot();
+  return [join(root, 'build', 'Release', 'flamewire.node'), join(root, 'build', 'Debug', 'flamewire.node')];
+}
+
+let addon: NativeAddon | undefined;
+
+function load(): NativeAddon {
+  if (addon) return addon;
+  const require = createRequire(import.meta.url);
+  const failures: string[] = [];
+  for (const path of addonCandidates()) {
+    try {
+      addon = require(path) as NativeAddon;
+      return addon;
+    } catch (err) {
+      failures.push(`  ${path}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(
+    `flamewire: cannot load the native addon; tried:\n${failures.join('\n')}\n` +
+      'build it with: make -C bpf && npx node-gyp rebuild --nodedir=/usr',
+  );
+}
+
+function forwardLog(onLog: OnCpuConfig['onLog']): void {
+  const lines = load().takeLibbpfLog();
+  if (onLog) for (const l of lines) onLog(l.level, l.message);
+}
+
+/** Loads the BPF programs and fills the pid filter; sampling begins with start(). */
+export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
+  const { onLog, ...nativeCfg } = cfg;
+  let native: NativeSampler;
+  try {
+    native = load().openOnCpuSampler(nativeCfg);
+  } finally {
+    forwardLog(onLog);
+  }
+  return {
+    start(onBatch) {
+      try {
+        native.start(onBatch);
+      } finally {
+        forwardLog(onLog);
+      }
+    },
+    addPid: (pid) => native.addPid(pid),
+    stats: () => native.stats(),
+    programStats: () => native.programStats(),
+    stop() {
+      try {
+        native.stop();
+      } finally {
+        forwardLog(onLog);
+      }
+    },
+  };
+}
+
+/** Turns on kernel BPF run-time statistics until close() (BPF_ENABLE_STATS). */
+export function enableBpfStats(): { close(): void } {
+  return load().enableBpfStats();
+}
