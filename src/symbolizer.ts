@@ -96,6 +96,7 @@ export class Symbolizer {
   /** fileKey → vaddr → frames (null: no symbol). Map order is the LRU order of files. */
   private readonly cache = new Map<string, Map<number, Cached>>();
   private entries = 0;
+  private lastTouched = '';
   private readonly mappingInfo = new WeakMap<ProcessMapping, SymbolizedMapping>();
   private readonly kernelMappings = new Map<string, SymbolizedMapping>();
   private readonly kernelCache = new Map<bigint, SymbolizedAddress>();
@@ -196,10 +197,15 @@ export class Symbolizer {
         const vaddr = r.vaddr;
         const byAddr = this.touch(file.key);
         const cached = byAddr?.get(vaddr);
-        const fallback = () => [{ name: `${m.kind === 'vdso' ? '[vdso]' : baseName(r.displayPath)}+0x${r.fileOffset.toString(16)}`, kind: 'native' as const }];
-        if (cached !== undefined) {
+        const fallback = () => [{ name: `${baseName(r.displayPath)}+0x${r.fileOffset.toString(16)}`, kind: 'native' as const }];
+        if (cached) {
           this.stats.cacheHits++;
-          out.set(addr, { frames: cached ?? fallback(), mapping });
+          out.set(addr, { frames: cached, mapping });
+          continue;
+        }
+        if (cached === null) {
+          this.stats.cacheHits++;
+          out.set(addr, { frames: fallback(), mapping });
           continue;
         }
         this.stats.cacheMisses++;
@@ -262,7 +268,9 @@ export class Symbolizer {
 
   private touch(key: string): Map<number, Cached> | undefined {
     const m = this.cache.get(key);
-    if (m) {
+    // Consecutive addresses mostly hit the same file: reorder the LRU only when it changes.
+    if (m && key !== this.lastTouched) {
+      this.lastTouched = key;
       this.cache.delete(key);
       this.cache.set(key, m);
     }
@@ -274,6 +282,7 @@ export class Symbolizer {
       if (this.entries <= this.maxEntries) break;
       this.entries -= m.size;
       this.cache.delete(key);
+      if (key === this.lastTouched) this.lastTouched = '';
     }
   }
 

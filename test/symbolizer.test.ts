@@ -345,6 +345,33 @@ describe('symbolizer', () => {
     }
   });
 
+  it('names vdso functions from the image copied out of the process', async (t) => {
+    const p = await start(pie);
+    const procs = new ProcessTable();
+    const sym = new Symbolizer({ processes: procs });
+    try {
+      const pid = p.child.pid!;
+      const vdso = procs.ensure(pid)!.mappings.find((m) => m.kind === 'vdso');
+      if (!vdso) return t.skip('no [vdso] mapping');
+      assert.ok(vdso.file && !vdso.file.error, 'vdso image captured');
+      // nm runs in another process: reach our descriptor through our own pid.
+      const ours = vdso.file.openPath.replace('/proc/self/', `/proc/${process.pid}/`);
+      const out = execFileSync('nm', ['-D', '--defined-only', ours], { encoding: 'utf8' });
+      const m = /^([0-9a-f]+) T (__vdso_clock_gettime|__vdso_gettimeofday)\b/m.exec(out);
+      assert.ok(m, 'the vdso exports clock_gettime');
+      const vaddr = parseInt(m[1], 16);
+      const seg = vdso.file.segments.find((sg) => vaddr >= sg.vaddr && vaddr < sg.vaddr + sg.memsz)!;
+      const addr = vdso.start + (vaddr - seg.vaddr + seg.offset) - vdso.offset;
+      const res = await sym.symbolizeUser(pid, [addr + 1]);
+      assert.equal(res.get(addr + 1)!.frames[0].name, m[2]);
+      assert.equal(res.get(addr + 1)!.mapping!.file, '[vdso]');
+    } finally {
+      await sym.close();
+      procs.close();
+      await p.exit();
+    }
+  });
+
   it('names kernel addresses through kallsyms', (t) => {
     const ks = Kallsyms.load();
     const procs = new ProcessTable();

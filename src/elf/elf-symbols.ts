@@ -23,16 +23,29 @@ export interface SymbolHit {
   start: number;
 }
 
-interface RawSymbol {
-  addr: number;
-  size: number;
+/** Candidate symbols in parallel typed arrays: objects per symbol cost more than the parse. */
+class RawSymbols {
+  n = 0;
+  readonly addr: Float64Array;
+  readonly size: Float64Array;
   /** Upper bound for zero-size symbols: the end of their section. */
-  secEnd: number;
-  rank: number;
-  strtab: number;
-  nameOff: number;
-  nameLen: number;
-  underscores: number;
+  readonly secEnd: Float64Array;
+  readonly rank: Uint8Array;
+  readonly strtab: Uint8Array;
+  readonly nameOff: Uint32Array;
+  readonly nameLen: Uint32Array;
+  readonly underscores: Uint8Array;
+
+  constructor(capacity: number) {
+    this.addr = new Float64Array(capacity);
+    this.size = new Float64Array(capacity);
+    this.secEnd = new Float64Array(capacity);
+    this.rank = new Uint8Array(capacity);
+    this.strtab = new Uint8Array(capacity);
+    this.nameOff = new Uint32Array(capacity);
+    this.nameLen = new Uint32Array(capacity);
+    this.underscores = new Uint8Array(capacity);
+  }
 }
 
 /**
@@ -49,10 +62,11 @@ export class SymbolTable {
 
   private constructor(
     private readonly strtabs: Buffer[],
-    syms: RawSymbol[],
+    raw: RawSymbols,
+    order: Uint32Array,
     private readonly demangle: (name: string) => string,
   ) {
-    const n = syms.length;
+    const n = order.length;
     this.starts = new Float64Array(n);
     this.ends = new Float64Array(n);
     this.strtabIdx = new Uint8Array(n);
@@ -60,15 +74,16 @@ export class SymbolTable {
     this.nameLens = new Uint32Array(n);
     this.names = new Array<string | undefined>(n);
     for (let i = 0; i < n; i++) {
-      const s = syms[i];
-      this.starts[i] = s.addr;
+      const k = order[i];
+      const addr = raw.addr[k];
+      this.starts[i] = addr;
       // Zero-size symbols (hand-written assembly, some linkers) reach up to the next symbol,
       // but never past their own section.
-      const next = i + 1 < n ? syms[i + 1].addr : Infinity;
-      this.ends[i] = s.size > 0 ? s.addr + s.size : Math.min(next, s.secEnd);
-      this.strtabIdx[i] = s.strtab;
-      this.nameOffs[i] = s.nameOff;
-      this.nameLens[i] = s.nameLen;
+      const next = i + 1 < n ? raw.addr[order[i + 1]] : Infinity;
+      this.ends[i] = raw.size[k] > 0 ? addr + raw.size[k] : Math.min(next, raw.secEnd[k]);
+      this.strtabIdx[i] = raw.strtab[k];
+      this.nameOffs[i] = raw.nameOff[k];
+      this.nameLens[i] = raw.nameLen[k];
     }
   }
 
@@ -82,23 +97,26 @@ export class SymbolTable {
    * table). `demangle` is applied to names on lookup.
    */
   static fromElf(elf: ElfFile, demangle: (name: string) => string = (s) => s): SymbolTable {
+    const tables = elf.sections.filter((sec) => (sec.type === SHT_SYMTAB || sec.type === SHT_DYNSYM) && sec.size > 0);
+    const entsize = elf.is64 ? 24 : 16;
+    let capacity = 0;
+    for (const sec of tables) capacity += Math.floor(sec.size / (sec.entsize || entsize));
+    if (capacity > MAX_SYMBOLS) throw new ElfError(elf.path, `too many symbols (${capacity})`);
+    const raw = new RawSymbols(capacity);
     const strtabs: Buffer[] = [];
-    const all: RawSymbol[] = [];
-    for (const sec of elf.sections) {
-      if (sec.type !== SHT_SYMTAB && sec.type !== SHT_DYNSYM) continue;
-      if (sec.size === 0) continue;
+    for (const sec of tables) {
       const strSec = elf.sections[sec.link];
       if (!strSec || strSec.type === SHT_NOBITS) continue;
       const strs = elf.sectionData(strSec);
       strtabs.push(strs);
-      readSymbols(elf, sec, strtabs.length - 1, strs, all);
+      readSymbols(elf, sec, strtabs.length - 1, strs, raw);
     }
-    return new SymbolTable(strtabs, dedupe(all), demangle);
+    return new SymbolTable(strtabs, raw, dedupe(raw), demangle);
   }
 
   /** A table without symbols (for files that could not be read). */
   static empty(): SymbolTable {
-    return new SymbolTable([], [], (s) => s);
+    return new SymbolTable([], new RawSymbols(0), new Uint32Array(0), (s) => s);
   }
 
   /** The function containing `vaddr`, or undefined. */
@@ -136,7 +154,7 @@ export class SymbolTable {
   }
 }
 
-function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strs: Buffer, out: RawSymbol[]): void {
+function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strs: Buffer, out: RawSymbols): void {
   const entsize = elf.is64 ? 24 : 16;
   if (sec.entsize !== 0 && sec.entsize < entsize) throw new ElfError(elf.path, `bad symbol entry size ${sec.entsize} in ${sec.name}`);
   const step = sec.entsize || entsize;
@@ -180,16 +198,15 @@ function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strs: Buffer
     const c0 = strs[nameOff];
     // ARM/AArch64 mapping symbols ($x, $d) and assembler-local labels (.L…) are not functions.
     if (c0 === 0x24 /* $ */ || (c0 === 0x2e /* . */ && strs[nameOff + 1] === 0x4c /* L */)) continue;
-    out.push({
-      addr: value,
-      size,
-      secEnd: target.addr + target.size,
-      rank: rankOf(bind, type),
-      strtab,
-      nameOff,
-      nameLen,
-      underscores: strs[nameOff] !== 0x5f ? 0 : strs[nameOff + 1] !== 0x5f ? 1 : 2,
-    });
+    const k = out.n++;
+    out.addr[k] = value;
+    out.size[k] = size;
+    out.secEnd[k] = target.addr + target.size;
+    out.rank[k] = rankOf(bind, type);
+    out.strtab[k] = strtab;
+    out.nameOff[k] = nameOff;
+    out.nameLen[k] = nameLen;
+    out.underscores[k] = c0 !== 0x5f ? 0 : strs[nameOff + 1] !== 0x5f ? 1 : 2;
   }
 }
 
@@ -199,23 +216,68 @@ function rankOf(bind: number, type: number): number {
   return b * 2 + (type === STT_NOTYPE ? 0 : 1);
 }
 
-function dedupe(all: RawSymbol[]): RawSymbol[] {
-  // Same address: best rank, then the larger size, then fewer leading underscores (perf's
-  // choice too: `malloc` over `__libc_malloc`), then the .symtab entry (read first).
-  all.sort((a, b) => a.addr - b.addr || b.rank - a.rank || b.size - a.size || a.underscores - b.underscores || a.strtab - b.strtab || a.nameOff - b.nameOff);
-  const out: RawSymbol[] = [];
+/** Sorted indices of the symbols to keep: one per address, without labels inside functions. */
+function dedupe(raw: RawSymbols): Uint32Array {
+  const n = raw.n;
+  const order = sortByAddress(raw);
+  const keep = new Uint32Array(n);
+  let kept = 0;
   let coverEnd = -1;
-  for (const s of all) {
-    const prev = out.length > 0 ? out[out.length - 1] : undefined;
-    if (prev && prev.addr === s.addr) {
-      if (prev.size === 0 && s.size > 0) prev.size = s.size;
-      continue;
+  for (let g = 0; g < n; ) {
+    // One group of symbols at the same address: pick the best name, the largest size.
+    const addr = raw.addr[order[g]];
+    let best = order[g];
+    let size = raw.size[best];
+    let e = g + 1;
+    for (; e < n && raw.addr[order[e]] === addr; e++) {
+      const c = order[e];
+      if (better(raw, c, best)) best = c;
+      if (raw.size[c] > size) size = raw.size[c];
     }
+    g = e;
     // A zero-size label inside a sized function is a local label of that function (glibc's
     // assembly has many); keeping it would steal the rest of the function.
-    if (s.size === 0 && s.addr < coverEnd) continue;
-    out.push(s);
-    if (s.size > 0) coverEnd = Math.max(coverEnd, s.addr + s.size);
+    if (size === 0 && addr < coverEnd) continue;
+    raw.size[best] = size;
+    keep[kept++] = best;
+    if (size > 0 && addr + size > coverEnd) coverEnd = addr + size;
   }
-  return out;
+  return keep.slice(0, kept);
+}
+
+/**
+ * Same address: best rank, then the larger size, then fewer leading underscores (perf's choice
+ * too: `malloc` over `__libc_malloc`), then the .symtab entry (read first), then table order.
+ */
+function better(raw: RawSymbols, a: number, b: number): boolean {
+  if (raw.rank[a] !== raw.rank[b]) return raw.rank[a] > raw.rank[b];
+  if (raw.size[a] !== raw.size[b]) return raw.size[a] > raw.size[b];
+  if (raw.underscores[a] !== raw.underscores[b]) return raw.underscores[a] < raw.underscores[b];
+  if (raw.strtab[a] !== raw.strtab[b]) return raw.strtab[a] < raw.strtab[b];
+  return a < b;
+}
+
+/** Indices ordered by address (stable), with a native numeric sort when the keys allow it. */
+function sortByAddress(raw: RawSymbols): Uint32Array {
+  const n = raw.n;
+  const order = new Uint32Array(n);
+  if (n === 0) return order;
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const a = raw.addr[i];
+    if (a < min) min = a;
+    if (a > max) max = a;
+  }
+  // (addr - min) * 2^k + index stays an exact double when the span times the count fits 2^53.
+  const shift = 2 ** Math.ceil(Math.log2(n + 1));
+  if ((max - min + 1) * shift < Number.MAX_SAFE_INTEGER) {
+    const keys = new Float64Array(n);
+    for (let i = 0; i < n; i++) keys[i] = (raw.addr[i] - min) * shift + i;
+    keys.sort();
+    for (let i = 0; i < n; i++) order[i] = keys[i] % shift;
+    return order;
+  }
+  for (let i = 0; i < n; i++) order[i] = i;
+  return order.sort((x, y) => raw.addr[x] - raw.addr[y] || x - y);
 }
