@@ -325,6 +325,26 @@ describe('leaf-repair', () => {
     assert.deepEqual(Array.from(r2), [ip2, 0x40_2222n, 0x40_3333n]);
   });
 
+  it('repairs a sample caught in a PLT stub (CFA from a DWARF expression)', () => {
+    const bin = join(dir, 'cread');
+    const plt = ElfFile.withFile(bin, (e) => e.section('.plt'))!;
+    const table = ElfFile.withFile(bin, (e) => CfiTable.fromElf(e))!;
+    const base = 0x5555_0000_0000n;
+    const sp = 0x7ffd_0000_1000n;
+    const lookup: RuleLookup = (a) => table.ruleAt(Number(a - base));
+    // A PLT entry (after PLT0): jmp *GOT (bytes 0-5), push index (6-10), jmp PLT0 (11-15). Before
+    // the push the return address is at [sp], after it at [sp+8]: the expression picks by ip & 15.
+    const entry = base + BigInt(plt.addr + 16);
+    assert.equal(table.ruleAt(plt.addr + 16)?.cfa.kind, 'expr');
+    for (const [ip, raOff] of [[entry, 0], [entry + 11n, 8]] as const) {
+      const snap = Buffer.alloc(64);
+      snap.writeBigUInt64LE(0x5555_0000_9999n, raOff); // pushed by the call into the PLT
+      const stack = BigUint64Array.of(ip, 0x5555_0000_7777n);
+      const out = repairUserStack({ userRegs: { ip, sp, bp: 0x7ffd_0000_3000n }, stackSnapshot: snap, userStack: stack }, lookup, { maxCfiFrames: 1 });
+      assert.deepEqual(Array.from(out), [ip, 0x5555_0000_9999n, 0x5555_0000_7777n], `ip & 15 = ${ip & 15n}`);
+    }
+  });
+
   it('gives up without change on bad or missing input, never throws', () => {
     const stack = BigUint64Array.of(0x1000n, 0x2000n);
     const rule = { cfa: { kind: 'reg', reg: 7, offset: 8 }, ra: { kind: 'offset', offset: -8 }, bp: { kind: 'same' } } as const;
