@@ -17,27 +17,17 @@ export class Aggregator {
   private readonly entries = new Map<string, StackEntry>();
   private total = 0;
 
-  /**
-   * Counts one sample. `userRaw` is the frame-pointer walk as it came from the kernel; `user` is
-   * the repaired stack when repair changed it, else undefined (then the raw bytes are the key).
-   */
-  add(pid: number, tid: number, comm: string, kernel: BigUint64Array, userRaw: BigUint64Array, user?: bigint[]): void {
+  /** Counts one sample. Stacks are leaf first; `user` is the repaired user stack. */
+  add(pid: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array): void {
     this.total++;
-    let key = `${pid}\u0000${tid}\u0000${comm}\u0000${bytesKey(kernel)}\u0000`;
-    key += user === undefined ? bytesKey(userRaw) : '\u0001' + user.map((a) => a.toString(36)).join(',');
+    // Kernel frame count disambiguates where the kernel part ends and the user part starts.
+    const key = `${pid}\u0000${tid}\u0000${comm}\u0000${kernel.length}\u0000${bytesKey(kernel)}${bytesKey(user)}`;
     const e = this.entries.get(key);
     if (e !== undefined) {
       e.count++;
       return;
     }
-    this.entries.set(key, {
-      pid,
-      tid,
-      comm,
-      kernel: Array.from(kernel),
-      user: user ?? Array.from(userRaw),
-      count: 1,
-    });
+    this.entries.set(key, { pid, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1 });
   }
 
   get sampleCount(): number {

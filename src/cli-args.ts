@@ -3,7 +3,7 @@
 // Every mistake is a UsageError with one line that says what is wrong.
 
 import { parseDuration } from './duration.js';
-import { formatFromName, isOutputFormat, type OutputFormat } from './output/format.js';
+import { OutputFormatError, outputFormatFor, type OutputFormat } from './output/format.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -101,15 +101,12 @@ function parseRecord(args: string[]): Parsed {
   }
 
   const output = get('output') ?? 'flamewire.pb.gz';
-  const fmt = get('format');
   let format: OutputFormat;
-  if (fmt !== undefined) {
-    if (!isOutputFormat(fmt)) throw new UsageError(`unknown format '${fmt}' (pprof, folded, speedscope, html)`);
-    format = fmt;
-  } else {
-    const guessed = formatFromName(output);
-    if (!guessed) throw new UsageError(`cannot tell the format from '${output}': use .pb.gz, .pprof, .folded, .txt, .html or .json, or --format`);
-    format = guessed;
+  try {
+    format = outputFormatFor(output, get('format'));
+  } catch (e) {
+    if (e instanceof OutputFormatError) throw new UsageError(e.message);
+    throw e;
   }
 
   return {

@@ -1,0 +1,127 @@
+// The capture pipeline between the ring buffer and the profile: decode each batch, capture the
+// process's maps the first time it is seen (so it can still be symbolized after it exits),
+// repair the leaf frame from unwind information, aggregate unique stacks; at the end symbolize
+// every unique address once and build the profile.
+
+import { Aggregator } from './aggregator.js';
+import { Kallsyms } from './kallsyms.js';
+import { logger } from './logger.js';
+import { ProcessTable } from './process-table.js';
+import { buildProfile, type ResolvedAddress } from './profile-builder.js';
+import type { Profile } from './profile-model.js';
+import { decodeBatch, RecordDecodeError } from './record-decoder.js';
+import type { OnCpuSample } from './sample.js';
+import { Symbolizer } from './symbolizer.js';
+import { repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
+import { ruleLookupFor, UnwindTables } from './unwind/unwind-tables.js';
+
+export interface CaptureOptions {
+  frequency: number;
+  /** Turn off the leaf repair (for comparisons with a plain frame-pointer walk). */
+  noRepair?: boolean;
+  procRoot?: string;
+}
+
+export interface FinishOptions {
+  timeNanos: bigint;
+  durationNanos: bigint;
+  comments: string[];
+}
+
+const UNKNOWN: ResolvedAddress = { frames: [{ name: '[unknown]', kind: 'unknown' }] };
+
+export class OnCpuCapture {
+  readonly processes: ProcessTable;
+  private readonly unwind = new UnwindTables();
+  private readonly aggregator = new Aggregator();
+  private readonly lookups = new Map<number, RuleLookup>();
+  private symbolizer: Symbolizer | undefined;
+  /** Samples whose stack the repair changed, and batches that could not be decoded. */
+  repaired = 0;
+  decodeErrors = 0;
+
+  constructor(private readonly opts: CaptureOptions) {
+    this.processes = new ProcessTable({ procRoot: opts.procRoot });
+  }
+
+  get sampleCount(): number {
+    return this.aggregator.sampleCount;
+  }
+
+  get processCount(): number {
+    return this.lookups.size;
+  }
+
+  get uniqueStacks(): number {
+    return this.aggregator.size;
+  }
+
+  addBatch(batch: Buffer): void {
+    try {
+      decodeBatch(batch, {
+        sample: (s) => this.addSample(s),
+        exec: (pid) => {
+          // New image, new maps: re-read now, while the process is certainly alive.
+          this.processes.refresh(pid);
+        },
+      });
+    } catch (e) {
+      if (!(e instanceof RecordDecodeError)) throw e;
+      this.decodeErrors++;
+      logger().warn({ err: e.message }, 'malformed ring buffer batch; the records before it were kept');
+    }
+  }
+
+  addSample(s: OnCpuSample): void {
+    let lookup = this.lookups.get(s.pid);
+    if (lookup === undefined) {
+      this.processes.ensure(s.pid);
+      lookup = this.ruleLookup(s.pid);
+      this.lookups.set(s.pid, lookup);
+    }
+    let user = s.userStack;
+    if (!this.opts.noRepair && s.userRegs !== null && user.length > 0) {
+      user = repairUserStack(s, lookup);
+      if (user !== s.userStack) this.repaired++;
+    }
+    this.aggregator.add(s.pid, s.tid, s.comm, s.kernelStack, user);
+  }
+
+  private ruleLookup(pid: number): RuleLookup {
+    return ruleLookupFor(this.unwind, (addr) => {
+      const r = this.processes.resolve(pid, addr);
+      if (!r || r.fileKey === undefined || r.openPath === undefined || r.vaddr === undefined) return undefined;
+      return { fileKey: r.fileKey, openPath: r.openPath, vaddr: r.vaddr };
+    });
+  }
+
+  /** Symbolizes every unique address once and builds the profile. */
+  async finish(opts: FinishOptions): Promise<Profile> {
+    let kallsyms: Kallsyms | undefined;
+    try {
+      kallsyms = Kallsyms.load();
+    } catch (e) {
+      logger().warn({ err: (e as Error).message }, 'cannot read /proc/kallsyms; kernel frames will be [kernel]');
+    }
+    this.symbolizer ??= new Symbolizer({ processes: this.processes, kallsyms });
+    const { user, kernel } = this.aggregator.uniqueAddresses();
+    const res = await this.symbolizer.symbolize({ user, kernel });
+    const comments = [...opts.comments];
+    if (this.decodeErrors > 0) comments.push(`malformed ring buffer batches skipped: ${this.decodeErrors}`);
+    return buildProfile({
+      stacks: this.aggregator.stacks(),
+      user: (pid, a) => res.user.get(pid)?.get(a) ?? UNKNOWN,
+      kernel: (a) => res.kernel.get(a) ?? UNKNOWN,
+      processName: (pid) => this.processes.get(pid)?.comm ?? String(pid),
+      frequency: this.opts.frequency,
+      timeNanos: opts.timeNanos,
+      durationNanos: opts.durationNanos,
+      comments,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.symbolizer?.close();
+    this.processes.close();
+  }
+}

@@ -1,0 +1,134 @@
+// Turns aggregated stacks plus symbolization results into the one profile model.
+
+import { lookupAddress, type StackEntry } from './aggregator.js';
+import type { Frame, FrameKind, Mapping, Profile, Sample } from './profile-model.js';
+
+export interface ResolvedFrame {
+  name: string;
+  kind: FrameKind;
+  file?: string;
+  line?: number;
+  inlined?: boolean;
+}
+
+export interface MappingInfo {
+  /** Unique per process and mapping, e.g. `${pid}:${start}`. */
+  key: string;
+  start: bigint;
+  end: bigint;
+  offset: bigint;
+  file: string;
+  buildId: string;
+  hasLines?: boolean;
+}
+
+export interface ResolvedAddress {
+  /** Innermost first; inlined callers follow their callee. */
+  frames: ResolvedFrame[];
+  mapping?: MappingInfo;
+}
+
+export interface BuildInput {
+  stacks: Iterable<StackEntry>;
+  /** Symbolization of a user address (already adjusted with lookupAddress). */
+  user(pid: number, address: bigint): ResolvedAddress;
+  kernel(address: bigint): ResolvedAddress;
+  processName(pid: number): string;
+  frequency: number;
+  timeNanos: bigint;
+  durationNanos: bigint;
+  comments: string[];
+}
+
+export const KERNEL_MAPPING_FILE = '[kernel.kallsyms]';
+
+export function buildProfile(input: BuildInput): Profile {
+  const period = Math.round(1e9 / input.frequency);
+  const frames: Frame[] = [];
+  const mappings: Mapping[] = [];
+  const mappingIndex = new Map<string, number>();
+  const frameIndex = new Map<string, number[]>();
+  let kernelMapping = -1;
+
+  const mappingFor = (m: MappingInfo | undefined): number => {
+    if (!m) return -1;
+    let i = mappingIndex.get(m.key);
+    if (i === undefined) {
+      i = mappings.length;
+      mappings.push({
+        start: m.start,
+        end: m.end,
+        offset: m.offset,
+        file: m.file,
+        buildId: m.buildId,
+        hasFunctions: true,
+        hasFilenames: m.hasLines === true,
+        hasLineNumbers: m.hasLines === true,
+      });
+      mappingIndex.set(m.key, i);
+    }
+    return i;
+  };
+
+  const framesFor = (key: string, address: bigint, resolve: () => ResolvedAddress, kernel: boolean): number[] => {
+    let ids = frameIndex.get(key);
+    if (ids !== undefined) return ids;
+    const r = resolve();
+    let mapping: number;
+    if (kernel) {
+      if (kernelMapping < 0) {
+        kernelMapping = mappings.length;
+        mappings.push({ start: 0n, end: 0n, offset: 0n, file: KERNEL_MAPPING_FILE, buildId: '', hasFunctions: true, hasFilenames: false, hasLineNumbers: false });
+      }
+      mapping = kernelMapping;
+    } else {
+      mapping = mappingFor(r.mapping);
+    }
+    const list = r.frames.length > 0 ? r.frames : [{ name: '[unknown]', kind: 'unknown' as FrameKind }];
+    ids = list.map((f) => {
+      frames.push({ name: f.name, kind: f.kind, mapping, address, file: f.file, line: f.line, inlined: f.inlined });
+      return frames.length - 1;
+    });
+    frameIndex.set(key, ids);
+    return ids;
+  };
+
+  const samples: Sample[] = [];
+  for (const e of input.stacks) {
+    const stack: number[] = [];
+    for (let i = 0; i < e.kernel.length; i++) {
+      const a = e.kernel[i];
+      const la = lookupAddress(a, i);
+      stack.push(...framesFor(`k${a}:${la === a ? 0 : 1}`, a, () => input.kernel(la), true));
+    }
+    for (let i = 0; i < e.user.length; i++) {
+      const a = e.user[i];
+      // Frame depth for the user part counts from the user leaf: the user leaf is the
+      // interrupted instruction even when kernel frames sit above it.
+      const la = lookupAddress(a, i);
+      stack.push(...framesFor(`u${e.pid}:${a}:${la === a ? 0 : 1}`, a, () => input.user(e.pid, la), false));
+    }
+    samples.push({
+      stack,
+      values: [e.count, e.count * period],
+      labels: { 'thread.name': e.comm, 'process.name': input.processName(e.pid) },
+      numLabels: { 'thread.id': e.tid, 'process.pid': e.pid },
+    });
+  }
+
+  return {
+    sampleTypes: [
+      { type: 'samples', unit: 'count' },
+      { type: 'cpu', unit: 'nanoseconds' },
+    ],
+    defaultSampleType: 1,
+    periodType: { type: 'cpu', unit: 'nanoseconds' },
+    period,
+    timeNanos: input.timeNanos,
+    durationNanos: input.durationNanos,
+    frames,
+    mappings,
+    samples,
+    comments: input.comments,
+  };
+}

@@ -1,0 +1,187 @@
+// `flamewire record`: start the sampler (filtered in the kernel), stream batches through the
+// capture pipeline, stop on duration / command exit / Ctrl-C / SIGTERM, then symbolize the
+// unique addresses once and write the output. Whatever was collected is written even when the
+// run ends early; a failure to write falls back to a temporary file, never to nothing.
+
+import { existsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { accessSync, constants as fsConstants } from 'node:fs';
+import type { RecordOptions } from './cli-args.js';
+import { UsageError } from './cli-args.js';
+import { spawnGated, type GatedCommand } from './command-runner.js';
+import { OnCpuCapture } from './capture.js';
+import { formatDuration } from './duration.js';
+import { logger } from './logger.js';
+import { openOnCpuSampler, type OnCpuSampler } from './native.js';
+import { writeOutput } from './output/write-output.js';
+import { StatusLine } from './status-line.js';
+import { btfProblem, maxSampleRate, privilegeProblem } from './system-checks.js';
+
+export class RecordError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = 'RecordError';
+  }
+}
+
+/** Runs a recording; resolves with the process exit status. */
+export async function record(opts: RecordOptions, out: NodeJS.WriteStream = process.stderr): Promise<number> {
+  if (opts.offCpu) throw new UsageError('--off-cpu is not available in this version yet (on-CPU only)');
+  checkPreconditions(opts);
+
+  const capture = new OnCpuCapture({ frequency: opts.frequency });
+  const startWall = process.hrtime.bigint();
+  const timeNanos = BigInt(Date.now()) * 1_000_000n;
+
+  let command: GatedCommand | undefined;
+  let sampler: OnCpuSampler;
+  const filterPids = opts.pids.length > 0 ? opts.pids : undefined;
+  try {
+    if (opts.command.length > 0) command = spawnGated(opts.command);
+    sampler = openOnCpuSampler({
+      frequency: opts.frequency,
+      pids: command ? [command.pid] : filterPids,
+      followChildren: command !== undefined,
+    });
+  } catch (e) {
+    command?.kill('SIGKILL');
+    throw new RecordError(`cannot start the sampler: ${(e as Error).message.split('\n')[0]}`);
+  }
+  for (const pid of filterPids ?? []) capture.processes.ensure(pid);
+
+  sampler.start((batch) => capture.addBatch(batch));
+  command?.release();
+  logger().debug({ frequency: opts.frequency, pids: filterPids, command: opts.command }, 'recording');
+
+  const status = new StatusLine(() => ({
+    elapsedMs: Number(process.hrtime.bigint() - startWall) / 1e6,
+    samples: capture.sampleCount,
+    drops: dropCount(sampler.stats()),
+    processes: capture.processCount,
+  }));
+  if (!opts.quiet) status.start();
+
+  // Wait for the first of: duration, command exit, all -p processes gone, SIGINT/SIGTERM.
+  const stopReason = await new Promise<string>((resolveStop) => {
+    const timers: NodeJS.Timeout[] = [];
+    const done = (why: string) => {
+      for (const t of timers) clearTimeout(t), clearInterval(t);
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolveStop(why);
+    };
+    const onInt = () => done('interrupted');
+    const onTerm = () => {
+      command?.kill('SIGTERM');
+      done('terminated');
+    };
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    if (opts.durationMs !== undefined) timers.push(setTimeout(() => done('duration'), opts.durationMs));
+    if (command) command.exited.then(() => done('command exited'));
+    if (filterPids) {
+      timers.push(setInterval(() => {
+        if (filterPids.every((p) => !existsSync(`/proc/${p}`))) done('processes exited');
+      }, 200));
+    }
+  });
+
+  sampler.stop();
+  status.stop();
+  const stats = sampler.stats();
+  const durationNanos = process.hrtime.bigint() - startWall;
+
+  // With a command: after Ctrl-C the command got SIGINT from the terminal too, so it is
+  // finishing; its exit status becomes ours. When the duration ran out first it keeps running:
+  // the output is written now and we wait for it afterwards (see below).
+  if (command && (stopReason === 'interrupted' || stopReason === 'terminated')) {
+    const code = await Promise.race([command.exited, delay(5000).then(() => -1)]);
+    if (code === -1) command.kill('SIGKILL');
+  }
+
+  const comments = [
+    `flamewire record: on-CPU, ${opts.frequency} Hz per CPU, ${formatDuration(Number(durationNanos) / 1e6)}, stopped: ${stopReason}`,
+    `target: ${command ? `command ${opts.command.join(' ')} and its descendants` : filterPids ? `pids ${filterPids.join(',')}` : 'whole machine'}`,
+    dropComment(stats),
+  ];
+  const profile = await capture.finish({ timeNanos, durationNanos, comments });
+
+  const written = await writeWithFallback(profile, opts);
+  if (!opts.quiet) {
+    out.write(
+      `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
+        ` (${dropDetail(stats)}); wrote ${written.path}\n`,
+    );
+  }
+  await capture.close();
+  let exitCode = 0;
+  if (command) {
+    if (!command.done && !opts.quiet) out.write(`flamewire: recording stopped; waiting for ${opts.command[0]} to exit\n`);
+    exitCode = await command.exited;
+  }
+  if (!written.ok) return 1;
+  return exitCode;
+}
+
+function checkPreconditions(opts: RecordOptions): void {
+  const priv = privilegeProblem();
+  if (priv) throw new RecordError(priv);
+  const btf = btfProblem();
+  if (btf) throw new RecordError(btf);
+  const max = maxSampleRate();
+  if (max !== undefined && opts.frequency > max) {
+    throw new UsageError(`frequency ${opts.frequency} Hz is above the kernel's limit of ${max} Hz (kernel.perf_event_max_sample_rate)`);
+  }
+  for (const pid of opts.pids) {
+    if (!existsSync(`/proc/${pid}`)) throw new UsageError(`no process with pid ${pid}`);
+  }
+  const dir = dirname(resolve(opts.output));
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    accessSync(dir, fsConstants.W_OK);
+  } catch {
+    throw new UsageError(`cannot write ${opts.output}: directory ${dir} does not exist or is not writable`);
+  }
+  if (existsSync(opts.output) && statSync(opts.output).isDirectory()) throw new UsageError(`cannot write ${opts.output}: it is a directory`);
+}
+
+async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opts: RecordOptions): Promise<{ ok: boolean; path: string }> {
+  try {
+    await writeOutput(profile, opts.output, { format: opts.format });
+    return { ok: true, path: opts.output };
+  } catch (e) {
+    const ext = extname(opts.output) || '.out';
+    const fallback = join(tmpdir(), `flamewire-${process.pid}-${basename(opts.output, ext)}${opts.output.endsWith('.pb.gz') ? '.pb.gz' : ext}`);
+    process.stderr.write(`flamewire: cannot write ${opts.output}: ${(e as Error).message}; saving to ${fallback} instead\n`);
+    await writeOutput(profile, fallback, { format: opts.format });
+    return { ok: false, path: fallback };
+  }
+}
+
+export interface DropStats {
+  ringBufferFull: number;
+  kernelStackErrors: number;
+  userStackErrors: number;
+  snapshotErrors?: number;
+  pidMapFull?: number;
+}
+
+export function dropCount(s: DropStats): number {
+  return s.ringBufferFull + (s.pidMapFull ?? 0);
+}
+
+export function dropDetail(s: DropStats): string {
+  return `ring buffer full ${s.ringBufferFull}, kernel stack failed ${s.kernelStackErrors}, user stack failed ${s.userStackErrors}, stack snapshot failed ${s.snapshotErrors ?? 0}`;
+}
+
+function dropComment(s: DropStats): string {
+  return `dropped samples: ${dropCount(s)} (${dropDetail(s)})`;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
