@@ -282,6 +282,39 @@ describe('symbolizer', () => {
     }
   });
 
+  it('names code in a mapped non-ELF file file+0xoffset', async () => {
+    const mapper = buildC(dir, 'mapper', `
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  int fd = open(argv[1], O_RDONLY);
+  void *p = mmap(0, 8192, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 4096);
+  printf("%p\\n", p);
+  fflush(stdout);
+  char c;
+  return read(0, &c, 1) < 0;
+}
+`);
+    const junk = join(dir, 'junk.bin');
+    writeFileSync(junk, Buffer.alloc(16384, 0x5a));
+    const child = spawn(mapper, [junk], { stdio: 'pipe' });
+    const line = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+    const addr = parseInt(line.trim(), 16);
+    const procs = new ProcessTable();
+    const sym = new Symbolizer({ processes: procs });
+    try {
+      const res = await sym.symbolizeUser(child.pid!, [addr + 0x10]);
+      assert.deepEqual(res.get(addr + 0x10)!.frames, [{ name: 'junk.bin+0x1010', kind: 'native' }]);
+      assert.match(procs.resolve(child.pid!, addr)!.file!.error ?? '', /not an ELF/);
+    } finally {
+      await sym.close();
+      procs.close();
+      child.stdin.end('x');
+    }
+  });
+
   it('demangles C++ names', async () => {
     const bin = buildC(dir, 'cpp.cc', CPP, ['-O1', '-fPIE', '-pie']);
     const p = await start(bin);
