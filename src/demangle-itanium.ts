@@ -120,6 +120,7 @@ class Parser {
   pendingParams: Node[] = [];
   lastName = '';
   inLambdaSig = 0;
+  inConversion = false;
 
   constructor(readonly s: string) {}
 
@@ -357,8 +358,6 @@ class Parser {
       else break;
       this.pos++;
     }
-    // c++filt lists qualifiers innermost-first; rebuild in that order.
-    quals = reverseQuals(quals);
     if (this.ch() === 'R') {
       this.pos++;
       quals += ' &';
@@ -472,7 +471,11 @@ class Parser {
     const code = this.s.slice(this.pos, this.pos + 2);
     this.pos += 2;
     if (code === 'cv') {
+      // In `cv T_ I…E` the arguments belong to the operator, not to T_.
+      const saved = this.inConversion;
+      this.inConversion = true;
       const t = this.type();
+      this.inConversion = saved;
       return { k: K.Conv, a: t };
     }
     if (code === 'li') {
@@ -569,6 +572,8 @@ class Parser {
     const saved = this.tmplArgs;
     // A constructor after the arguments is named after the class, not after a name inside them.
     const lastName = this.lastName;
+    const conv = this.inConversion;
+    this.inConversion = false;
     while (!this.eat('E')) {
       if (this.pos >= this.s.length) throw new Bad();
       out.push(this.templateArg());
@@ -582,6 +587,7 @@ class Parser {
       }
     } else this.tmplArgs = saved;
     this.lastName = lastName;
+    this.inConversion = conv;
     this.depth--;
     return out;
   }
@@ -633,8 +639,9 @@ class Parser {
           quals = (q === 'r' ? ' restrict' : q === 'V' ? ' volatile' : ' const') + quals;
         }
         const inner = this.type();
-        if (inner.k === K.Fn) r = { ...inner, quals: reverseQuals(quals) + (inner.quals ?? '') };
-        else r = { k: K.Cv, a: inner, quals: reverseQuals(quals) };
+        // Built innermost-first, the order c++filt prints them in.
+        if (inner.k === K.Fn) r = { ...inner, quals: quals + (inner.quals ?? '') };
+        else r = { k: K.Cv, a: inner, quals };
         break;
       }
       case 'P':
@@ -678,7 +685,7 @@ class Parser {
           break;
         }
         r = this.templateParam();
-        if (this.ch() === 'I') {
+        if (this.ch() === 'I' && !this.inConversion) {
           this.subs.push(r);
           r = { k: K.Tmpl, a: r, list: this.templateArgs(false) };
         }
@@ -1105,10 +1112,6 @@ function hoistQuals(n: Node): [Node, string] {
   return [n, ''];
 }
 
-function reverseQuals(q: string): string {
-  if (!q) return q;
-  return q.split(' ').filter(Boolean).reverse().map((x) => ' ' + x).join('');
-}
 
 function hasReturnType(n: Node): boolean {
   switch (n.k) {
