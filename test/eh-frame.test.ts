@@ -1,9 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ElfFile } from '../src/elf/elf-file.js';
-import { CfiTable, evalDwarfExpr, type RegRule, type UnwindRule } from '../src/unwind/eh-frame.js';
+import { CfiError, CfiTable, evalDwarfExpr, type RegRule, type UnwindRule } from '../src/unwind/eh-frame.js';
 import { buildC, workDir } from './helpers.js';
 
 const LIBC = '/lib/x86_64-linux-gnu/libc.so.6';
@@ -235,6 +236,25 @@ describe('eh-frame', () => {
     const table = ElfFile.withFile(bin, (elf) => CfiTable.fromElf(elf))!;
     assert.equal(table.ruleAt(0), undefined);
     assert.equal(table.ruleAt(Number.MAX_SAFE_INTEGER), undefined);
+    // Corrupt random bytes of .eh_frame and .eh_frame_hdr: only CfiError may come out.
+    const orig = readFileSync(bin);
+    const secs = ElfFile.withFile(bin, (e) => [e.section('.eh_frame')!, e.section('.eh_frame_hdr')!]);
+    const text = ElfFile.withFile(bin, (e) => e.section('.text')!);
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
+    const fuzzed = join(dir, 'fuzzed');
+    for (let it = 0; it < 400; it++) {
+      const b = Buffer.from(orig);
+      const s = secs[it % 2];
+      for (let k = 0; k <= it % 8; k++) b[s.offset + Math.floor(rnd() * s.size)] = Math.floor(rnd() * 256);
+      writeFileSync(fuzzed, b);
+      try {
+        const t = ElfFile.withFile(fuzzed, (e) => CfiTable.fromElf(e));
+        for (let a = text.addr; a < text.addr + text.size; a += 5) t?.ruleAt(a);
+      } catch (e) {
+        assert.ok(e instanceof CfiError, `iteration ${it}: ${(e as Error).stack}`);
+      }
+    }
   });
 });
 

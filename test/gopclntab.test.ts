@@ -211,6 +211,29 @@ describe('gopclntab', () => {
     for (const r of leaf) assert.equal(tab.spDelta(r.pc), 0);
   });
 
+  it('never throws on a corrupted table', () => {
+    const orig = readFileSync(bin);
+    const sec = ElfFile.withFile(bin, (e) => e.section('.gopclntab')!);
+    const tab0 = ElfFile.withFile(bin, (e) => GoPclnTab.open(e))!;
+    const [lo, hi] = tab0.textRange;
+    const fuzzed = join(dir, 'fuzzed');
+    let seed = 11;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
+    for (let it = 0; it < 60; it++) {
+      const b = Buffer.from(orig);
+      // The header and function table first (where a bad byte hurts most), then anywhere.
+      const span = it % 2 ? sec.size : Math.min(sec.size, 4096);
+      for (let k = 0; k < 40; k++) b[sec.offset + Math.floor(rnd() * span)] = Math.floor(rnd() * 256);
+      writeFileSync(fuzzed, b);
+      const t = ElfFile.withFile(fuzzed, (e) => GoPclnTab.open(e));
+      for (let a = lo; a < hi; a += Math.floor((hi - lo) / 200)) {
+        t?.lookup(a);
+        t?.spDelta(a);
+        t?.funcAt(a);
+      }
+    }
+  });
+
   it('answers undefined outside the text and for non-Go files', () => {
     const tab = ElfFile.withFile(bin, (elf) => GoPclnTab.open(elf))!;
     assert.equal(tab.lookup(0), undefined);
