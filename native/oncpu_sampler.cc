@@ -14,10 +14,11 @@
 namespace flamewire {
 namespace {
 
-// tp_btf needs BPF_PROG_TYPE_TRACING and the tracepoint's btf_trace_* type in vmlinux BTF.
-// Probing both is what decides; the kernel version never does.
+// tp_btf needs the tracepoints' btf_trace_* types in vmlinux BTF and a kernel that loads
+// BPF_TRACE_RAW_TP programs against them: probe by loading a two-instruction program per
+// tracepoint (libbpf 1.1's libbpf_probe_bpf_prog_type cannot probe tracing programs). The
+// kernel version never decides.
 bool CanUseTpBtf() {
-  if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_TRACING, nullptr) <= 0) return false;
   struct btf *vmlinux = btf__load_vmlinux_btf();
   if (!vmlinux) return false;
   static const char *const kTracepoints[] = {
@@ -25,9 +26,25 @@ bool CanUseTpBtf() {
       "btf_trace_sched_process_exec",
       "btf_trace_sched_process_exit",
   };
+  const struct bpf_insn insns[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},  // r0 = 0
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},                   // exit
+  };
   bool ok = true;
   for (const char *name : kTracepoints) {
-    if (btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) < 0) ok = false;
+    int id = btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF);
+    if (id < 0) {
+      ok = false;
+      break;
+    }
+    LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_RAW_TP,
+                .attach_btf_id = static_cast<__u32>(id));
+    int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, nullptr, "GPL", insns, 2, &opts);
+    if (fd < 0) {
+      ok = false;
+      break;
+    }
+    close(fd);
   }
   btf__free(vmlinux);
   return ok;

@@ -1,0 +1,183 @@
+// Decodes the batches the native addon delivers (format and record layouts: bpf/oncpu.h).
+// test/record-layout.test.ts checks every constant below against the C header.
+
+import type { OnCpuSample } from './sample.js';
+
+/** Byte offsets and sizes of the records in bpf/oncpu.h. */
+export const RECORD_LAYOUT = {
+  batchPrefixBytes: 8,
+  batchAlign: 8,
+  sample: {
+    size: 80,
+    kind: 0,
+    pid: 4,
+    tid: 8,
+    cpu: 12,
+    time_ns: 16,
+    comm: 24,
+    flags: 40,
+    kernel_frames: 44,
+    user_frames: 48,
+    snapshot_len: 52,
+    user_ip: 56,
+    user_sp: 64,
+    user_bp: 72,
+  },
+  exec: { size: 32, kind: 0, pid: 4, time_ns: 8, comm: 16 },
+  exit: { size: 16, kind: 0, pid: 4, time_ns: 8 },
+} as const;
+
+export const RECORD_LIMITS = {
+  commLen: 16,
+  maxKernelFrames: 48,
+  maxUserFrames: 127,
+  maxSnapshotBytes: 4096,
+} as const;
+
+export const RECORD_KIND = { sample: 1, exec: 2, exit: 3 } as const;
+
+/** Bits of OnCpuSample.flags (enum fw_sample_flag). */
+export const SAMPLE_FLAG = {
+  kernelMode: 1 << 0,
+  userRegs: 1 << 1,
+  kernelStackFailed: 1 << 2,
+  userStackFailed: 1 << 3,
+  snapshotFailed: 1 << 4,
+  snapshotTruncated: 1 << 5,
+  kernelThread: 1 << 6,
+} as const;
+
+/** Indexes of the per-CPU metrics array (enum fw_metric); the addon names them in stats(). */
+export const METRIC_ID = {
+  samples: 0,
+  ringBufferFull: 1,
+  kernelStackFailed: 2,
+  userStackFailed: 3,
+  snapshotFailed: 4,
+  pidMapFull: 5,
+  eventRingBufferFull: 6,
+  sampledMapFull: 7,
+  scratchMissing: 8,
+  execEmitted: 9,
+  exitEmitted: 10,
+  count: 11,
+} as const;
+
+export interface RecordHandlers {
+  sample(s: OnCpuSample): void;
+  exec?(pid: number, comm: string, timeNs: bigint): void;
+  exit?(pid: number, timeNs: bigint): void;
+}
+
+/** A batch that does not follow the format. Records before `offset` were delivered. */
+export class RecordDecodeError extends Error {
+  override readonly name = 'RecordDecodeError';
+  constructor(
+    message: string,
+    /** Byte offset of the bad record's length prefix in the batch. */
+    readonly offset: number,
+  ) {
+    super(`${message} (batch offset ${offset})`);
+  }
+}
+
+const S = RECORD_LAYOUT.sample;
+const PREFIX = RECORD_LAYOUT.batchPrefixBytes;
+const EMPTY_U64 = new BigUint64Array(0);
+const EMPTY_BUF = Buffer.alloc(0);
+
+function commAt(buf: Buffer, start: number): string {
+  let end = start;
+  const limit = start + RECORD_LIMITS.commLen;
+  while (end < limit && buf[end] !== 0) end++;
+  return buf.toString('utf8', start, end);
+}
+
+/**
+ * Calls a handler for every record of a batch, in order. Stacks, the snapshot and the user
+ * registers' view share the batch's memory: copy what must outlive the callback. Throws
+ * RecordDecodeError at the first malformed record (every length is checked before reading).
+ */
+export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
+  // Records are 8-byte aligned relative to the batch; __u64 views need an aligned base.
+  if (batch.byteOffset % 8 !== 0) {
+    const copy = Buffer.from(new ArrayBuffer(batch.length));
+    batch.copy(copy);
+    batch = copy;
+  }
+  const len = batch.length;
+  const ab = batch.buffer;
+  const base = batch.byteOffset;
+  const u32 = new Uint32Array(ab, base, len >>> 2);
+  const u64 = new BigUint64Array(ab, base, len >>> 3);
+  // comm is usually the same as the previous sample of the thread: skip re-decoding it.
+  let lastComm = '';
+  let lc0 = -1, lc1 = -1, lc2 = -1, lc3 = -1;
+
+  let off = 0;
+  while (off < len) {
+    if (len - off < PREFIX) throw new RecordDecodeError(`truncated length prefix: ${len - off} bytes left`, off);
+    const recLen = u32[off >>> 2]!;
+    const rec = off + PREFIX;
+    const padded = (recLen + 7) & ~7;
+    if (recLen < 8 || padded > len - rec) {
+      throw new RecordDecodeError(`record length ${recLen} does not fit the ${len - rec} bytes left`, off);
+    }
+    const w = rec >>> 2;
+    const kind = u32[w]!;
+    if (kind === RECORD_KIND.sample) {
+      if (recLen < S.size) throw new RecordDecodeError(`sample record of ${recLen} bytes, need ${S.size}`, off);
+      const kernelFrames = u32[w + (S.kernel_frames >>> 2)]!;
+      const userFrames = u32[w + (S.user_frames >>> 2)]!;
+      const snapLen = u32[w + (S.snapshot_len >>> 2)]!;
+      if (
+        kernelFrames > RECORD_LIMITS.maxKernelFrames ||
+        userFrames > RECORD_LIMITS.maxUserFrames ||
+        snapLen > RECORD_LIMITS.maxSnapshotBytes ||
+        S.size + (kernelFrames + userFrames) * 8 + snapLen !== recLen
+      ) {
+        throw new RecordDecodeError(
+          `sample lengths (${kernelFrames} kernel frames, ${userFrames} user frames, ` +
+            `${snapLen} snapshot bytes) do not add up to the record length ${recLen}`,
+          off,
+        );
+      }
+      const c = w + (S.comm >>> 2);
+      const c0 = u32[c]!, c1 = u32[c + 1]!, c2 = u32[c + 2]!, c3 = u32[c + 3]!;
+      if (c0 !== lc0 || c1 !== lc1 || c2 !== lc2 || c3 !== lc3) {
+        lastComm = commAt(batch, rec + S.comm);
+        lc0 = c0; lc1 = c1; lc2 = c2; lc3 = c3;
+      }
+      const flags = u32[w + (S.flags >>> 2)]!;
+      const q = rec >>> 3;
+      const framesAt = base + rec + S.size;
+      const snapAt = rec + S.size + (kernelFrames + userFrames) * 8;
+      handlers.sample({
+        pid: u32[w + (S.pid >>> 2)]!,
+        tid: u32[w + (S.tid >>> 2)]!,
+        cpu: u32[w + (S.cpu >>> 2)]!,
+        timeNs: u64[q + (S.time_ns >>> 3)]!,
+        comm: lastComm,
+        kernelStack: kernelFrames ? new BigUint64Array(ab, framesAt, kernelFrames) : EMPTY_U64,
+        userStack: userFrames ? new BigUint64Array(ab, framesAt + kernelFrames * 8, userFrames) : EMPTY_U64,
+        userRegs:
+          flags & SAMPLE_FLAG.userRegs
+            ? { ip: u64[q + (S.user_ip >>> 3)]!, sp: u64[q + (S.user_sp >>> 3)]!, bp: u64[q + (S.user_bp >>> 3)]! }
+            : null,
+        stackSnapshot: snapLen ? batch.subarray(snapAt, snapAt + snapLen) : EMPTY_BUF,
+        flags,
+      });
+    } else if (kind === RECORD_KIND.exec) {
+      const L = RECORD_LAYOUT.exec;
+      if (recLen < L.size) throw new RecordDecodeError(`exec record of ${recLen} bytes, need ${L.size}`, off);
+      handlers.exec?.(u32[w + (L.pid >>> 2)]!, commAt(batch, rec + L.comm), u64[(rec >>> 3) + (L.time_ns >>> 3)]!);
+    } else if (kind === RECORD_KIND.exit) {
+      const L = RECORD_LAYOUT.exit;
+      if (recLen < L.size) throw new RecordDecodeError(`exit record of ${recLen} bytes, need ${L.size}`, off);
+      handlers.exit?.(u32[w + (L.pid >>> 2)]!, u64[(rec >>> 3) + (L.time_ns >>> 3)]!);
+    } else {
+      throw new RecordDecodeError(`unknown record kind ${kind}`, off);
+    }
+    off = rec + padded;
+  }
+}
