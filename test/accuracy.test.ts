@@ -1,0 +1,189 @@
+// Attribution against workloads whose true split is known. Each workload spends 3/4 of its
+// time under one caller and 1/4 under another, and in both the time is spent in a leaf that has
+// no frame of its own (a frameless C leaf, libc's syscall wrapper, a Go frameless leaf), which is
+// exactly where a frame-pointer walk loses the caller. flamewire must put the callers back:
+// inclusive shares within ±3 points of the truth.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { buildGo, repoRoot, workDir } from './helpers.js';
+
+const cli = join(repoRoot, 'dist', 'src', 'cli.js');
+const dir = workDir('accuracy');
+const TOLERANCE = 3;
+
+interface Folded {
+  stacks: Array<{ frames: string[]; count: number }>;
+}
+
+function record(args: string[]): Folded {
+  const out = join(dir, `out-${Date.now()}-${Math.random().toString(36).slice(2)}.folded`);
+  const r = spawnSync(process.execPath, [cli, 'record', '-q', '-F', '999', '-o', out, ...args], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, `flamewire record failed: ${r.stderr}`);
+  const stacks = readFileSync(out, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => {
+      const sp = l.lastIndexOf(' ');
+      return { frames: l.slice(0, sp).split(';'), count: Number(l.slice(sp + 1)) };
+    });
+  return { stacks };
+}
+
+/** Inclusive share (percent) of `fn` among the samples whose stack contains `within`. */
+function share(f: Folded, fn: string, within: string): { pct: number; total: number } {
+  let total = 0;
+  let hit = 0;
+  for (const s of f.stacks) {
+    if (!s.frames.includes(within)) continue;
+    total += s.count;
+    if (s.frames.includes(fn)) hit += s.count;
+  }
+  return { pct: total === 0 ? 0 : (100 * hit) / total, total };
+}
+
+function assertShare(f: Folded, fn: string, within: string, truth: number): void {
+  const { pct, total } = share(f, fn, within);
+  assert.ok(total >= 500, `too few samples under ${within}: ${total}`);
+  assert.ok(Math.abs(pct - truth) <= TOLERANCE, `${fn}: ${pct.toFixed(1)}% of ${within} (truth ${truth}%, ±${TOLERANCE}); ${total} samples`);
+}
+
+// The leaf lives in its own translation unit, built without a frame pointer; the callers keep
+// theirs. The same leaf serves both callers, so only the return address tells them apart.
+const C_LEAF = `
+unsigned long leaf_work(unsigned long n) {
+  unsigned long x = n;
+  for (unsigned long i = 0; i < n; i++) x = x * 6364136223846793005UL + 1442695040888963407UL;
+  return x;
+}
+`;
+const C_MAIN = `
+#include <stdlib.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <time.h>
+unsigned long leaf_work(unsigned long n);
+static volatile unsigned long sink;
+static int devnull;
+static char byte;
+__attribute__((noinline)) void caller_major(unsigned long n) { sink += leaf_work(n); }
+__attribute__((noinline)) void caller_minor(unsigned long n) { sink += leaf_work(n); }
+__attribute__((noinline)) void writer_major(int n) { for (int i = 0; i < n; i++) sink += write(devnull, &byte, 1); }
+__attribute__((noinline)) void writer_minor(int n) { for (int i = 0; i < n; i++) sink += write(devnull, &byte, 1); }
+__attribute__((noinline)) void run_compute(double secs) {
+  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    for (int i = 0; i < 3; i++) caller_major(200000);
+    caller_minor(200000);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+}
+__attribute__((noinline)) void run_syscalls(double secs) {
+  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    writer_major(300);
+    writer_minor(100);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+}
+int main(int argc, char **argv) {
+  devnull = open("/dev/null", O_WRONLY);
+  double secs = argc > 2 ? atof(argv[2]) : 3;
+  if (argv[1][0] == 'c') run_compute(secs); else run_syscalls(secs);
+  return 0;
+}
+`;
+
+const GO_MAIN = `package main
+
+import (
+	"os"
+	"strconv"
+	"time"
+)
+
+var sink uint64
+
+// leaf has no locals and calls nothing: the compiler gives it no frame, so BP still belongs to
+// the caller when a sample lands here.
+//go:noinline
+func leaf(n uint64) uint64 {
+	x := n
+	for i := uint64(0); i < n; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	return x
+}
+
+//go:noinline
+func callerMajor(n uint64) { sink += leaf(n) }
+
+//go:noinline
+func callerMinor(n uint64) { sink += leaf(n) }
+
+//go:noinline
+func run(d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		for i := 0; i < 3; i++ {
+			callerMajor(200000)
+		}
+		callerMinor(200000)
+	}
+}
+
+func main() {
+	secs, _ := strconv.ParseFloat(os.Args[1], 64)
+	run(time.Duration(secs * float64(time.Second)))
+}
+`;
+
+describe('attribution accuracy', () => {
+  let cBin = '';
+  let goBin = '';
+  before(() => {
+    const leafSrc = join(dir, 'leaf.c');
+    const mainSrc = join(dir, 'main.c');
+    execFileSync('sh', ['-c', `cat > ${leafSrc} <<'EOF'\n${C_LEAF}\nEOF\ncat > ${mainSrc} <<'EOF'\n${C_MAIN}\nEOF`]);
+    cBin = join(dir, 'split');
+    execFileSync('gcc', ['-O2', '-fomit-frame-pointer', '-c', '-o', join(dir, 'leaf.o'), leafSrc]);
+    execFileSync('gcc', ['-O1', '-fno-omit-frame-pointer', '-o', cBin, mainSrc, join(dir, 'leaf.o')]);
+    goBin = buildGo(dir, 'gosplit', GO_MAIN);
+  });
+
+  it('the leaf really is frameless (the test would prove nothing otherwise)', () => {
+    const dis = execFileSync('objdump', ['-d', '--no-show-raw-insn', cBin], { encoding: 'utf8' });
+    const body = dis.slice(dis.indexOf('<leaf_work>:'), dis.indexOf('\n\n', dis.indexOf('<leaf_work>:')));
+    assert.ok(body.length > 0, 'leaf_work not found');
+    assert.doesNotMatch(body, /push\s+%rbp/, 'leaf_work sets up a frame');
+    const goDis = execFileSync('go', ['tool', 'objdump', '-s', '^main.leaf$', goBin], { encoding: 'utf8' });
+    assert.doesNotMatch(goDis, /PUSHQ BP|SUBQ \$0x[0-9a-f]+, SP/, 'main.leaf has a frame');
+  });
+
+  it('keeps the callers of a frameless C leaf (75/25)', () => {
+    const f = record(['--', cBin, 'c', '3']);
+    assertShare(f, 'caller_major', 'run_compute', 75);
+    assertShare(f, 'caller_minor', 'run_compute', 25);
+    assertShare(f, 'leaf_work', 'run_compute', 100);
+  });
+
+  it('keeps the caller of a libc syscall wrapper and shows the kernel side (75/25)', () => {
+    const f = record(['--', cBin, 's', '3']);
+    assertShare(f, 'writer_major', 'run_syscalls', 75);
+    assertShare(f, 'writer_minor', 'run_syscalls', 25);
+    const kernel = f.stacks.filter((s) => s.frames.includes('run_syscalls') && s.frames.some((fr) => /ksys_write_\[k\]|__x64_sys_write_\[k\]/.test(fr)));
+    const kernelSamples = kernel.reduce((a, s) => a + s.count, 0);
+    assert.ok(kernelSamples > 0, 'no kernel write frames under run_syscalls');
+    // The libc wrapper sits between the caller and the kernel.
+    assert.ok(kernel.some((s) => s.frames.some((fr) => /^(__GI___)?(libc_)?write$|^__libc_write$|^write$/.test(fr))), 'libc write frame missing');
+  });
+
+  it('keeps the callers of a Go frameless leaf (75/25)', () => {
+    const f = record(['--', goBin, '3']);
+    assertShare(f, 'main.callerMajor', 'main.run', 75);
+    assertShare(f, 'main.callerMinor', 'main.run', 25);
+  });
+});
