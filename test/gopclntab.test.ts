@@ -211,6 +211,31 @@ describe('gopclntab', () => {
     for (const r of leaf) assert.equal(tab.spDelta(r.pc), 0);
   });
 
+  it('uses runtime.text, not the .text section, with external linking (cgo)', () => {
+    const src = PROGRAM.replace('import (', '// int cadd(int a, int b) { return a + b; }\nimport "C"\n\nimport (').replace(
+      'fmt.Fprintln(os.Stdout,',
+      'fmt.Fprintln(os.Stdout, C.cadd(1, 2),',
+    );
+    const ext = buildGo(dir, 'prog-cgo', src, ['-ldflags=-linkmode=external'], { CGO_ENABLED: '1' });
+    const syms = execFileSync('nm', [ext]).toString();
+    const text = /^([0-9a-f]+) \S runtime\.text$/m.exec(syms)!;
+    const textSec = ElfFile.withFile(ext, (e) => e.section('.text')!.addr);
+    assert.notEqual(parseInt(text[1], 16), textSec, 'the C runtime should come first in .text');
+    const tab = ElfFile.withFile(ext, (elf) => GoPclnTab.open(elf))!;
+    let checked = 0;
+    for (const m of syms.matchAll(/^([0-9a-f]+) [tT] (main\.\w+|runtime\.\w+)$/gm)) {
+      const addr = parseInt(m[1], 16);
+      if (m[2] === 'runtime.etext' || m[2] === 'runtime.text') continue;
+      const f = tab.funcAt(addr);
+      assert.ok(f, `no function at ${m[2]}`);
+      assert.equal(f.entry, addr, m[2]);
+      checked++;
+    }
+    assert.ok(checked > 100);
+    const caller = /^([0-9a-f]+) \S main\.caller$/m.exec(syms)!;
+    assert.equal(tab.lookup(parseInt(caller[1], 16))?.at(-1)?.name, 'main.caller');
+  });
+
   it('never throws on a corrupted table', () => {
     const orig = readFileSync(bin);
     const sec = ElfFile.withFile(bin, (e) => e.section('.gopclntab')!);

@@ -8,7 +8,7 @@
 // ElfFile may be closed afterwards. Malformed tables make lookups return undefined, never throw.
 
 import type { ElfFile } from './elf-file.js';
-import { PT_LOAD, SHT_NOBITS } from './elf-file.js';
+import { PF_X, PT_LOAD, SHT_NOBITS } from './elf-file.js';
 
 const MAGIC_120 = 0xfffffff1;
 const MAGIC_118 = 0xfffffff0;
@@ -404,10 +404,12 @@ function openTable(elf: ElfFile): GoPclnTab | undefined {
     if (!found) return undefined;
     ({ data, vaddr, L } = found);
   }
-  const gofunc = L.version === '1.16' ? undefined : findGofunc(elf, data!, vaddr, L);
-  // Without a text section (headers stripped) the moduledata's text field is the next best.
-  if (textAddr === undefined && gofunc?.text) L.textStart = gofunc.text;
-  return GoPclnTab.create(data!, vaddr, L, gofunc?.region);
+  const md = L.version === '1.16' ? undefined : findModuledata(elf, data!, vaddr, L);
+  // moduledata.text is runtime.text, what function offsets are relative to. With external
+  // linking the .text section starts with the C runtime's code, so the section address is only
+  // the fallback (and the header's textStart is left 0 by current linkers).
+  if (md?.text) L.textStart = md.text;
+  return GoPclnTab.create(data!, vaddr, L, md?.region);
 }
 
 /** Scans loaded segments for a plausible pclntab header. */
@@ -439,14 +441,14 @@ function searchMagic(elf: ElfFile, textAddr: number | undefined): { data: Buffer
 /**
  * Finds runtime.firstmoduledata (it starts with a pointer to the pclntab, then funcnametab's
  * slice whose data pointer is pclntab + funcnameOffset) and reads its gofunc field, the base of
- * go:func.* that funcdata offsets are relative to.
+ * go:func.* that funcdata offsets are relative to, and its text field (runtime.text).
  */
-function findGofunc(
+function findModuledata(
   elf: ElfFile,
   table: Buffer,
   tableVaddr: number,
   L: Layout,
-): { region: { data: Buffer; base: number; vaddr: number }; text: number } | undefined {
+): { region: { data: Buffer; base: number; vaddr: number } | undefined; text: number } | undefined {
   const ps = L.ptrSize;
   const want = Buffer.alloc(ps * 2);
   const put = (b: Buffer, off: number, v: number) => (ps === 8 ? b.writeBigUInt64LE(BigInt(v), off) : b.writeUInt32LE(v, off));
@@ -472,7 +474,10 @@ function findGofunc(
         const gofunc = word(gofuncWord);
         const text = word(textWord);
         const region = gofuncRegion(elf, table, tableVaddr, gofunc);
-        if (region) return { region, text };
+        // On disk a PIE's moduledata may still hold unrelocated zeros: keep text only if it
+        // lies in executable code.
+        const plausibleText = elf.segments.some((p) => p.type === PT_LOAD && (p.flags & PF_X) !== 0 && text >= p.vaddr && text < p.vaddr + p.memsz) ? text : 0;
+        if (region || plausibleText) return { region, text: plausibleText };
       }
       at = buf.indexOf(want, at + 1);
     }
