@@ -102,7 +102,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 	__u32 zero = 0;
 	struct sample_buf *buf;
 	struct fw_sample *s;
-	struct task_struct *task;
+	struct task_struct *task = NULL;
 	__u32 flags = 0;
 	long kbytes = 0, ubytes = 0, snap = 0;
 	__u64 sp = 0;
@@ -131,8 +131,9 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 			kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
 	}
 
-	task = bpf_get_current_task_btf();
-	if (!task->mm) {
+	/* A user-mode sample is of a task with user memory: only kernel-mode samples need the
+	 * task (whose cache lines are likely cold here) to tell kernel threads apart. */
+	if ((flags & FW_SAMPLE_KERNEL_MODE) && !(task = bpf_get_current_task_btf())->mm) {
 		/* Kernel thread: no user registers, stack or snapshot. */
 		flags |= FW_SAMPLE_KERNEL_THREAD;
 		s->user_ip = 0;
