@@ -75,9 +75,9 @@ export async function runChecks(): Promise<Check[]> {
   });
 
   checks.push({
-    name: 'cgroup v2',
+    name: 'cgroup',
     status: 'ok',
-    detail: existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'unified hierarchy' : 'v1 or hybrid hierarchy',
+    detail: existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'v2 (unified hierarchy)' : 'v1 or hybrid hierarchy',
   });
 
   checks.push(await probeSampler(canBpf && !btf));

@@ -40,7 +40,8 @@ export function privilegeProblem(): string | undefined {
   return `permission denied: loading BPF programs needs root (or CAP_BPF and CAP_PERFMON); this process is ${who} (missing CAP_${missing.join(', CAP_')})`;
 }
 
-export function btfProblem(path = '/sys/kernel/btf/vmlinux'): string | undefined {
+/** FLAMEWIRE_KERNEL_BTF points the check elsewhere (tests use it to play a kernel without BTF). */
+export function btfProblem(path = process.env.FLAMEWIRE_KERNEL_BTF ?? '/sys/kernel/btf/vmlinux'): string | undefined {
   if (existsSync(path)) return undefined;
   return `this kernel has no BTF (${path} is missing): flamewire needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.4 or newer; most distributions since 2020)`;
 }

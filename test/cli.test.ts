@@ -1,0 +1,191 @@
+// The command-line contract (DESIGN.md): real runs of the built CLI. Bad input gets one clear
+// line and a non-zero status; Ctrl-C and SIGTERM still write the output; the command's exit
+// status becomes ours; pprof output is read back with the real `go tool pprof`.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { buildC, repoRoot, workDir } from './helpers.js';
+
+const cli = join(repoRoot, 'dist', 'src', 'cli.js');
+const dir = workDir('cli');
+
+function run(args: string[], opts: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000, ...opts, env: { ...process.env, ...opts.env } });
+}
+
+function assertOneLineError(r: ReturnType<typeof run>, pattern: RegExp, status = 2): void {
+  assert.equal(r.status, status, `status ${r.status}, stderr: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line, got: ${r.stderr}`);
+  assert.match(lines[0], /^flamewire: /);
+  assert.match(lines[0], pattern);
+}
+
+const SPIN = `
+#include <stdlib.h>
+#include <time.h>
+static volatile unsigned long sink;
+__attribute__((noinline)) void spin_here(void) { for (int i = 0; i < 1000000; i++) sink += i; }
+int main(int argc, char **argv) {
+  double secs = atof(argv[1]); int code = argc > 2 ? atoi(argv[2]) : 0;
+  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+  do { spin_here(); clock_gettime(CLOCK_MONOTONIC, &t); } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+  return code;
+}
+`;
+
+describe('flamewire record: bad input', () => {
+  it('rejects an unknown flag', () => assertOneLineError(run(['record', '--frobnicate']), /unknown option '--frobnicate'/));
+  it('rejects an unknown short flag', () => assertOneLineError(run(['record', '-Z']), /unknown option '-Z'/));
+  it('rejects an unknown command', () => assertOneLineError(run(['recrod']), /unknown command 'recrod'/));
+  it('rejects a bad duration', () => assertOneLineError(run(['record', '-d', '10x']), /invalid duration '10x'/));
+  it('rejects a zero duration', () => assertOneLineError(run(['record', '-d', '0s']), /invalid duration/));
+  it('rejects a bad frequency', () => assertOneLineError(run(['record', '-F', 'fast']), /invalid frequency/));
+  it('rejects a pid that does not exist', () => assertOneLineError(run(['record', '-p', '999999999', '-o', join(dir, 'x.folded')]), /no process with pid 999999999/));
+  it('rejects a malformed pid list', () => assertOneLineError(run(['record', '-p', '12,abc']), /invalid pid 'abc'/));
+  it('rejects an output path in a missing directory', () =>
+    assertOneLineError(run(['record', '-d', '1s', '-o', join(dir, 'no', 'such', 'dir', 'x.html')]), /cannot write .*does not exist or is not writable/));
+  it('rejects an output name whose format it cannot tell', () => assertOneLineError(run(['record', '-o', join(dir, 'x.png')]), /cannot tell the output format/));
+  it('rejects an unknown --format', () => assertOneLineError(run(['record', '--format', 'svg']), /unknown --format "svg"/));
+  it('rejects --pid together with a command', () => assertOneLineError(run(['record', '-p', '1', '--', 'true']), /either --pid or a command/));
+
+  it('refuses without privileges, in one line', () => {
+    // nobody: no capabilities at all.
+    const r = run(['record', '-d', '1s', '-o', '/tmp/x.folded'], { uid: 65534, gid: 65534 });
+    assertOneLineError(r, /permission denied: .*root.*CAP_BPF/, 1);
+  });
+
+  it('refuses on a kernel without BTF, in one line', () => {
+    const r = run(['record', '-d', '1s', '-o', join(dir, 'x.folded')], { env: { FLAMEWIRE_KERNEL_BTF: join(dir, 'no-btf-here') } });
+    assertOneLineError(r, /this kernel has no BTF/, 1);
+  });
+});
+
+describe('flamewire record: runs', () => {
+  const spin = buildC(dir, 'spin', SPIN, ['-O1', '-fno-omit-frame-pointer']);
+
+  it("passes the command's exit status through and writes pprof that go tool pprof reads", () => {
+    const out = join(dir, 'spin.pb.gz');
+    const r = run(['record', '-F', '499', '-o', out, '--', spin, '1', '7']);
+    assert.equal(r.status, 7, r.stderr);
+    assert.match(r.stderr, /flamewire: [\d,]+ samples from 1 processes, 0 dropped .* wrote /);
+    const top = execFileSync('go', ['tool', 'pprof', '-top', '-sample_index=cpu', out], { encoding: 'utf8' });
+    assert.match(top, /spin_here/);
+    const tags = execFileSync('go', ['tool', 'pprof', '-tags', out], { encoding: 'utf8' });
+    assert.match(tags, /thread\.name:.*spin/s);
+    assert.match(tags, /thread\.id:/);
+    const raw = execFileSync('go', ['tool', 'pprof', '-raw', out], { encoding: 'utf8' });
+    assert.match(raw, /samples\/count cpu\/nanoseconds/);
+    const buildId = execFileSync('sh', ['-c', `readelf -n ${spin} | sed -n 's/.*Build ID: //p'`], { encoding: 'utf8' }).trim();
+    assert.ok(buildId.length > 0);
+    assert.ok(raw.includes(buildId), `mapping build id ${buildId} missing from:\n${raw.slice(0, 2000)}`);
+  });
+
+  it('samples every process the command forks', () => {
+    const out = join(dir, 'fork.folded');
+    const script = join(dir, 'forker.sh');
+    writeFileSync(script, `#!/bin/sh\n${spin} 1 &\n${spin} 1 &\nwait\n`);
+    chmodSync(script, 0o755);
+    const r = run(['record', '-F', '499', '-o', out, '--', script]);
+    assert.equal(r.status, 0, r.stderr);
+    const lines = readFileSync(out, 'utf8').split('\n').filter((l) => l.includes('spin_here'));
+    assert.ok(lines.length > 0, 'no samples from the forked children');
+  });
+
+  it('stops on SIGTERM and still writes the output', async () => {
+    const out = join(dir, 'term.folded');
+    const child = spawn(process.execPath, [cli, 'record', '-q', '-F', '499', '-o', out, '--', spin, '30'], { stdio: 'ignore' });
+    await waitFor(() => hasSamplesSoon(child.pid!), 20_000);
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    // The command was sent SIGTERM too: its status (128 + 15) becomes ours.
+    assert.equal(code, 143);
+    assert.ok(existsSync(out) && statSync(out).size > 0, 'no output after SIGTERM');
+    assert.match(readFileSync(out, 'utf8'), /spin_here/);
+  });
+
+  it('stops on Ctrl-C (SIGINT to the process group) and still writes the output', async () => {
+    const out = join(dir, 'int.html');
+    const child = spawn(process.execPath, [cli, 'record', '-q', '-F', '499', '-o', out, '--', spin, '30'], { stdio: 'ignore', detached: true });
+    await waitFor(() => hasSamplesSoon(child.pid!), 20_000);
+    process.kill(-child.pid!, 'SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 130);
+    const html = readFileSync(out, 'utf8');
+    assert.match(html, /^<!DOCTYPE html>/i);
+  });
+
+  it('records a pid for a duration', async () => {
+    const target = spawn(spin, ['5'], { stdio: 'ignore' });
+    try {
+      const out = join(dir, 'pid.json');
+      const r = run(['record', '-p', String(target.pid), '-d', '1s', '-o', out]);
+      assert.equal(r.status, 0, r.stderr);
+      const doc = JSON.parse(readFileSync(out, 'utf8')) as { profiles: Array<{ name: string }>; shared: { frames: Array<{ name: string }> } };
+      assert.equal(doc.profiles.length, 1, 'only the target process');
+      assert.ok(doc.shared.frames.some((f) => f.name === 'spin_here'));
+    } finally {
+      target.kill('SIGKILL');
+    }
+  });
+
+  it('shows a live status line on a terminal', () => {
+    const out = join(dir, 'tty.folded');
+    // script(1) gives the CLI a pseudo-terminal.
+    const r = spawnSync('script', ['-qec', `${process.execPath} ${cli} record -d 1500ms -o ${out}`, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /flamewire: recording \d+(\.\d)?s +[\d,]+ samples +[\d,]+ dropped +\d+ processes/);
+  });
+
+  it('writes the output elsewhere, and fails, when the output cannot be written at the end', () => {
+    const sub = join(dir, 'vanishing');
+    mkdirSync(sub, { recursive: true });
+    const out = join(sub, 'x.folded');
+    // The directory is writable at start; make the path a directory before the end.
+    const r = spawnSync('sh', ['-c', `(sleep 0.5; mkdir -p ${out}) & ${process.execPath} ${cli} record -d 1500ms -o ${out}`], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 1, r.stderr);
+    const m = /saving to (\S+) instead/.exec(r.stderr);
+    assert.ok(m, r.stderr);
+    assert.ok(statSync(m[1]).size > 0);
+  });
+});
+
+describe('flamewire doctor', () => {
+  it('passes as root on this machine', () => {
+    const r = run(['doctor']);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /\[ok {2}\] bpf\(\) \+ perf_event \+ ring buffer +loaded, attached/);
+    assert.match(r.stdout, /flamewire can record on this machine/);
+  });
+
+  it('says what is missing, with the fix, without privileges', () => {
+    const r = run(['doctor'], { uid: 65534, gid: 65534 });
+    assert.equal(r.status, 1);
+    assert.match(r.stdout, /\[FAIL\] privileges .*\n.*fix: run as root/);
+    assert.match(r.stdout, /cannot record here/);
+  });
+});
+
+/** True once the target's status line would show samples: approximated by the process running a while. */
+function hasSamplesSoon(pid: number): boolean {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    if (!kids) return false;
+    const stat = readFileSync(`/proc/${kids.split(' ')[0]}/stat`, 'utf8');
+    const utime = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[11]);
+    return utime > 50; // 0.5 s of CPU at 100 Hz ticks
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
