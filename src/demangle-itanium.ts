@@ -57,6 +57,7 @@ interface Node {
   neg?: boolean;
   idx?: number;
   ref?: Node | null; // template param resolution (filled late for forward references)
+  scope?: number; // encoding a template param was read in
 }
 
 function name(s: string): Node {
@@ -121,6 +122,8 @@ class Parser {
   lastName = '';
   inLambdaSig = 0;
   inConversion = false;
+  scope = 0;
+  scopes = 0;
 
   constructor(readonly s: string) {}
 
@@ -216,6 +219,8 @@ class Parser {
     if (c === 'G' || c === 'T') r = this.specialName();
     else {
       const savedArgs = this.tmplArgs;
+      const savedScope = this.scope;
+      if (!top) this.scope = ++this.scopes;
       const n = this.name(true);
       const next = this.ch();
       if (next === '' || next === 'E' || next === '.' || (!top && next === '_')) {
@@ -223,7 +228,10 @@ class Parser {
       } else {
         r = this.functionTail(n);
       }
-      if (!top) this.tmplArgs = savedArgs;
+      if (!top) {
+        this.tmplArgs = savedArgs;
+        this.scope = savedScope;
+      }
     }
     this.depth--;
     return r;
@@ -546,13 +554,20 @@ class Parser {
     const id = this.seqId();
     const i = id + 1;
     if (i >= this.subs.length) throw new Bad();
-    return this.subs[i];
+    const sub = this.subs[i];
+    // c++filt binds template parameters when printing, so a T_ saved inside a nested
+    // encoding (a local name) and reused outside it means the outer function's T_.
+    if (sub.k === K.TParam && sub.scope !== this.scope && sub.s !== 'lambda' && this.tmplArgs) {
+      const idx = sub.idx ?? 0;
+      if (idx < this.tmplArgs.length) return { k: K.TParam, idx, ref: this.tmplArgs[idx], scope: this.scope };
+    }
+    return sub;
   }
 
   templateParam(): Node {
     this.expect('T');
     const id = this.seqId() + 1;
-    const node: Node = { k: K.TParam, idx: id, ref: null };
+    const node: Node = { k: K.TParam, idx: id, ref: null, scope: this.scope };
     if (this.inLambdaSig) {
       // A generic lambda's `auto` parameter: shown as auto:N in the lambda's name, as the
       // deduced type where the call operator's own template arguments are known.
@@ -638,7 +653,9 @@ class Parser {
           this.pos++;
           quals = (q === 'r' ? ' restrict' : q === 'V' ? ' volatile' : ' const') + quals;
         }
-        const inner = this.type();
+        // Qualifiers on a function type are its `this` qualifiers: the unqualified function
+        // type is not a substitution candidate of its own.
+        const inner = this.ch() === 'F' ? this.functionType() : this.type();
         // Built innermost-first, the order c++filt prints them in.
         if (inner.k === K.Fn) r = { ...inner, quals: quals + (inner.quals ?? '') };
         else r = { k: K.Cv, a: inner, quals };
@@ -1038,22 +1055,47 @@ class Parser {
     return list;
   }
 
-  // <unresolved-name> after "sr"
+  // <unresolved-name> after "sr". Template arguments of the last part wrap the whole
+  // qualified name, as in c++filt, which is why `(std::declval<T>)()` gets parentheses.
   unresolvedName(): Node {
+    let scope: Node;
     if (this.eat('N')) {
-      let scope: Node = this.ch() === 'T' ? this.templateParam() : this.unresolvedType();
+      scope = this.ch() === 'T' ? this.templateParam() : this.unresolvedType();
       if (this.ch() === 'I') scope = { k: K.Tmpl, a: scope, list: this.templateArgs(false) };
       while (!this.eat('E')) {
         if (this.pos >= this.s.length) throw new Bad();
-        let part: Node = this.sourceName();
-        if (this.ch() === 'I') part = { k: K.Tmpl, a: part, list: this.templateArgs(false) };
-        scope = { k: K.Qual, a: scope, b: part };
+        scope = { k: K.Qual, a: scope, b: this.simpleId() };
       }
-      return { k: K.Qual, a: scope, b: this.unresolvedBase() };
+    } else if (isDigit(this.peek())) {
+      scope = this.simpleId();
+      while (!this.eat('E')) {
+        if (this.pos >= this.s.length) throw new Bad();
+        scope = { k: K.Qual, a: scope, b: this.simpleId() };
+      }
+    } else {
+      scope = this.unresolvedType();
     }
-    const scope = this.unresolvedType();
-    const base = this.unresolvedBase();
-    return { k: K.Qual, a: scope, b: base };
+    return this.qualifiedBase(scope);
+  }
+
+  simpleId(): Node {
+    let part: Node = this.sourceName();
+    if (this.ch() === 'I') part = { k: K.Tmpl, a: part, list: this.templateArgs(false) };
+    return part;
+  }
+
+  qualifiedBase(scope: Node): Node {
+    let base: Node;
+    if (this.ch() === 'd' && this.ch(1) === 'n') {
+      this.pos += 2;
+      return { k: K.Qual, a: scope, b: this.unresolvedBase(true) };
+    }
+    if (this.ch() === 'o' && this.ch(1) === 'n') this.pos += 2;
+    if (isDigit(this.peek())) base = this.sourceName();
+    else base = this.operatorName();
+    const q: Node = { k: K.Qual, a: scope, b: base };
+    if (this.ch() === 'I') return { k: K.Tmpl, a: q, list: this.templateArgs(false) };
+    return q;
   }
 
   unresolvedType(): Node {
@@ -1165,7 +1207,7 @@ class Printer {
   join(left: string, d: string): string {
     if (!d) return left;
     const c = d.charCodeAt(0);
-    if (c === 42 /* * */ || c === 38 /* & */ || c === 32 /* space */) return left + d;
+    if (c === 42 /* * */ || c === 38 /* & */ || c === 32 /* space */ || c === 1 /* NAME_SEP */) return left + d;
     return left + ' ' + d;
   }
 
@@ -1285,7 +1327,7 @@ class Printer {
         return this.str(n.a as Node) + ' [clone ' + n.s + ']';
       case K.Enc: {
         const inner = this.str(n.a as Node) + '(' + this.params(n.list as Node[]) + ')' + (n.quals ?? '');
-        if (n.b) return this.decl(n.b, ' ' + inner + d);
+        if (n.b) return this.decl(n.b, NAME_SEP + inner + d);
         return inner + d;
       }
       case K.Ptr:
@@ -1302,15 +1344,23 @@ class Printer {
             inner = t.a as Node;
           }
         }
-        const target = resolve(inner);
-        if (target.k === K.Fn || target.k === K.Arr) return this.decl(inner, '(' + sym + trimLead(d) + ')');
+        const t = target(inner);
+        if (t.k === K.Fn || t.k === K.Arr) return this.decl(inner, '(' + sym + trimLead(d) + ')');
         return this.decl(inner, sym + d);
       }
-      case K.Cv:
-        return this.decl(n.a as Node, n.quals + (d && d.charCodeAt(0) === 40 /* ( */ ? ' ' : '') + d);
+      case K.Cv: {
+        let quals = n.quals as string;
+        // `const T` with T = `X const` is printed with one const, as c++filt does.
+        const inner = resolve(n.a as Node);
+        if (inner !== n.a && inner.k === K.Cv) {
+          const have = (inner.quals as string).split(' ');
+          quals = quals.split(' ').filter((q) => q && !have.includes(q)).map((q) => ' ' + q).join('');
+        }
+        return this.decl(n.a as Node, quals + (quals && d && d.charCodeAt(0) === 40 /* ( */ ? ' ' : '') + d);
+      }
       case K.Fn: {
         const tail = '(' + this.params(n.list as Node[]) + ')' + (n.quals ?? '') + (n.s ?? '');
-        return this.decl(n.b as Node, ' ' + d + tail);
+        return this.decl(n.b as Node, NAME_SEP + d + tail);
       }
       case K.Arr: {
         const dimP = (n.parts as (string | Node)[])[0];
@@ -1364,13 +1414,28 @@ class Printer {
   }
 }
 
+// Separates a function's return type from its name: printed as a space, except that
+// `int (*f())(int)` has none inside the parentheses.
+const NAME_SEP = '\u0001';
+
 function trimLead(d: string): string {
-  return d.charCodeAt(0) === 32 ? d.slice(1) : d;
+  return d.charCodeAt(0) === 1 ? d.slice(1) : d;
 }
 
 function resolve(n: Node): Node {
   let t = n;
   for (let i = 0; i < 64 && t.k === K.TParam && t.ref; i++) t = t.ref;
+  return t;
+}
+
+// What a declarator finally applies to: through template parameters and qualifiers.
+function target(n: Node): Node {
+  let t = n;
+  for (let i = 0; i < 64; i++) {
+    if (t.k === K.TParam && t.ref) t = t.ref;
+    else if (t.k === K.Cv && t.a) t = t.a;
+    else break;
+  }
   return t;
 }
 
@@ -1432,7 +1497,8 @@ export function demangleItanium(s: string): string | null {
     if (!s.startsWith('_Z')) return null;
     const p = new Parser(s);
     const tree = p.mangled();
-    return new Printer().str(tree);
+    const out = new Printer().str(tree);
+    return out.includes(NAME_SEP) ? out.replaceAll(NAME_SEP, ' ') : out;
   } catch (e) {
     if (debug) console.error(e);
     return null;

@@ -1,8 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { demangle } from '../src/demangle.js';
 import { buildC, workDir } from './helpers.js';
 
@@ -159,6 +159,20 @@ describe('demangle', () => {
     assert.ok(names.length > 3000, `only ${names.length} names`);
     const bad = compare(names, cxxfilt(names));
     report(t, 'libstdc++', names.length, bad);
+    assert.ok(bad.length <= names.length * 0.01, `${bad.length} mismatches`);
+  });
+
+  // LLVM's library is the biggest template-heavy C++ on a machine with clang installed.
+  const llvmLib = (() => {
+    const dir = dirname(LIBSTDCXX);
+    if (!existsSync(dir)) return undefined;
+    const found = readdirSync(dir).filter((f) => /^libLLVM-\d+\.so\.1$/.test(f)).sort();
+    return found.length ? join(dir, found[0]) : undefined;
+  })();
+  it('agrees with c++filt on the C++ names in libLLVM dynsym', { skip: !llvmLib && 'no libLLVM' }, (t) => {
+    const names = symbolNames(llvmLib as string, true, /^_Z/);
+    const bad = compare(names, cxxfilt(names));
+    report(t, 'libLLVM', names.length, bad);
     assert.ok(bad.length <= names.length * 0.01, `${bad.length} mismatches`);
   });
 
