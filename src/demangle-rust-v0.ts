@@ -136,7 +136,8 @@ class V0 {
       }
       case 'N': {
         const ns = this.next();
-        if (!/[A-Za-z]/.test(ns)) throw new Bad();
+        const nc = ns.charCodeAt(0);
+        if (!((nc >= 65 && nc <= 90) || (nc >= 97 && nc <= 122))) throw new Bad();
         this.path(inValue);
         const { dis, name } = this.ident();
         if (ns >= 'A' && ns <= 'Z') {
@@ -447,7 +448,11 @@ class V0 {
 
   hexDigits(): string {
     const start = this.pos;
-    while (/[0-9a-f]/.test(this.ch())) this.pos++;
+    for (;;) {
+      const c = this.s.charCodeAt(this.pos);
+      if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) break;
+      this.pos++;
+    }
     const d = this.s.slice(start, this.pos);
     if (!this.eat('_')) throw new Bad();
     return d;
