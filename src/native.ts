@@ -56,7 +56,8 @@ export interface BpfProgramStats {
 
 export interface OnCpuSampler {
   /** Attaches the perf events and starts the reader thread. Batches (see bpf/oncpu.h,
-   * decoded by src/record-decoder.ts) arrive on the JS thread, in order. */
+   * decoded by src/record-decoder.ts) arrive on the JS thread, in order. A started sampler
+   * keeps the event loop alive until stop(). */
   start(onBatch: (batch: Buffer) => void): void;
   /** Adds a process to the filter (only for samplers opened with pids). */
   addPid(pid: number): void;
