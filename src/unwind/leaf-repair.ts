@@ -42,24 +42,47 @@ export interface RepairOptions {
 }
 
 const MASK64 = (1n << 64n) - 1n;
+/** Past this a value is no user-space address (x86-64 user space ends at 2^47). */
+const MAX_USER = 2 ** 53;
+const TWO32 = 2 ** 32;
 
 /**
  * The repaired user stack, leaf first. Returns `sample.userStack` itself (same object) when
  * nothing changes, so callers can detect a repair with `!==`.
+ *
+ * This runs for every sample, so the walk is incremental: it stops at the first CFI frame that
+ * meets the frame-pointer chain (for a leaf with its own frame that is the very first step), and
+ * the arithmetic is on JS numbers (user addresses fit in 53 bits), with BigInt only for DWARF
+ * expressions.
  */
 export function repairUserStack(sample: RepairInput, lookup: RuleLookup, opts: RepairOptions = {}): BigUint64Array {
   const fp = sample.userStack;
+  const regs = sample.userRegs;
+  const snap = sample.stackSnapshot;
+  if (!regs || !snap || snap.length < 8 || (fp.length > 0 && fp[0] !== regs.ip)) return fp;
+  const maxFrames = Math.max(1, Math.min(opts.maxCfiFrames ?? 8, 64));
   try {
-    const chain = cfiChain(sample, lookup, Math.max(1, Math.min(opts.maxCfiFrames ?? 8, 64)));
-    if (!chain || chain.length < 2) return fp;
-    if (fp.length > 0 && fp[0] !== chain[0]) return fp; // not the stack these registers belong to
-    if (fp.length > 1 && fp[1] === chain[1]) return fp; // the leaf has its frame: nothing lost
-    // Earliest point where the CFI chain meets the frame-pointer chain.
-    for (let i = 1; i < chain.length; i++) {
+    const w = new Walker(snap, Number(regs.sp), Number(regs.ip), Number(regs.bp), lookup);
+    const chain: number[] = [w.ip];
+    for (let depth = 0; depth < maxFrames; depth++) {
+      const step = w.step(depth);
+      if (step === STOP) break;
+      if (step === NO_RULE) {
+        // The last address has no rule: an unverifiable deeper address is dropped.
+        if (depth >= 2) chain.pop();
+        break;
+      }
+      chain.push(w.ip);
+      const i = chain.length - 1;
+      // Earliest point where the CFI chain meets the frame-pointer chain.
       for (let j = 1; j < fp.length; j++) {
-        if (fp[j] === chain[i]) return concat(chain, i, fp, j);
+        if (Number(fp[j]) === w.ip) {
+          if (i === 1 && j === 1) return fp; // the leaf has its frame: nothing lost
+          return concat(chain, i, fp, j);
+        }
       }
     }
+    if (chain.length < 2) return fp;
     return concat(chain, chain.length, fp, 1);
   } catch {
     return fp;
@@ -67,84 +90,105 @@ export function repairUserStack(sample: RepairInput, lookup: RuleLookup, opts: R
 }
 
 /** chain[0..i) followed by fp[j..]. */
-function concat(chain: bigint[], i: number, fp: BigUint64Array, j: number): BigUint64Array {
+function concat(chain: number[], i: number, fp: BigUint64Array, j: number): BigUint64Array {
   const rest = Math.max(0, fp.length - j);
   const out = new BigUint64Array(i + rest);
-  for (let k = 0; k < i; k++) out[k] = chain[k];
+  for (let k = 0; k < i; k++) out[k] = BigInt(chain[k]);
   if (rest > 0) out.set(fp.subarray(j), i);
   return out;
 }
 
+const STOP = 0;
+const NO_RULE = 1;
+const STEPPED = 2;
+
 /**
- * [ip, return address, ...] from CFI while each step is readable. Addresses after the first
- * return address are kept only when they have a rule themselves (a plausible code address).
+ * One CFI unwind step at a time over the captured registers and snapshot. Addresses after the
+ * first return address are kept only when they have a rule themselves (checked by the caller
+ * through NO_RULE on the next step).
  */
-function cfiChain(sample: RepairInput, lookup: RuleLookup, maxFrames: number): bigint[] | undefined {
-  const regs = sample.userRegs;
-  const snap = sample.stackSnapshot;
-  if (!regs || !snap || snap.length < 8) return undefined;
-  const base = regs.sp;
-  const read = (addr: bigint): bigint | undefined => {
-    const off = addr - base;
-    if (off < 0n || off + 8n > BigInt(snap.length)) return undefined;
-    return snap.readBigUInt64LE(Number(off));
-  };
-  let ip = regs.ip;
-  let sp: bigint | undefined = regs.sp;
-  let bp: bigint | undefined = regs.bp;
-  const chain: bigint[] = [ip];
-  for (let depth = 0; depth < maxFrames; depth++) {
+class Walker {
+  sp: number | undefined;
+  bp: number | undefined;
+
+  constructor(
+    private readonly snap: Buffer,
+    private readonly base: number,
+    public ip: number,
+    bp: number,
+    private readonly lookup: RuleLookup,
+  ) {
+    this.sp = base;
+    this.bp = bp;
+  }
+
+  read(addr: number): number | undefined {
+    const off = addr - this.base;
+    if (!(off >= 0) || off + 8 > this.snap.length) return undefined;
+    const hi = this.snap.readUInt32LE(off + 4);
+    if (hi >= 1 << 21) return undefined; // ≥ 2^53: not a user-space address or stack value
+    return hi * TWO32 + this.snap.readUInt32LE(off);
+  }
+
+  step(depth: number): number {
     // A return address points after the call; the call itself may be the last instruction of
     // the function (noreturn callees), so look up the byte before it.
-    const rule = lookup(depth === 0 ? ip : ip - 1n);
-    if (!rule || rule.signalFrame) {
-      if (depth >= 2) chain.pop(); // unverifiable deeper address: drop it
-      break;
-    }
-    const cfa = computeCfa(rule, ip, sp, bp, read);
-    if (cfa === undefined || sp === undefined || cfa <= sp) break; // CFA is always above sp
-    const ra = recover(rule.ra, cfa, read);
-    if (ra === undefined || ra === 0n) break;
-    let nextBp: bigint | undefined;
-    if (rule.bp.kind === 'same') nextBp = bp;
-    else nextBp = recover(rule.bp, cfa, read);
-    chain.push(ra);
-    ip = ra;
-    sp = cfa;
-    bp = nextBp;
+    const rule = this.lookup(BigInt(depth === 0 ? this.ip : this.ip - 1));
+    if (!rule || rule.signalFrame) return NO_RULE;
+    const sp = this.sp;
+    const cfa = this.cfa(rule);
+    if (cfa === undefined || sp === undefined || cfa <= sp) return STOP; // CFA is always above sp
+    const ra = this.recover(rule.ra, cfa);
+    if (ra === undefined || ra === 0) return STOP;
+    this.bp = rule.bp.kind === 'same' ? this.bp : this.recover(rule.bp, cfa);
+    this.ip = ra;
+    this.sp = cfa;
+    return STEPPED;
   }
-  return chain;
+
+  private cfa(rule: UnwindRule): number | undefined {
+    const c = rule.cfa;
+    if (c.kind === 'reg') {
+      const r = c.reg === DW_REG_RSP ? this.sp : c.reg === DW_REG_RBP ? this.bp : undefined;
+      return r === undefined ? undefined : valid(r + c.offset);
+    }
+    return fromBig(evalDwarfExpr(c.expr, (n) => toBig(n === DW_REG_RSP ? this.sp : n === DW_REG_RBP ? this.bp : n === DW_REG_RIP ? this.ip : undefined), this.readBig));
+  }
+
+  /** A caller's register value from its rule, or undefined when not recoverable. */
+  private recover(r: RegRule, cfa: number): number | undefined {
+    switch (r.kind) {
+      case 'offset':
+        return this.read(cfa + r.offset);
+      case 'val_offset':
+        return valid(cfa + r.offset);
+      case 'expr': {
+        const addr = fromBig(evalDwarfExpr(r.expr, () => undefined, this.readBig, BigInt(cfa)));
+        return addr === undefined ? undefined : this.read(addr);
+      }
+      case 'val_expr':
+        return fromBig(evalDwarfExpr(r.expr, () => undefined, this.readBig, BigInt(cfa)));
+      default:
+        return undefined;
+    }
+  }
+
+  private readonly readBig = (addr: bigint): bigint | undefined => {
+    const a = fromBig(addr & MASK64);
+    if (a === undefined) return undefined;
+    const v = this.read(a);
+    return v === undefined ? undefined : BigInt(v);
+  };
 }
 
-function computeCfa(
-  rule: UnwindRule,
-  ip: bigint,
-  sp: bigint | undefined,
-  bp: bigint | undefined,
-  read: (a: bigint) => bigint | undefined,
-): bigint | undefined {
-  const c = rule.cfa;
-  if (c.kind === 'reg') {
-    const r = c.reg === DW_REG_RSP ? sp : c.reg === DW_REG_RBP ? bp : undefined;
-    return r === undefined ? undefined : (r + BigInt(c.offset)) & MASK64;
-  }
-  return evalDwarfExpr(c.expr, (n) => (n === DW_REG_RSP ? sp : n === DW_REG_RBP ? bp : n === DW_REG_RIP ? ip : undefined), read);
+function valid(n: number): number | undefined {
+  return n >= 0 && n < MAX_USER ? n : undefined;
 }
 
-/** A caller's register value from its rule, or undefined when not recoverable. */
-function recover(r: RegRule, cfa: bigint, read: (a: bigint) => bigint | undefined): bigint | undefined {
-  switch (r.kind) {
-    case 'offset':
-      return read((cfa + BigInt(r.offset)) & MASK64);
-    case 'val_offset':
-      return (cfa + BigInt(r.offset)) & MASK64;
-    case 'expr': {
-      const addr = evalDwarfExpr(r.expr, () => undefined, read, cfa);
-      return addr === undefined ? undefined : read(addr);
-    }
-    case 'val_expr':
-      return evalDwarfExpr(r.expr, () => undefined, read, cfa);
-    default:
-      return undefined;
-  }
+function toBig(n: number | undefined): bigint | undefined {
+  return n === undefined ? undefined : BigInt(n);
+}
+
+function fromBig(b: bigint | undefined): number | undefined {
+  return b === undefined || b < 0n || b >= BigInt(MAX_USER) ? undefined : Number(b);
 }
