@@ -98,6 +98,8 @@ export class ProcessTable {
   private readonly byKey = new Map<string, MappedFile>();
   private readonly fds: number[] = [];
   private vdso?: { bytes: Buffer; file: MappedFile };
+  /** Pids that could not be captured (gone before we saw them) → when we last tried. */
+  private readonly missing = new Map<number, number>();
   private closed = false;
 
   constructor(opts: ProcessTableOptions = {}) {
@@ -109,7 +111,14 @@ export class ProcessTable {
   ensure(pid: number): ProcessInfo | undefined {
     const st = this.procs.get(pid);
     if (st) return st.info;
-    return this.refresh(pid);
+    // A pid that was already gone is asked about for every one of its samples: look again at
+    // most once per re-read interval instead of hitting /proc each time.
+    const tried = this.missing.get(pid);
+    if (tried !== undefined && performance.now() - tried < this.rereadIntervalMs) return undefined;
+    const info = this.refresh(pid);
+    if (info) this.missing.delete(pid);
+    else this.missing.set(pid, performance.now());
+    return info;
   }
 
   /**
