@@ -22,84 +22,133 @@ export class Kallsyms {
   readonly restricted: boolean;
   /** Why lookups cannot work, for `flamewire doctor`; '' when they can. */
   readonly problem: string;
+  // The table is kept compact: ~120k symbols would otherwise cost ~40 MB as JS strings and
+  // arrays. Names stay in the bytes of the file, referenced by offset and length, and are
+  // turned into strings only when looked up.
+  private readonly text: Buffer;
   private readonly keys: Float64Array;
-  private readonly names: string[];
-  private readonly modules: Array<string | undefined>;
+  private readonly nameOff: Uint32Array;
+  private readonly nameLen: Uint16Array;
+  /** Index into moduleNames + 1, or 0 for the core kernel. */
+  private readonly moduleIdx: Uint16Array;
+  private readonly moduleNames: string[] = [];
   private readonly highBits: bigint;
 
-  private constructor(text: string, source: string) {
-    const addrs: number[] = [];
-    const names: string[] = [];
-    const mods: Array<string | undefined> = [];
-    const ranks: number[] = [];
+  private constructor(text: Buffer, source: string) {
+    const cap = Math.max(16, Math.ceil(text.length / 24));
+    let addrs = new Float64Array(cap);
+    let offs = new Uint32Array(cap);
+    let lens = new Uint16Array(cap);
+    let mods = new Uint16Array(cap);
+    let ranks = new Int8Array(cap);
+    const moduleIds = new Map<string, number>();
+    let n = 0;
     let nonZero = 0;
     let high = -1n;
     let pos = 0;
     const len = text.length;
     while (pos < len) {
-      let eol = text.indexOf('\n', pos);
+      let eol = text.indexOf(0x0a, pos);
       if (eol < 0) eol = len;
-      const line = text.slice(pos, eol);
+      const line = pos;
       pos = eol + 1;
       // "ADDR T name" or "ADDR t name\t[module]"
-      const sp1 = line.indexOf(' ');
-      if (sp1 <= 0 || sp1 + 3 > line.length) continue;
-      const type = line.charCodeAt(sp1 + 1);
+      const sp1 = text.indexOf(0x20, line);
+      if (sp1 <= line || sp1 >= eol || sp1 + 3 > eol) continue;
+      const type = text[sp1 + 1];
       // t T w W
       if (type !== 0x74 && type !== 0x54 && type !== 0x77 && type !== 0x57) continue;
-      if (line.charCodeAt(sp1 + 2) !== 0x20) continue;
-      const hex = line.slice(0, sp1);
-      if (hex.length > 16) continue;
-      const tab = line.indexOf('\t', sp1 + 3);
-      const name = line.slice(sp1 + 3, tab >= 0 ? tab : line.length);
-      if (name.length === 0) continue;
-      let mod: string | undefined;
-      if (tab >= 0) {
-        const m = line.slice(tab + 1).trim();
-        if (m.startsWith('[') && m.endsWith(']')) mod = m.slice(1, -1);
+      if (text[sp1 + 2] !== 0x20) continue;
+      const hexLen = sp1 - line;
+      if (hexLen > 16) continue;
+      let lowVal = 0;
+      let highVal = 0;
+      let bad = false;
+      for (let i = line; i < sp1; i++) {
+        const d = hexDigit(text[i]);
+        if (d < 0) {
+          bad = true;
+          break;
+        }
+        // The low 48 bits (12 hex digits) fit a double; the rest is the shared high part.
+        if (sp1 - i > 12) highVal = highVal * 16 + d;
+        else lowVal = lowVal * 16 + d;
       }
-      const lowHex = hex.length > 12 ? hex.slice(hex.length - 12) : hex;
-      const addr = parseInt(lowHex, 16);
-      if (Number.isNaN(addr) || !/^[0-9a-fA-F]+$/.test(hex)) continue;
-      if (addr !== 0 || (hex.length > 12 && parseInt(hex.slice(0, hex.length - 12), 16) !== 0)) {
+      if (bad) continue;
+      let nameEnd = sp1 + 3;
+      while (nameEnd < eol && text[nameEnd] !== 0x09) nameEnd++;
+      if (nameEnd === sp1 + 3 || nameEnd - (sp1 + 3) > 0xffff) continue;
+      let mod = 0;
+      if (nameEnd < eol) {
+        const m = text.toString('latin1', nameEnd + 1, eol).trim();
+        if (m.startsWith('[') && m.endsWith(']')) {
+          const name = m.slice(1, -1);
+          let id = moduleIds.get(name);
+          if (id === undefined) {
+            this.moduleNames.push(name);
+            id = this.moduleNames.length;
+            moduleIds.set(name, id);
+          }
+          mod = id;
+        }
+      }
+      if (lowVal !== 0 || highVal !== 0) {
         nonZero++;
-        if (high < 0n && hex.length > 12) high = BigInt('0x' + hex.slice(0, hex.length - 12));
+        if (high < 0n && hexLen > 12) high = BigInt(highVal);
       }
-      addrs.push(addr);
-      names.push(name);
-      mods.push(mod);
-      ranks.push((type === 0x54 ? 4 : type === 0x57 ? 2 : 0) - (name.charCodeAt(0) === 0x5f ? 1 : 0));
+      if (n === addrs.length) {
+        addrs = grow(addrs);
+        offs = grow(offs);
+        lens = grow(lens);
+        mods = grow(mods);
+        ranks = grow(ranks);
+      }
+      addrs[n] = lowVal;
+      offs[n] = sp1 + 3;
+      lens[n] = nameEnd - (sp1 + 3);
+      mods[n] = mod;
+      ranks[n] = (type === 0x54 ? 4 : type === 0x57 ? 2 : 0) - (text[sp1 + 3] === 0x5f ? 1 : 0);
+      n++;
     }
-    this.restricted = addrs.length > 0 && nonZero === 0;
+    this.text = text;
+    this.restricted = n > 0 && nonZero === 0;
     this.highBits = high < 0n ? 0n : high;
-    if (addrs.length === 0) this.problem = `${source}: no kernel text symbols`;
+    if (n === 0) this.problem = `${source}: no kernel text symbols`;
     else if (this.restricted) this.problem = `${source}: kernel addresses are hidden (kernel.kptr_restrict or missing CAP_SYSLOG); kernel frames will be named [kernel]`;
     else this.problem = '';
 
-    const order = new Uint32Array(this.restricted ? 0 : addrs.length);
-    for (let i = 0; i < order.length; i++) order[i] = i;
+    const count = this.restricted ? 0 : n;
+    const order = new Uint32Array(count);
+    for (let i = 0; i < count; i++) order[i] = i;
     // At one address (aliases like _text/_stext) the global, non-underscore name sorts first.
     order.sort((a, b) => addrs[a] - addrs[b] || ranks[b] - ranks[a] || a - b);
-    const keys: number[] = [];
-    this.names = [];
-    this.modules = [];
-    for (const i of order) {
-      if (keys.length > 0 && keys[keys.length - 1] === addrs[i]) continue;
-      keys.push(addrs[i]);
-      this.names.push(names[i]);
-      this.modules.push(mods[i]);
+    let m = 0;
+    for (let k = 0; k < count; k++) {
+      const i = order[k];
+      if (m > 0 && addrs[order[m - 1]] === addrs[i]) continue;
+      order[m++] = i;
     }
-    this.keys = Float64Array.from(keys);
+    this.keys = new Float64Array(m);
+    this.nameOff = new Uint32Array(m);
+    this.nameLen = new Uint16Array(m);
+    this.moduleIdx = new Uint16Array(m);
+    for (let k = 0; k < m; k++) {
+      const i = order[k];
+      this.keys[k] = addrs[i];
+      this.nameOff[k] = offs[i];
+      this.nameLen[k] = lens[i];
+      this.moduleIdx[k] = mods[i];
+    }
   }
 
   /** Reads /proc/kallsyms (or `path`); throws only if the file cannot be read at all. */
   static load(path = '/proc/kallsyms'): Kallsyms {
-    return new Kallsyms(readFileSync(path, 'latin1'), path);
+    return new Kallsyms(readFileSync(path), path);
   }
 
   /** Parses kallsyms text (for tests and saved snapshots). */
   static parse(text: string, source = 'kallsyms'): Kallsyms {
-    return new Kallsyms(text, source);
+    return new Kallsyms(Buffer.from(text, 'latin1'), source);
   }
 
   get length(): number {
@@ -126,7 +175,21 @@ export class Kallsyms {
     if (found < 0) return undefined;
     const offset = key - keys[found];
     if (offset >= MAX_FUNCTION_SIZE) return undefined;
-    const module = this.modules[found];
-    return module === undefined ? { name: this.names[found], offset } : { name: this.names[found], module, offset };
+    const name = this.text.toString('latin1', this.nameOff[found], this.nameOff[found] + this.nameLen[found]);
+    const mod = this.moduleIdx[found];
+    return mod === 0 ? { name, offset } : { name, module: this.moduleNames[mod - 1], offset };
   }
+}
+
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
+}
+
+function grow<T extends Float64Array | Uint32Array | Uint16Array | Int8Array>(a: T): T {
+  const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+  b.set(a as never);
+  return b;
 }
