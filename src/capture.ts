@@ -36,6 +36,7 @@ export class OnCpuCapture {
   private readonly aggregator = new Aggregator();
   private readonly lookups = new Map<number, RuleLookup>();
   private symbolizer: Symbolizer | undefined;
+  private kallsyms: Kallsyms | undefined;
   /** Samples whose stack the repair changed, and batches that could not be decoded. */
   repaired = 0;
   decodeErrors = 0;
@@ -97,13 +98,14 @@ export class OnCpuCapture {
 
   /** Symbolizes every unique address once and builds the profile. */
   async finish(opts: FinishOptions): Promise<Profile> {
-    let kallsyms: Kallsyms | undefined;
-    try {
-      kallsyms = Kallsyms.load();
-    } catch (e) {
-      logger().warn({ err: (e as Error).message }, 'cannot read /proc/kallsyms; kernel frames will be [kernel]');
+    if (!this.symbolizer) {
+      try {
+        this.kallsyms = Kallsyms.load();
+      } catch (e) {
+        logger().warn({ err: (e as Error).message }, 'cannot read /proc/kallsyms; kernel frames will be [kernel]');
+      }
+      this.symbolizer = new Symbolizer({ processes: this.processes, kallsyms: this.kallsyms });
     }
-    this.symbolizer ??= new Symbolizer({ processes: this.processes, kallsyms });
     const { user, kernel } = this.aggregator.uniqueAddresses();
     const res = await this.symbolizer.symbolize({ user, kernel });
     const comments = [...opts.comments];
@@ -118,6 +120,13 @@ export class OnCpuCapture {
       durationNanos: opts.durationNanos,
       comments,
     });
+  }
+
+  /** Starts a new window: the counts go, the process table and symbol caches stay. */
+  resetWindow(): void {
+    this.aggregator.clear();
+    this.repaired = 0;
+    this.decodeErrors = 0;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,239 @@
+// `npm run bench`: measures what the foundation issue names and prints one table. Nothing here
+// gates on an absolute time; where a peer exists (perf) it runs in the same session and the
+// comparison is a ratio.
+//
+//   FLAMEWIRE_BENCH_QUICK=1 shortens every run (for trying the bench itself, not for figures).
+
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { OnCpuCapture } from '../src/capture.js';
+import { openOnCpuSampler } from '../src/native.js';
+import { encodePprof } from '../src/output/pprof.js';
+import { measureBpfCost } from './bpf-cost.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const work = join(root, 'bench', '.work');
+const cli = join(root, 'dist', 'src', 'cli.js');
+const quick = process.env.FLAMEWIRE_BENCH_QUICK === '1';
+mkdirSync(work, { recursive: true });
+
+interface Row {
+  what: string;
+  value: string;
+  target: string;
+  verdict: string;
+}
+const rows: Row[] = [];
+const add = (what: string, value: string, target: string, ok: boolean | undefined) =>
+  rows.push({ what, value, target, verdict: ok === undefined ? '' : ok ? 'ok' : 'MISSED' });
+
+// A fixed CPU-bound job with a realistic, varied user stack (recursion of varying depth).
+const JOB = `
+#include <stdlib.h>
+volatile unsigned long sink;
+__attribute__((noinline)) void leaf(unsigned long n) { for (unsigned long i = 0; i < n; i++) sink += i * 7; }
+__attribute__((noinline)) void depth(int d, unsigned long n) { if (d == 0) leaf(n); else depth(d - 1, n); sink++; }
+int main(int argc, char **argv) {
+  long rounds = atol(argv[1]);
+  for (long r = 0; r < rounds; r++) depth(5 + (int)(r % 13), 200000);
+  return 0;
+}
+`;
+
+function build(): string {
+  const src = join(work, 'job.c');
+  const bin = join(work, 'job');
+  writeFileSync(src, JOB);
+  execFileSync('gcc', ['-O2', '-fno-omit-frame-pointer', '-o', bin, src]);
+  return bin;
+}
+
+function log(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+async function bpfCost(): Promise<void> {
+  for (const workload of ['cpu', 'syscall'] as const) {
+    log(`BPF cost per sample (${workload})`);
+    const r = await measureBpfCost({ frequency: 999, seconds: quick ? 2 : 5, workload });
+    add(`BPF run time per program run, ${workload}-bound job`, `${r.nsPerRun.toFixed(0)} ns (${r.runCount} runs, ${r.samples} samples)`, '≤ 1500 ns', r.nsPerRun <= 1500);
+  }
+}
+
+/** Records a real stream of batches: whole machine, -F 999, while the job runs on every CPU. */
+async function recordStream(seconds: number): Promise<Buffer[]> {
+  const batches: Buffer[] = [];
+  const sampler = openOnCpuSampler({ frequency: 999 });
+  sampler.start((b) => batches.push(Buffer.from(b)));
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  sampler.stop();
+  return batches;
+}
+
+async function throughput(job: string): Promise<void> {
+  log('user-space throughput on a recorded real stream');
+  // The jobs stay alive while the stream is replayed, as in a real run, so their maps can be read.
+  const jobs = cpus().map(() => spawn(job, ['1000000'], { stdio: 'ignore' }));
+  try {
+    const stream = await recordStream(quick ? 1 : 3);
+    const replays = quick ? 3 : 20;
+    const capture = new OnCpuCapture({ frequency: 999 });
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < replays; i++) for (const b of stream) capture.addBatch(b);
+    const t1 = process.hrtime.bigint();
+    const profile = await capture.finish({ timeNanos: 0n, durationNanos: 1n, comments: [] });
+    const t2 = process.hrtime.bigint();
+    const bytes = encodePprof(profile).length;
+    const t3 = process.hrtime.bigint();
+    const n = capture.sampleCount;
+    const rate = n / (Number(t3 - t0) / 1e9);
+    add(
+      'user space: decode → repair → aggregate → symbolize → pprof',
+      `${Math.round(rate).toLocaleString('en-US')} samples/s (${n.toLocaleString('en-US')} samples, ${capture.uniqueStacks} stacks; ingest ${ms(t1 - t0)}, symbolize+build ${ms(t2 - t1)}, encode ${ms(t3 - t2)}, ${bytes} B)`,
+      '≥ 100,000 samples/s',
+      rate >= 100_000,
+    );
+    await capture.close();
+  } finally {
+    for (const j of jobs) j.kill('SIGKILL');
+  }
+}
+
+function ms(ns: bigint): string {
+  return `${(Number(ns) / 1e6).toFixed(0)} ms`;
+}
+
+/** Wall time of one job per core, optionally under a profiler started first. */
+async function timedJobs(job: string, rounds: string, profiler?: string[]): Promise<number> {
+  let prof: ReturnType<typeof spawn> | undefined;
+  if (profiler) {
+    prof = spawn(profiler[0], profiler.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    await new Promise((r) => setTimeout(r, 1500)); // attached and steady
+  }
+  const t0 = process.hrtime.bigint();
+  await Promise.all(cpus().map(() => new Promise<void>((r) => spawn(job, [rounds], { stdio: 'ignore' }).on('exit', () => r()))));
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (prof) {
+    const done = new Promise<void>((r) => prof!.on('exit', () => r()));
+    prof.kill('SIGINT');
+    await done;
+  }
+  return wall;
+}
+
+async function slowdown(job: string): Promise<void> {
+  log('slowdown: baseline vs flamewire -F 999 vs perf record -F 999 -a -g');
+  const rounds = quick ? '3000' : '12000';
+  const perfData = join(work, 'perf.data');
+  const fwOut = join(work, 'slowdown.pb.gz');
+  const configs: Record<string, string[] | undefined> = {
+    baseline: undefined,
+    flamewire: [process.execPath, cli, 'record', '-q', '-F', '999', '-o', fwOut],
+    perf: ['perf', 'record', '-q', '-F', '999', '-a', '-g', '-o', perfData],
+  };
+  const times: Record<string, number[]> = { baseline: [], flamewire: [], perf: [] };
+  const reps = quick ? 1 : 3;
+  for (let i = 0; i < reps; i++) {
+    for (const [name, cmd] of Object.entries(configs)) times[name].push(await timedJobs(job, rounds, cmd));
+  }
+  rmSync(perfData, { force: true });
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+  const base = med(times.baseline);
+  const fw = med(times.flamewire) / base - 1;
+  const pf = med(times.perf) / base - 1;
+  add(
+    `slowdown of ${cpus().length} CPU-bound jobs, whole machine -F 999`,
+    `flamewire ${(fw * 100).toFixed(1)}%, perf ${(pf * 100).toFixed(1)}% (baseline ${base.toFixed(2)} s, median of ${reps})`,
+    'no worse than perf',
+    fw <= pf + 0.01,
+  );
+}
+
+async function peakRss(job: string): Promise<void> {
+  const secs = quick ? 10 : 60;
+  log(`peak RSS of a ${secs}-second whole-machine record (one job per core running)`);
+  const jobs = cpus().map(() => spawn(job, ['100000000'], { stdio: 'ignore' }));
+  const out = join(work, 'rss.pb.gz');
+  const child = spawn(process.execPath, [cli, 'record', '-q', '-d', `${secs}s`, '-o', out], { stdio: 'ignore' });
+  let peak = 0;
+  const poll = setInterval(() => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (m) peak = Math.max(peak, Number(m[1]));
+    } catch {
+      // exited
+    }
+  }, 100);
+  await new Promise<void>((r) => child.on('exit', () => r()));
+  clearInterval(poll);
+  for (const j of jobs) j.kill('SIGKILL');
+  add(`peak RSS, ${secs} s whole-machine record -F 99`, `${(peak / 1024).toFixed(1)} MB`, '≤ 100 MB', peak / 1024 <= 100);
+}
+
+/** Inclusive share of the true 75% caller, flamewire vs perf, on the accuracy workload. */
+async function attribution(): Promise<void> {
+  log('attribution vs perf on a frameless-leaf 75/25 workload');
+  const leaf = join(work, 'leaf.c');
+  const main = join(work, 'split.c');
+  writeFileSync(leaf, 'unsigned long leaf_work(unsigned long n){unsigned long x=n;for(unsigned long i=0;i<n;i++)x=x*6364136223846793005UL+1442695040888963407UL;return x;}\n');
+  writeFileSync(
+    main,
+    `#include <time.h>
+unsigned long leaf_work(unsigned long n); static volatile unsigned long sink;
+__attribute__((noinline)) void caller_major(unsigned long n){sink+=leaf_work(n);}
+__attribute__((noinline)) void caller_minor(unsigned long n){sink+=leaf_work(n);}
+int main(void){struct timespec a,b;clock_gettime(CLOCK_MONOTONIC,&a);do{for(int i=0;i<3;i++)caller_major(200000);caller_minor(200000);clock_gettime(CLOCK_MONOTONIC,&b);}while(b.tv_sec-a.tv_sec<3);return 0;}\n`,
+  );
+  const bin = join(work, 'split');
+  execFileSync('gcc', ['-O2', '-fomit-frame-pointer', '-c', '-o', join(work, 'leaf.o'), leaf]);
+  execFileSync('gcc', ['-O1', '-fno-omit-frame-pointer', '-o', bin, main, join(work, 'leaf.o')]);
+  const folded = join(work, 'split.folded');
+  execFileSync(process.execPath, [cli, 'record', '-q', '-F', '999', '-o', folded, '--', bin]);
+  let total = 0;
+  let major = 0;
+  for (const line of readFileSync(folded, 'utf8').split('\n')) {
+    const sp = line.lastIndexOf(' ');
+    if (sp < 0 || !line.includes('leaf_work')) continue;
+    const n = Number(line.slice(sp + 1));
+    total += n;
+    if (line.includes('caller_major')) major += n;
+  }
+  const perfData = join(work, 'split.perf.data');
+  spawnSync('perf', ['record', '-q', '-F', '999', '-g', '-o', perfData, '--', bin], { stdio: 'ignore' });
+  const report = spawnSync('perf', ['report', '-i', perfData, '--stdio', '--children', '--no-demangle'], { encoding: 'utf8' }).stdout;
+  const m = /^\s+([\d.]+)%\s+[\d.]+%.*\bcaller_major$/m.exec(report);
+  rmSync(perfData, { force: true });
+  const fwPct = total > 0 ? (100 * major) / total : 0;
+  add('attribution: inclusive share of the 75% caller of a frameless leaf', `flamewire ${fwPct.toFixed(1)}%, perf -g ${m ? m[1] : '0.0'}%`, '75 ± 3', Math.abs(fwPct - 75) <= 3);
+}
+
+function printTable(): void {
+  const head = { what: 'benchmark', value: 'measured', target: 'target', verdict: '' };
+  const all = [head, ...rows];
+  const w = (k: keyof Row) => Math.max(...all.map((r) => r[k].length));
+  const line = (r: Row) => `| ${r.what.padEnd(w('what'))} | ${r.value.padEnd(w('value'))} | ${r.target.padEnd(w('target'))} | ${r.verdict.padEnd(w('verdict'))} |`;
+  const sep = `|${'-'.repeat(w('what') + 2)}|${'-'.repeat(w('value') + 2)}|${'-'.repeat(w('target') + 2)}|${'-'.repeat(w('verdict') + 2)}|`;
+  process.stdout.write([line(head), sep, ...rows.map(line)].join('\n') + '\n');
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (it loads BPF programs)\n');
+    process.exit(1);
+  }
+  const job = build();
+  await bpfCost();
+  await throughput(job);
+  await attribution();
+  await slowdown(job);
+  await peakRss(job);
+  printTable();
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error).stack}\n`);
+  process.exit(1);
+});
