@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { enableBpfStats, openOnCpuSampler } from '../src/native.js';
@@ -17,6 +18,8 @@ export interface BpfCostResult {
   nsPerRun: number;
   /** Sample records emitted for the workload. */
   samples: number;
+  /** samples / runCount: the share of runs that did the full work of a sample. */
+  sampleShare: number;
 }
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -55,25 +58,30 @@ export async function measureBpfCost(opts: {
   workload: BpfCostWorkload;
 }): Promise<BpfCostResult> {
   const bin = buildWorkload(opts.workload);
-  const child = spawn(bin, [], { stdio: 'ignore' });
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  // One job per CPU, so that (nearly) every program run is a real sample: with idle CPUs the
+  // cheap early-return runs would pull the average down.
+  const children = cpus().map(() => spawn(bin, [], { stdio: 'ignore' }));
+  const exited = Promise.all(children.map((c) => new Promise<void>((done) => c.once('exit', () => done()))));
   const stats = enableBpfStats();
   try {
-    if (child.pid === undefined) throw new Error(`bpf-cost: cannot start ${bin}`);
-    const sampler = openOnCpuSampler({ frequency: opts.frequency, pids: [child.pid] });
+    const pids = children.map((c) => c.pid).filter((p): p is number => p !== undefined);
+    if (pids.length !== children.length) throw new Error(`bpf-cost: cannot start ${bin}`);
+    const sampler = openOnCpuSampler({ frequency: opts.frequency, pids });
     sampler.start(() => {});
     await new Promise((done) => setTimeout(done, opts.seconds * 1000));
     const prog = sampler.programStats();
     sampler.stop();
     const runCount = Number(prog.runCount);
+    const samples = sampler.stats().samples;
     return {
       runCount,
       nsPerRun: runCount > 0 ? Number(prog.runTimeNs) / runCount : 0,
-      samples: sampler.stats().samples,
+      samples,
+      sampleShare: runCount > 0 ? samples / runCount : 0,
     };
   } finally {
     stats.close();
-    child.kill('SIGKILL');
+    for (const c of children) c.kill('SIGKILL');
     await exited;
   }
 }

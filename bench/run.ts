@@ -59,7 +59,12 @@ async function bpfCost(): Promise<void> {
   for (const workload of ['cpu', 'syscall'] as const) {
     log(`BPF cost per sample (${workload})`);
     const r = await measureBpfCost({ frequency: 999, seconds: quick ? 2 : 5, workload });
-    add(`BPF run time per program run, ${workload}-bound job`, `${r.nsPerRun.toFixed(0)} ns (${r.runCount} runs, ${r.samples} samples)`, '≤ 1500 ns', r.nsPerRun <= 1500);
+    add(
+      `BPF cost per sample (run_time_ns/run_cnt), ${workload}-bound job per CPU, -F 999`,
+      `${r.nsPerRun.toFixed(0)} ns (${r.runCount} runs, ${(100 * r.sampleShare).toFixed(0)}% emitted a sample)`,
+      '≤ 1500 ns',
+      r.nsPerRun <= 1500,
+    );
   }
 }
 

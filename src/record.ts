@@ -111,6 +111,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   const profile = await capture.finish({ timeNanos, durationNanos, comments });
 
   const written = await writeWithFallback(profile, opts);
+  if (capture.sampleCount === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
   if (!opts.quiet) {
     out.write(
       `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
@@ -156,7 +157,7 @@ async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opt
   } catch (e) {
     const ext = extname(opts.output) || '.out';
     const fallback = join(tmpdir(), `flamewire-${process.pid}-${basename(opts.output, ext)}${opts.output.endsWith('.pb.gz') ? '.pb.gz' : ext}`);
-    process.stderr.write(`flamewire: cannot write ${opts.output}: ${(e as Error).message}; saving to ${fallback} instead\n`);
+    process.stderr.write(`flamewire: ${(e as Error).message}; saving to ${fallback} instead\n`);
     await writeOutput(profile, fallback, { format: opts.format });
     return { ok: false, path: fallback };
   }

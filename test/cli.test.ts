@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { buildC, repoRoot, workDir } from './helpers.js';
@@ -12,8 +12,11 @@ import { buildC, repoRoot, workDir } from './helpers.js';
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('cli');
 
-function run(args: string[], opts: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}) {
-  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000, ...opts, env: { ...process.env, ...opts.env } });
+function run(args: string[], opts: { env?: NodeJS.ProcessEnv; noCaps?: boolean } = {}) {
+  // noCaps: stay uid 0 (the checkout may be readable by root only) but drop every capability,
+  // so the process has no privileges at all.
+  const argv = opts.noCaps ? ['setpriv', '--bounding-set=-all', '--inh-caps=-all', '--ambient-caps=-all', '--', process.execPath] : [process.execPath];
+  return spawnSync(argv[0], [...argv.slice(1), cli, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...opts.env } });
 }
 
 function assertOneLineError(r: ReturnType<typeof run>, pattern: RegExp, status = 2): void {
@@ -53,8 +56,7 @@ describe('flamewire record: bad input', () => {
   it('rejects --pid together with a command', () => assertOneLineError(run(['record', '-p', '1', '--', 'true']), /either --pid or a command/));
 
   it('refuses without privileges, in one line', () => {
-    // nobody: no capabilities at all.
-    const r = run(['record', '-d', '1s', '-o', '/tmp/x.folded'], { uid: 65534, gid: 65534 });
+    const r = run(['record', '-d', '1s', '-o', join(dir, 'x.folded')], { noCaps: true });
     assertOneLineError(r, /permission denied: .*root.*CAP_BPF/, 1);
   });
 
@@ -140,16 +142,23 @@ describe('flamewire record: runs', () => {
     assert.match(r.stdout, /flamewire: recording \d+(\.\d)?s +[\d,]+ samples +[\d,]+ dropped +\d+ processes/);
   });
 
-  it('writes the output elsewhere, and fails, when the output cannot be written at the end', () => {
+  it('writes the output elsewhere, and fails, when the output cannot be written at the end', async () => {
     const sub = join(dir, 'vanishing');
     mkdirSync(sub, { recursive: true });
     const out = join(sub, 'x.folded');
-    // The directory is writable at start; make the path a directory before the end.
-    const r = spawnSync('sh', ['-c', `(sleep 0.5; mkdir -p ${out}) & ${process.execPath} ${cli} record -d 1500ms -o ${out}`], { encoding: 'utf8', timeout: 60_000 });
-    assert.equal(r.status, 1, r.stderr);
-    const m = /saving to (\S+) instead/.exec(r.stderr);
-    assert.ok(m, r.stderr);
-    assert.ok(statSync(m[1]).size > 0);
+    rmSync(out, { recursive: true, force: true });
+    // The path is writable at start; it becomes a directory while the recording runs.
+    const child = spawn(process.execPath, [cli, 'record', '-F', '499', '-o', out, '--', spin, '3'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    await waitFor(() => hasSamplesSoon(child.pid!), 20_000);
+    mkdirSync(out);
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 1, stderr);
+    const m = /^flamewire: cannot write .*it is a directory; saving to (\S+) instead$/m.exec(stderr);
+    assert.ok(m, stderr);
+    assert.match(readFileSync(m[1], 'utf8'), /spin_here/);
+    rmSync(m[1]);
   });
 });
 
@@ -162,7 +171,7 @@ describe('flamewire doctor', () => {
   });
 
   it('says what is missing, with the fix, without privileges', () => {
-    const r = run(['doctor'], { uid: 65534, gid: 65534 });
+    const r = run(['doctor'], { noCaps: true });
     assert.equal(r.status, 1);
     assert.match(r.stdout, /\[FAIL\] privileges .*\n.*fix: run as root/);
     assert.match(r.stdout, /cannot record here/);
