@@ -49,11 +49,29 @@ struct {
 	__type(value, __u64);
 } metrics SEC(".maps");
 
+#define FW_MAX_FRAMES (FW_MAX_KERNEL_FRAMES + FW_MAX_USER_FRAMES)
+/* The smallest all-ones mask that covers FW_MAX_USER_FRAMES * 8 bytes. */
+#define FW_USER_BYTES_MASK 1023
+_Static_assert(FW_MAX_USER_FRAMES * 8 <= FW_USER_BYTES_MASK, "user frames exceed the mask");
+
+/* The user stack walk's state (see walk_user_stack). */
+struct walk_state {
+	__u64 fp;
+	__u64 sp;
+	__u32 first; /* index of the user ip in frames[] */
+	__u32 snap;  /* bytes of stack_top that are valid */
+	__u32 n;     /* frames written, the ip included */
+	__u32 failed;
+};
+
 /* Room for the largest record; only the used prefix is copied into the ring buffer. */
 struct sample_buf {
 	struct fw_sample sample;
-	__u64 frames[FW_MAX_KERNEL_FRAMES + FW_MAX_USER_FRAMES];
+	__u64 frames[FW_MAX_FRAMES];
 	__u8 snapshot[FW_MAX_SNAPSHOT_BYTES];
+	/* The top of the user stack as read, before it is placed after the frames. */
+	__u8 stack_top[FW_MAX_SNAPSHOT_BYTES];
+	struct walk_state walk;
 };
 
 struct {
@@ -94,8 +112,76 @@ static __always_inline bool pid_known(__u32 tgid)
 	return bpf_map_lookup_elem(&sampled_pids, &tgid) != NULL;
 }
 
-SEC("perf_event")
-int on_cpu_sample(struct bpf_perf_event_data *ctx)
+/*
+ * The frame-pointer walk of the user stack: the user ip, then the return address of every
+ * frame reached through the saved frame pointers (what bpf_get_stack(BPF_F_USER_STACK) and
+ * perf -g return). Done here rather than with that helper because frames that lie in the
+ * stack top we copy anyway cost no helper call at all, and deeper ones one
+ * bpf_probe_read_user() each: on the machine we measured, the helper's walk cost ~110 ns per
+ * frame, most of a sample's cost. Frames must move up the stack, so a garbage frame pointer
+ * (a frameless function using rbp as a general register) ends the walk instead of looping.
+ *
+ * One step per bpf_loop() iteration. A plain bounded loop is verified iteration by iteration
+ * (a third of a second at load time); a bpf_loop callback is verified until its state stops
+ * changing, so the walk's state lives in the scratch map value, whose contents the verifier
+ * does not track, rather than on the stack: it converges at once.
+ */
+static long walk_step(__u64 index, void *unused)
+{
+	__u32 zero = 0;
+	struct sample_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
+	struct walk_state *w;
+	__u64 pair[2], off, idx;
+
+	if (!buf)
+		return 1;
+	w = &buf->walk;
+	off = w->fp - w->sp;
+	if (w->fp < w->sp || (w->fp & 7))
+		return 1;
+	if (off <= FW_MAX_SNAPSHOT_BYTES - sizeof(pair) && off + sizeof(pair) <= w->snap) {
+		pair[0] = *(__u64 *)(buf->stack_top + off);
+		pair[1] = *(__u64 *)(buf->stack_top + off + 8);
+	} else if (bpf_probe_read_user(pair, sizeof(pair), (void *)w->fp)) {
+		w->failed = w->n == 1;
+		return 1;
+	}
+	idx = (__u64)w->first + w->n;
+	if (pair[1] == 0 || idx >= FW_MAX_FRAMES || w->n >= FW_MAX_USER_FRAMES)
+		return 1;
+	buf->frames[idx] = pair[1];
+	w->n++;
+	if (pair[0] <= w->fp)
+		return 1;
+	w->fp = pair[0];
+	return 0;
+}
+
+/* Returns the user stack's size in bytes, or -1 when not even the first frame was readable. */
+static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 first, __u64 ip, __u64 fp,
+					    __u64 sp, __u32 snap)
+{
+	struct walk_state *w = &buf->walk;
+
+	if (first >= FW_MAX_FRAMES)
+		return 0;
+	buf->frames[first] = ip;
+	w->fp = fp;
+	w->sp = sp;
+	w->first = first;
+	w->snap = snap;
+	w->n = 1;
+	w->failed = 0;
+	bpf_loop(FW_MAX_USER_FRAMES - 1, walk_step, NULL, 0);
+	return w->failed ? -1 : (long)w->n * sizeof(__u64);
+}
+
+/*
+ * One sample. `own_walk` picks how the user stack is walked: with walk_user_stack() (needs
+ * bpf_loop, 5.17+) or with bpf_get_stack() on older kernels; user space probes for bpf_loop
+ * and loads one of the two programs below.
+ */
+static __always_inline int sample(struct bpf_perf_event_data *ctx, const bool own_walk)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
@@ -164,27 +250,14 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 		s->user_bp = fp;
 		flags |= FW_SAMPLE_USER_REGS;
 
-		ubytes = bpf_get_stack(ctx, (void *)buf->frames + kbytes,
-				       FW_MAX_USER_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
-		if (ubytes < 0) {
-			flags |= FW_SAMPLE_USER_STACK_FAILED;
-			count(FW_METRIC_USER_STACK_FAILED);
-			ubytes = 0;
-		}
-		if (ubytes > FW_MAX_USER_FRAMES * sizeof(__u64))
-			ubytes = FW_MAX_USER_FRAMES * sizeof(__u64);
-
 		snap = snapshot_bytes;
 		if (snap > FW_MAX_SNAPSHOT_BYTES)
 			snap = FW_MAX_SNAPSHOT_BYTES;
-		if (snap > 0 &&
-		    bpf_probe_read_user((void *)buf->frames + kbytes + ubytes, snap, (void *)sp)) {
+		if (snap > 0 && bpf_probe_read_user(buf->stack_top, snap, (void *)sp)) {
 			/* Near the top of the stack the full read runs off the mapping. */
 			long to_boundary = FW_SNAPSHOT_BOUNDARY - (sp & (FW_SNAPSHOT_BOUNDARY - 1));
 
-			if (to_boundary < snap &&
-			    !bpf_probe_read_user((void *)buf->frames + kbytes + ubytes, to_boundary,
-						 (void *)sp)) {
+			if (to_boundary < snap && !bpf_probe_read_user(buf->stack_top, to_boundary, (void *)sp)) {
 				snap = to_boundary;
 				flags |= FW_SAMPLE_SNAPSHOT_TRUNCATED;
 			} else {
@@ -192,6 +265,32 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 				count(FW_METRIC_SNAPSHOT_FAILED);
 				snap = 0;
 			}
+		}
+
+		if (own_walk)
+			ubytes = walk_user_stack(buf, kbytes / sizeof(__u64), ip, fp, sp, snap);
+		else
+			ubytes = bpf_get_stack(ctx, (void *)buf->frames + kbytes,
+					       FW_MAX_USER_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
+		if (ubytes < 0) {
+			flags |= FW_SAMPLE_USER_STACK_FAILED;
+			count(FW_METRIC_USER_STACK_FAILED);
+			ubytes = 0;
+		}
+		if (ubytes > FW_MAX_USER_FRAMES * sizeof(__u64))
+			ubytes = FW_MAX_USER_FRAMES * sizeof(__u64);
+		/* For the verifier: clang applies the clamp above to a copy of the value, so bound
+		 * the register used as the offset below with a mask (a no-op: ubytes <= 1016). The
+		 * barrier keeps clang from proving the mask redundant and dropping it. */
+		barrier_var(ubytes);
+		ubytes &= FW_USER_BYTES_MASK;
+
+		/* The stack top goes after the frames, where the record format has it. */
+		if (snap > 0 &&
+		    bpf_probe_read_kernel((void *)buf->frames + kbytes + ubytes, snap, buf->stack_top)) {
+			flags |= FW_SAMPLE_SNAPSHOT_FAILED;
+			count(FW_METRIC_SNAPSHOT_FAILED);
+			snap = 0;
 		}
 	}
 
@@ -213,6 +312,18 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 	}
 	count(FW_METRIC_SAMPLES);
 	return 0;
+}
+
+SEC("perf_event")
+int on_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+	return sample(ctx, true);
+}
+
+SEC("perf_event")
+int on_cpu_sample_fp(struct bpf_perf_event_data *ctx)
+{
+	return sample(ctx, false);
 }
 
 static __always_inline void track_child(__u32 parent_tgid, __u32 child_tgid)

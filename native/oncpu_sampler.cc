@@ -84,6 +84,12 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
     goto cleanup;
   }
 
+  // The user stack walk over the captured stack top needs bpf_loop (5.17+); older kernels get
+  // the program that walks with bpf_get_stack. Probed, never decided by kernel version.
+  s->own_walk_ = libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_loop, nullptr) == 1;
+  bpf_program__set_autoload(s->skel_->progs.on_cpu_sample, s->own_walk_);
+  bpf_program__set_autoload(s->skel_->progs.on_cpu_sample_fp, !s->own_walk_);
+
   s->use_tp_btf_ = CanUseTpBtf();
   bpf_program__set_autoload(s->skel_->progs.fork_btf, false);
   bpf_program__set_autoload(s->skel_->progs.fork_raw, false);
@@ -146,7 +152,7 @@ int OnCpuSampler::AttachPerfEvents(const char **what) {
       *what = "opening a cpu-clock perf event (perf_event_open)";
       goto cleanup;
     }
-    struct bpf_link *link = bpf_program__attach_perf_event(skel_->progs.on_cpu_sample, fd);
+    struct bpf_link *link = bpf_program__attach_perf_event(SampleProgram(), fd);
     if (!link) {
       err = -errno;
       close(fd);
@@ -200,11 +206,15 @@ int OnCpuSampler::ReadMetrics(std::vector<uint64_t> *values, const char **what) 
   return 0;
 }
 
+::bpf_program *OnCpuSampler::SampleProgram() const {
+  return own_walk_ ? skel_->progs.on_cpu_sample : skel_->progs.on_cpu_sample_fp;
+}
+
 int OnCpuSampler::ReadProgramStats(OnCpuProgramStats *stats, const char **what) {
   struct bpf_prog_info info;
   __u32 len = sizeof(info);
   memset(&info, 0, sizeof(info));
-  int err = bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.on_cpu_sample), &info, &len);
+  int err = bpf_obj_get_info_by_fd(bpf_program__fd(SampleProgram()), &info, &len);
   if (err) {
     *what = "reading the sampling program's info";
     return err;

@@ -10,6 +10,7 @@
 
 struct oncpu_bpf;
 struct bpf_link;
+struct bpf_program;
 
 namespace flamewire {
 
@@ -50,6 +51,9 @@ class OnCpuSampler {
   unsigned attached_cpus() const { return static_cast<unsigned>(perf_links_.size()); }
   // "tp_btf" or "raw_tp": which process tracepoint flavour was loaded.
   const char *tracepoint_flavour() const { return use_tp_btf_ ? "tp_btf" : "raw_tp"; }
+  // How the user stack is walked: "bpf_loop" (our walk over the captured stack top) or
+  // "bpf_get_stack" (kernels without bpf_loop).
+  const char *user_walk() const { return own_walk_ ? "bpf_loop" : "bpf_get_stack"; }
 
  private:
   OnCpuSampler() = default;
@@ -60,6 +64,9 @@ class OnCpuSampler {
   struct oncpu_bpf *skel_ = nullptr;
   std::vector<struct bpf_link *> perf_links_;
   bool use_tp_btf_ = true;
+  bool own_walk_ = true;
+  // The sampling program that was loaded (see own_walk_).
+  ::bpf_program *SampleProgram() const;
 };
 
 // Turns on kernel.bpf_stats_enabled for as long as the returned fd is open.

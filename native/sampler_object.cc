@@ -286,6 +286,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("cpus", Napi::Number::New(env, sampler_->attached_cpus()));
     o.Set("tracepoints", Napi::String::New(env, sampler_->tracepoint_flavour()));
+    o.Set("userWalk", Napi::String::New(env, sampler_->user_walk()));
     return o;
   }
 

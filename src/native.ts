@@ -73,7 +73,7 @@ interface NativeSampler {
   addPid(pid: number): void;
   stats(): OnCpuStats;
   programStats(): BpfProgramStats;
-  info(): { cpus: number; tracepoints: 'tp_btf' | 'raw_tp' };
+  info(): { cpus: number; tracepoints: 'tp_btf' | 'raw_tp'; userWalk: 'bpf_loop' | 'bpf_get_stack' };
   stop(): void;
 }
 
