@@ -56,6 +56,7 @@ export async function measureBpfCost(opts: {
   frequency: number;
   seconds: number;
   workload: BpfCostWorkload;
+  userWalk?: 'auto' | 'bpf_get_stack';
 }): Promise<BpfCostResult> {
   const bin = buildWorkload(opts.workload);
   // One job per CPU, so that (nearly) every program run is a real sample: with idle CPUs the
@@ -66,7 +67,7 @@ export async function measureBpfCost(opts: {
   try {
     const pids = children.map((c) => c.pid).filter((p): p is number => p !== undefined);
     if (pids.length !== children.length) throw new Error(`bpf-cost: cannot start ${bin}`);
-    const sampler = openOnCpuSampler({ frequency: opts.frequency, pids });
+    const sampler = openOnCpuSampler({ frequency: opts.frequency, pids, userWalk: opts.userWalk });
     sampler.start(() => {});
     await new Promise((done) => setTimeout(done, opts.seconds * 1000));
     const prog = sampler.programStats();

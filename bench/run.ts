@@ -56,16 +56,34 @@ function log(msg: string): void {
 }
 
 async function bpfCost(): Promise<void> {
+  // Our walk and the kernel's bpf_get_stack walk, alternated in the same run: the ratio is
+  // what holds on a noisy machine; the absolute figure is what the target names.
+  const reps = quick ? 1 : 3;
   for (const workload of ['cpu', 'syscall'] as const) {
     log(`BPF cost per sample (${workload})`);
-    const r = await measureBpfCost({ frequency: 999, seconds: quick ? 2 : 5, workload });
+    const ours: number[] = [];
+    const kernels: number[] = [];
+    let share = 0;
+    for (let i = 0; i < reps; i++) {
+      const a = await measureBpfCost({ frequency: 999, seconds: quick ? 2 : 4, workload });
+      const b = await measureBpfCost({ frequency: 999, seconds: quick ? 2 : 4, workload, userWalk: 'bpf_get_stack' });
+      ours.push(a.nsPerRun);
+      kernels.push(b.nsPerRun);
+      share = a.sampleShare;
+    }
+    const o = median(ours);
+    const k = median(kernels);
     add(
-      `BPF cost per sample (run_time_ns/run_cnt), ${workload}-bound job per CPU, -F 999`,
-      `${r.nsPerRun.toFixed(0)} ns (${r.runCount} runs, ${(100 * r.sampleShare).toFixed(0)}% emitted a sample)`,
-      '≤ 1500 ns',
-      r.nsPerRun <= 1500,
+      `BPF cost per sample (run_time_ns/run_cnt), ${workload}-bound job on every CPU, -F 999`,
+      `${o.toFixed(0)} ns; with bpf_get_stack for the user stack ${k.toFixed(0)} ns (${(100 * (o / k)).toFixed(0)}%); ${(100 * share).toFixed(0)}% of runs emitted a sample`,
+      workload === 'cpu' ? '≤ 1500 ns' : '(no target)',
+      workload === 'cpu' ? o <= 1500 : undefined,
     );
   }
+}
+
+function median(a: number[]): number {
+  return [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 }
 
 /** Records a real stream of batches: whole machine, -F 999, while the job runs on every CPU. */
@@ -131,7 +149,7 @@ async function timedJobs(job: string, rounds: string, profiler?: string[]): Prom
 
 async function slowdown(job: string): Promise<void> {
   log('slowdown: baseline vs flamewire -F 999 vs perf record -F 999 -a -g');
-  const rounds = quick ? '3000' : '12000';
+  const rounds = quick ? '10000' : '60000';
   const perfData = join(work, 'perf.data');
   const fwOut = join(work, 'slowdown.pb.gz');
   const configs: Record<string, string[] | undefined> = {
@@ -145,10 +163,9 @@ async function slowdown(job: string): Promise<void> {
     for (const [name, cmd] of Object.entries(configs)) times[name].push(await timedJobs(job, rounds, cmd));
   }
   rmSync(perfData, { force: true });
-  const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-  const base = med(times.baseline);
-  const fw = med(times.flamewire) / base - 1;
-  const pf = med(times.perf) / base - 1;
+  const base = median(times.baseline);
+  const fw = median(times.flamewire) / base - 1;
+  const pf = median(times.perf) / base - 1;
   add(
     `slowdown of ${cpus().length} CPU-bound jobs, whole machine -F 999`,
     `flamewire ${(fw * 100).toFixed(1)}%, perf ${(pf * 100).toFixed(1)}% (baseline ${base.toFixed(2)} s, median of ${reps})`,

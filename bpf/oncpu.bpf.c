@@ -50,27 +50,35 @@ struct {
 } metrics SEC(".maps");
 
 #define FW_MAX_FRAMES (FW_MAX_KERNEL_FRAMES + FW_MAX_USER_FRAMES)
-/* The smallest all-ones mask that covers FW_MAX_USER_FRAMES * 8 bytes. */
+/* All-ones masks that cover the largest value of each part of a record (verifier bounds). */
 #define FW_USER_BYTES_MASK 1023
+#define FW_KERNEL_BYTES_MASK 511
+#define FW_SNAPSHOT_MASK 8191
 _Static_assert(FW_MAX_USER_FRAMES * 8 <= FW_USER_BYTES_MASK, "user frames exceed the mask");
+_Static_assert(FW_MAX_KERNEL_FRAMES * 8 <= FW_KERNEL_BYTES_MASK, "kernel frames exceed the mask");
+_Static_assert(FW_MAX_SNAPSHOT_BYTES <= FW_SNAPSHOT_MASK, "snapshot exceeds the mask");
 
 /* The user stack walk's state (see walk_user_stack). */
 struct walk_state {
 	__u64 fp;
 	__u64 sp;
-	__u32 first; /* index of the user ip in frames[] */
-	__u32 snap;  /* bytes of stack_top that are valid */
+	__u32 pos;   /* byte offset in data[] where the next user frame goes */
+	__u32 snap;  /* bytes of stack top at data[0] */
 	__u32 n;     /* frames written, the ip included */
 	__u32 failed;
 };
 
-/* Room for the largest record; only the used prefix is copied into the ring buffer. */
+/*
+ * Room for the largest record; only the used prefix is copied into the ring buffer. data[]
+ * holds the variable part in record order: the stack top (read straight into place, so the
+ * walk reads it there and nothing is copied twice), then the kernel frames, then the user
+ * frames.
+ */
+/* Sized for the masked maxima (see FW_*_MASK), so every masked offset is provably inside. */
+#define FW_MAX_DATA_BYTES (FW_SNAPSHOT_MASK + 1 + FW_KERNEL_BYTES_MASK + 1 + FW_USER_BYTES_MASK + 1)
 struct sample_buf {
 	struct fw_sample sample;
-	__u64 frames[FW_MAX_FRAMES];
-	__u8 snapshot[FW_MAX_SNAPSHOT_BYTES];
-	/* The top of the user stack as read, before it is placed after the frames. */
-	__u8 stack_top[FW_MAX_SNAPSHOT_BYTES];
+	__u8 data[FW_MAX_DATA_BYTES];
 	struct walk_state walk;
 };
 
@@ -131,7 +139,7 @@ static long walk_step(__u64 index, void *unused)
 	__u32 zero = 0;
 	struct sample_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
 	struct walk_state *w;
-	__u64 pair[2], off, idx;
+	__u64 pair[2], off, pos;
 
 	if (!buf)
 		return 1;
@@ -140,16 +148,17 @@ static long walk_step(__u64 index, void *unused)
 	if (w->fp < w->sp || (w->fp & 7))
 		return 1;
 	if (off <= FW_MAX_SNAPSHOT_BYTES - sizeof(pair) && off + sizeof(pair) <= w->snap) {
-		pair[0] = *(__u64 *)(buf->stack_top + off);
-		pair[1] = *(__u64 *)(buf->stack_top + off + 8);
+		pair[0] = *(__u64 *)(buf->data + off);
+		pair[1] = *(__u64 *)(buf->data + off + 8);
 	} else if (bpf_probe_read_user(pair, sizeof(pair), (void *)w->fp)) {
 		w->failed = w->n == 1;
 		return 1;
 	}
-	idx = (__u64)w->first + w->n;
-	if (pair[1] == 0 || idx >= FW_MAX_FRAMES || w->n >= FW_MAX_USER_FRAMES)
+	pos = w->pos;
+	if (pair[1] == 0 || pos > FW_MAX_DATA_BYTES - sizeof(__u64) || w->n >= FW_MAX_USER_FRAMES)
 		return 1;
-	buf->frames[idx] = pair[1];
+	*(__u64 *)(buf->data + pos) = pair[1];
+	w->pos = pos + sizeof(__u64);
 	w->n++;
 	if (pair[0] <= w->fp)
 		return 1;
@@ -157,18 +166,21 @@ static long walk_step(__u64 index, void *unused)
 	return 0;
 }
 
-/* Returns the user stack's size in bytes, or -1 when not even the first frame was readable. */
-static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 first, __u64 ip, __u64 fp,
+/*
+ * Walks the user stack into data[pos...]; returns its size in bytes, or -1 when not even the
+ * first frame was readable.
+ */
+static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 pos, __u64 ip, __u64 fp,
 					    __u64 sp, __u32 snap)
 {
 	struct walk_state *w = &buf->walk;
 
-	if (first >= FW_MAX_FRAMES)
+	if (pos > FW_MAX_DATA_BYTES - sizeof(__u64))
 		return 0;
-	buf->frames[first] = ip;
+	*(__u64 *)(buf->data + pos) = ip;
 	w->fp = fp;
 	w->sp = sp;
-	w->first = first;
+	w->pos = pos + sizeof(__u64);
 	w->snap = snap;
 	w->n = 1;
 	w->failed = 0;
@@ -191,7 +203,7 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, const bool ow
 	struct task_struct *task = NULL;
 	__u32 flags = 0;
 	long kbytes = 0, ubytes = 0, snap = 0;
-	__u64 sp = 0;
+	__u64 ip = 0, sp = 0, fp = 0;
 
 	/* tgid 0 is the per-CPU idle task. */
 	if (tgid == 0 || !pid_wanted(tgid))
@@ -204,30 +216,21 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, const bool ow
 	}
 	s = &buf->sample;
 
-	/* A user-mode sample has no kernel stack: skip the helper call altogether. */
+	/* Kernel-mode samples need the task (whose cache lines are likely cold here) to tell
+	 * kernel threads apart and to find the user registers; user-mode samples need neither. */
 	if (!fw_regs_user_mode(&ctx->regs)) {
 		flags |= FW_SAMPLE_KERNEL_MODE;
-		kbytes = bpf_get_stack(ctx, buf->frames, FW_MAX_KERNEL_FRAMES * sizeof(__u64), 0);
-		if (kbytes < 0) {
-			flags |= FW_SAMPLE_KERNEL_STACK_FAILED;
-			count(FW_METRIC_KERNEL_STACK_FAILED);
-			kbytes = 0;
-		}
-		if (kbytes > FW_MAX_KERNEL_FRAMES * sizeof(__u64))
-			kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
+		task = bpf_get_current_task_btf();
+		if (!task->mm)
+			flags |= FW_SAMPLE_KERNEL_THREAD;
 	}
 
-	/* A user-mode sample is of a task with user memory: only kernel-mode samples need the
-	 * task (whose cache lines are likely cold here) to tell kernel threads apart. */
-	if ((flags & FW_SAMPLE_KERNEL_MODE) && !(task = bpf_get_current_task_btf())->mm) {
-		/* Kernel thread: no user registers, stack or snapshot. */
-		flags |= FW_SAMPLE_KERNEL_THREAD;
+	if (flags & FW_SAMPLE_KERNEL_THREAD) {
+		/* No user registers, stack or snapshot. */
 		s->user_ip = 0;
 		s->user_sp = 0;
 		s->user_bp = 0;
 	} else {
-		__u64 ip, fp;
-
 		if (flags & FW_SAMPLE_KERNEL_MODE) {
 			/* Inside a syscall or interrupt: the user registers saved on kernel entry. */
 			struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(task);
@@ -250,14 +253,16 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, const bool ow
 		s->user_bp = fp;
 		flags |= FW_SAMPLE_USER_REGS;
 
-		snap = snapshot_bytes;
+		/* A whole number of words, so that the frames after it stay 8-byte aligned. */
+		snap = snapshot_bytes & ~7u;
 		if (snap > FW_MAX_SNAPSHOT_BYTES)
 			snap = FW_MAX_SNAPSHOT_BYTES;
-		if (snap > 0 && bpf_probe_read_user(buf->stack_top, snap, (void *)sp)) {
+		if (snap > 0 && bpf_probe_read_user(buf->data, snap, (void *)sp)) {
 			/* Near the top of the stack the full read runs off the mapping. */
-			long to_boundary = FW_SNAPSHOT_BOUNDARY - (sp & (FW_SNAPSHOT_BOUNDARY - 1));
+			long to_boundary = (FW_SNAPSHOT_BOUNDARY - (sp & (FW_SNAPSHOT_BOUNDARY - 1))) & ~7ul;
 
-			if (to_boundary < snap && !bpf_probe_read_user(buf->stack_top, to_boundary, (void *)sp)) {
+			if (to_boundary < snap && to_boundary > 0 &&
+			    !bpf_probe_read_user(buf->data, to_boundary, (void *)sp)) {
 				snap = to_boundary;
 				flags |= FW_SAMPLE_SNAPSHOT_TRUNCATED;
 			} else {
@@ -266,11 +271,31 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, const bool ow
 				snap = 0;
 			}
 		}
+	}
+	/* For the verifier: clang may apply the clamps above to a copy of the value, so bound the
+	 * register used as an offset below with a mask (a no-op here). The barrier keeps clang
+	 * from proving the mask redundant and dropping it. */
+	barrier_var(snap);
+	snap &= FW_SNAPSHOT_MASK;
 
+	if (flags & FW_SAMPLE_KERNEL_MODE) {
+		kbytes = bpf_get_stack(ctx, buf->data + snap, FW_MAX_KERNEL_FRAMES * sizeof(__u64), 0);
+		if (kbytes < 0) {
+			flags |= FW_SAMPLE_KERNEL_STACK_FAILED;
+			count(FW_METRIC_KERNEL_STACK_FAILED);
+			kbytes = 0;
+		}
+		if (kbytes > FW_MAX_KERNEL_FRAMES * sizeof(__u64))
+			kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
+		barrier_var(kbytes);
+		kbytes &= FW_KERNEL_BYTES_MASK;
+	}
+
+	if (flags & FW_SAMPLE_USER_REGS) {
 		if (own_walk)
-			ubytes = walk_user_stack(buf, kbytes / sizeof(__u64), ip, fp, sp, snap);
+			ubytes = walk_user_stack(buf, snap + kbytes, ip, fp, sp, snap);
 		else
-			ubytes = bpf_get_stack(ctx, (void *)buf->frames + kbytes,
+			ubytes = bpf_get_stack(ctx, buf->data + snap + kbytes,
 					       FW_MAX_USER_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
 		if (ubytes < 0) {
 			flags |= FW_SAMPLE_USER_STACK_FAILED;
@@ -279,19 +304,8 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, const bool ow
 		}
 		if (ubytes > FW_MAX_USER_FRAMES * sizeof(__u64))
 			ubytes = FW_MAX_USER_FRAMES * sizeof(__u64);
-		/* For the verifier: clang applies the clamp above to a copy of the value, so bound
-		 * the register used as the offset below with a mask (a no-op: ubytes <= 1016). The
-		 * barrier keeps clang from proving the mask redundant and dropping it. */
 		barrier_var(ubytes);
 		ubytes &= FW_USER_BYTES_MASK;
-
-		/* The stack top goes after the frames, where the record format has it. */
-		if (snap > 0 &&
-		    bpf_probe_read_kernel((void *)buf->frames + kbytes + ubytes, snap, buf->stack_top)) {
-			flags |= FW_SAMPLE_SNAPSHOT_FAILED;
-			count(FW_METRIC_SNAPSHOT_FAILED);
-			snap = 0;
-		}
 	}
 
 	s->kind = FW_RECORD_SAMPLE;

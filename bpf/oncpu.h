@@ -67,10 +67,11 @@ enum fw_metric {
 };
 
 /*
- * A sample. Variable length: the fixed part below, then kernel_frames __u64 kernel
- * addresses, then user_frames __u64 user addresses (both leaf first; user_frames[0] is the
- * user ip), then snapshot_len bytes copied from user memory at user_sp. Only the used bytes
- * are emitted.
+ * A sample. Variable length: the fixed part below, then snapshot_len bytes copied from user
+ * memory at user_sp (a multiple of 8, so what follows stays aligned), then kernel_frames
+ * __u64 kernel addresses, then user_frames __u64 user addresses (both leaf first;
+ * user_frames[0] is the user ip). Only the used bytes are emitted. The stack top comes first
+ * because the BPF program reads it straight into place and walks the user stack over it.
  */
 struct fw_sample {
 	__u32 kind; /* FW_RECORD_SAMPLE */
@@ -86,7 +87,7 @@ struct fw_sample {
 	__u64 user_ip;
 	__u64 user_sp;
 	__u64 user_bp;
-	/* __u64 frames[kernel_frames + user_frames]; __u8 snapshot[snapshot_len]; */
+	/* __u8 snapshot[snapshot_len]; __u64 frames[kernel_frames + user_frames]; */
 };
 
 /* The process replaced its image: cached mappings of pid are stale. */

@@ -22,6 +22,8 @@ struct OnCpuSettings {
   uint32_t ring_buffer_bytes = 0;  // 0: the default from oncpu.h
   uint32_t snapshot_bytes = 0;
   uint32_t max_pids = 0;           // 0: the default from oncpu.h
+  // Walk user stacks with bpf_get_stack even where bpf_loop exists (for comparisons).
+  bool force_get_stack = false;
 };
 
 struct OnCpuProgramStats {

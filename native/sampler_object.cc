@@ -25,7 +25,7 @@ constexpr uint32_t kMaxPidsLimit = 1u << 22;
 constexpr const char *kOpenUsage =
     "usage: openOnCpuSampler({ frequency: 1..100000, pids?: number[], followChildren?: boolean, "
     "ringBufferBytes?: power of two >= page size, pollIntervalMs?: 1..60000, "
-    "snapshotBytes?: 0..4096, maxPids?: number })";
+    "snapshotBytes?: 0..4096, maxPids?: number, userWalk?: 'auto' | 'bpf_get_stack' })";
 
 struct AddonData {
   Napi::FunctionReference sampler_ctor;
@@ -105,6 +105,15 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
         ThrowUsage(env, (std::string(kOpenUsage) + ": followChildren needs pids").c_str());
         return;
       }
+    }
+    Napi::Value walk = cfg.Get("userWalk");
+    if (!walk.IsUndefined()) {
+      std::string w = walk.IsString() ? walk.As<Napi::String>().Utf8Value() : "";
+      if (w != "auto" && w != "bpf_get_stack") {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": userWalk must be 'auto' or 'bpf_get_stack'").c_str());
+        return;
+      }
+      settings.force_get_stack = w == "bpf_get_stack";
     }
     uint32_t rb = 0;
     if (!GetUint(env, cfg, "ringBufferBytes", 0, kMaxRingBufferBytes, false, &rb)) return;

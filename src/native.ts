@@ -23,6 +23,9 @@ export interface OnCpuConfig {
   /** Capacity of the in-kernel pid filter (default 8192). */
   maxPids?: number;
   /** Receives libbpf's messages (verifier log, attach failures); debug-level material. */
+  /** 'bpf_get_stack' forces the kernel's user stack walk even where our bpf_loop walk works
+   * (benchmarks compare the two); default 'auto'. */
+  userWalk?: 'auto' | 'bpf_get_stack';
   onLog?: (level: 'warn' | 'info' | 'debug', message: string) => void;
 }
 
@@ -54,6 +57,12 @@ export interface BpfProgramStats {
   runCount: bigint;
 }
 
+export interface SamplerInfo {
+  cpus: number;
+  tracepoints: 'tp_btf' | 'raw_tp';
+  userWalk: 'bpf_loop' | 'bpf_get_stack';
+}
+
 export interface OnCpuSampler {
   /** Attaches the perf events and starts the reader thread. Batches (see bpf/oncpu.h,
    * decoded by src/record-decoder.ts) arrive on the JS thread, in order. A started sampler
@@ -61,6 +70,8 @@ export interface OnCpuSampler {
   start(onBatch: (batch: Buffer) => void): void;
   /** Adds a process to the filter (only for samplers opened with pids). */
   addPid(pid: number): void;
+  /** What was loaded: CPUs sampled, tracepoint flavour, how user stacks are walked. */
+  info(): SamplerInfo;
   stats(): OnCpuStats;
   programStats(): BpfProgramStats;
   /** Stops sampling, drains the ring buffer and delivers every remaining batch to onBatch
@@ -73,7 +84,7 @@ interface NativeSampler {
   addPid(pid: number): void;
   stats(): OnCpuStats;
   programStats(): BpfProgramStats;
-  info(): { cpus: number; tracepoints: 'tp_btf' | 'raw_tp'; userWalk: 'bpf_loop' | 'bpf_get_stack' };
+  info(): SamplerInfo;
   stop(): void;
 }
 
@@ -147,6 +158,7 @@ export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
       }
     },
     addPid: (pid) => native.addPid(pid),
+    info: () => native.info(),
     stats: () => native.stats(),
     programStats: () => native.programStats(),
     stop() {

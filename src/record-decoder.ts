@@ -134,6 +134,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
         kernelFrames > RECORD_LIMITS.maxKernelFrames ||
         userFrames > RECORD_LIMITS.maxUserFrames ||
         snapLen > RECORD_LIMITS.maxSnapshotBytes ||
+        snapLen % 8 !== 0 ||
         S.size + (kernelFrames + userFrames) * 8 + snapLen !== recLen
       ) {
         throw new RecordDecodeError(
@@ -150,8 +151,9 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
       }
       const flags = u32[w + (S.flags >>> 2)]!;
       const q = rec >>> 3;
-      const framesAt = base + rec + S.size;
-      const snapAt = rec + S.size + (kernelFrames + userFrames) * 8;
+      // Variable part: the stack top (a whole number of words), then the frames.
+      const snapAt = rec + S.size;
+      const framesAt = base + snapAt + snapLen;
       handlers.sample({
         pid: u32[w + (S.pid >>> 2)]!,
         tid: u32[w + (S.tid >>> 2)]!,

@@ -187,6 +187,30 @@ describe('on-CPU BPF sampler', () => {
     await exited(spin);
   });
 
+  it('walks user stacks like the kernel does: our bpf_loop walk and bpf_get_stack agree', async () => {
+    // One deep frame-pointer program, sampled first with our walk, then with the kernel's: the
+    // callers above the leaf (all frames but the first, which is wherever the timer hit) must
+    // be the same addresses.
+    const spin = start(spinBin, ['3000']);
+    await sleep(50);
+    const callers = async (userWalk: 'auto' | 'bpf_get_stack') => {
+      const cap = await capture({ frequency: 499, pids: [spin.pid!], userWalk }, () => sleep(600));
+      const counts = new Map<string, number>();
+      for (const s of cap.samples) {
+        if (s.flags & SAMPLE_FLAG.kernelMode) continue;
+        const key = Array.from(s.userStack.subarray(1), (a) => a.toString(16)).join(' ');
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      return [...counts.entries()].sort((x, y) => y[1] - x[1]);
+    };
+    const ours = await callers('auto');
+    const kernels = await callers('bpf_get_stack');
+    assert.ok(ours.length > 0 && kernels.length > 0);
+    assert.equal(ours[0][0], kernels[0][0]);
+    assert.ok(ours[0][0].split(' ').length >= 12, `stack too short: ${ours[0][0]}`);
+    spin.kill('SIGKILL');
+  });
+
   it('never delivers samples of a process outside the pid filter', async () => {
     const wanted = start(spinBin, ['1200']);
     const other = start(spinBin, ['1200']);
