@@ -20,6 +20,12 @@ export interface CaptureOptions {
   /** Turn off the leaf repair (for comparisons with a plain frame-pointer walk). */
   noRepair?: boolean;
   procRoot?: string;
+  /**
+   * One profile and done (record): the symbolizer worker is closed as soon as user addresses
+   * are resolved, before kallsyms is read, so the two largest transient allocations of a run
+   * never add up. Without it the worker and its caches stay for the next window.
+   */
+  oneShot?: boolean;
 }
 
 export interface FinishOptions {
@@ -30,13 +36,21 @@ export interface FinishOptions {
 
 const UNKNOWN: ResolvedAddress = { frames: [{ name: '[unknown]', kind: 'unknown' }] };
 
+/** Memory figures for debug logs, in MB. */
+function memory(): Record<string, number> {
+  const m = process.memoryUsage();
+  const mb = (n: number) => Math.round(n / 1048576);
+  return { rss: mb(m.rss), heapUsed: mb(m.heapUsed), external: mb(m.external), peakRss: mb(process.resourceUsage().maxRSS * 1024) };
+}
+
 export class OnCpuCapture {
   readonly processes: ProcessTable;
   private readonly unwind = new UnwindTables();
   private readonly aggregator = new Aggregator();
   private readonly lookups = new Map<number, RuleLookup>();
   private symbolizer: Symbolizer | undefined;
-  private kallsyms: Kallsyms | undefined;
+  /** Kernel addresses only: its pool never starts a worker. */
+  private kernelSymbolizer: Symbolizer | undefined;
   /** Samples whose stack the repair changed, and batches that could not be decoded. */
   repaired = 0;
   decodeErrors = 0;
@@ -98,16 +112,27 @@ export class OnCpuCapture {
 
   /** Symbolizes every unique address once and builds the profile. */
   async finish(opts: FinishOptions): Promise<Profile> {
-    if (!this.symbolizer) {
+    logger().debug(memory(), 'symbolizing');
+    const { user, kernel } = this.aggregator.uniqueAddresses();
+    this.symbolizer ??= new Symbolizer({ processes: this.processes });
+    const userRes = (await this.symbolizer.symbolize({ user })).user;
+    if (this.opts.oneShot) {
+      await this.symbolizer.close();
+      this.symbolizer = undefined;
+    }
+    logger().debug(memory(), 'symbolized user addresses');
+    if (!this.kernelSymbolizer && kernel.size > 0) {
+      let kallsyms: Kallsyms | undefined;
       try {
-        this.kallsyms = Kallsyms.load();
+        kallsyms = Kallsyms.load();
       } catch (e) {
         logger().warn({ err: (e as Error).message }, 'cannot read /proc/kallsyms; kernel frames will be [kernel]');
       }
-      this.symbolizer = new Symbolizer({ processes: this.processes, kallsyms: this.kallsyms });
+      this.kernelSymbolizer = new Symbolizer({ processes: this.processes, kallsyms });
     }
-    const { user, kernel } = this.aggregator.uniqueAddresses();
-    const res = await this.symbolizer.symbolize({ user, kernel });
+    const kernelRes = this.kernelSymbolizer?.symbolizeKernel(kernel) ?? new Map();
+    logger().debug(memory(), 'symbolized kernel addresses');
+    const res = { user: userRes, kernel: kernelRes };
     const comments = [...opts.comments];
     if (this.decodeErrors > 0) comments.push(`malformed ring buffer batches skipped: ${this.decodeErrors}`);
     return buildProfile({
@@ -131,6 +156,7 @@ export class OnCpuCapture {
 
   async close(): Promise<void> {
     await this.symbolizer?.close();
+    await this.kernelSymbolizer?.close();
     this.processes.close();
   }
 }

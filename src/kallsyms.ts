@@ -3,7 +3,7 @@
 // Without CAP_SYSLOG or with kptr_restrict every address reads as zero: the table is then
 // marked restricted and every kernel frame is named `[kernel]`.
 
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 
 /** Kernel addresses share their top 16 bits; the low 48 bits fit a double exactly. */
 const LOW48 = 0xffff_ffff_ffffn;
@@ -23,8 +23,8 @@ export class Kallsyms {
   /** Why lookups cannot work, for `flamewire doctor`; '' when they can. */
   readonly problem: string;
   // The table is kept compact: ~120k symbols would otherwise cost ~40 MB as JS strings and
-  // arrays. Names stay in the bytes of the file, referenced by offset and length, and are
-  // turned into strings only when looked up.
+  // arrays. The file is parsed as it is read, in chunks; only the text symbols' names are kept,
+  // back to back in one buffer, and turned into strings when looked up.
   private readonly text: Buffer;
   private readonly keys: Float64Array;
   private readonly nameOff: Uint32Array;
@@ -34,8 +34,8 @@ export class Kallsyms {
   private readonly moduleNames: string[] = [];
   private readonly highBits: bigint;
 
-  private constructor(text: Buffer, source: string) {
-    const cap = Math.max(16, Math.ceil(text.length / 24));
+  private constructor(chunks: Iterable<Buffer>, source: string) {
+    const cap = 1 << 16;
     let addrs = new Float64Array(cap);
     let offs = new Uint32Array(cap);
     let lens = new Uint16Array(cap);
@@ -45,6 +45,9 @@ export class Kallsyms {
     let n = 0;
     let nonZero = 0;
     let high = -1n;
+    let names = Buffer.allocUnsafe(1 << 20);
+    let namesLen = 0;
+    for (const text of chunks) {
     let pos = 0;
     const len = text.length;
     while (pos < len) {
@@ -103,14 +106,23 @@ export class Kallsyms {
         mods = grow(mods);
         ranks = grow(ranks);
       }
+      const nameLen = nameEnd - (sp1 + 3);
+      if (namesLen + nameLen > names.length) {
+        const bigger = Buffer.allocUnsafe(names.length * 2 + nameLen);
+        names.copy(bigger, 0, 0, namesLen);
+        names = bigger;
+      }
+      text.copy(names, namesLen, sp1 + 3, nameEnd);
       addrs[n] = lowVal;
-      offs[n] = sp1 + 3;
-      lens[n] = nameEnd - (sp1 + 3);
+      offs[n] = namesLen;
+      lens[n] = nameLen;
+      namesLen += nameLen;
       mods[n] = mod;
       ranks[n] = (type === 0x54 ? 4 : type === 0x57 ? 2 : 0) - (text[sp1 + 3] === 0x5f ? 1 : 0);
       n++;
     }
-    this.text = text;
+    }
+    this.text = Buffer.from(names.subarray(0, namesLen));
     this.restricted = n > 0 && nonZero === 0;
     this.highBits = high < 0n ? 0n : high;
     if (n === 0) this.problem = `${source}: no kernel text symbols`;
@@ -143,12 +155,17 @@ export class Kallsyms {
 
   /** Reads /proc/kallsyms (or `path`); throws only if the file cannot be read at all. */
   static load(path = '/proc/kallsyms'): Kallsyms {
-    return new Kallsyms(readFileSync(path), path);
+    const fd = openSync(path, 'r');
+    try {
+      return new Kallsyms(lineChunks(fd), path);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Parses kallsyms text (for tests and saved snapshots). */
   static parse(text: string, source = 'kallsyms'): Kallsyms {
-    return new Kallsyms(Buffer.from(text, 'latin1'), source);
+    return new Kallsyms([Buffer.from(text, 'latin1')], source);
   }
 
   get length(): number {
@@ -178,6 +195,29 @@ export class Kallsyms {
     const name = this.text.toString('latin1', this.nameOff[found], this.nameOff[found] + this.nameLen[found]);
     const mod = this.moduleIdx[found];
     return mod === 0 ? { name, offset } : { name, module: this.moduleNames[mod - 1], offset };
+  }
+}
+
+/** The file in chunks that end at a line end (the last one may not), reading 256 KiB at a time. */
+function* lineChunks(fd: number): Generator<Buffer> {
+  const buf = Buffer.allocUnsafe(256 << 10);
+  let kept = 0;
+  for (;;) {
+    const got = readSync(fd, buf, kept, buf.length - kept, null);
+    const end = kept + got;
+    if (got === 0) {
+      if (end > 0) yield buf.subarray(0, end);
+      return;
+    }
+    const lastNl = buf.lastIndexOf(0x0a, end - 1);
+    if (lastNl < 0) {
+      if (end === buf.length) throw new Error('kallsyms: a line longer than 256 KiB');
+      kept = end;
+      continue;
+    }
+    yield buf.subarray(0, lastNl + 1);
+    kept = end - (lastNl + 1);
+    buf.copy(buf, 0, lastNl + 1, end);
   }
 }
 

@@ -1,7 +1,8 @@
 // The only module that loads the native addon (build/Release/flamewire.node). Everything
 // else imports the typed functions below.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -140,9 +141,36 @@ function forwardLog(onLog: OnCpuConfig['onLog']): void {
   if (onLog) for (const l of lines) onLog(l.level, l.message);
 }
 
+/**
+ * A ring buffer that holds four poll intervals of samples from every CPU at this frequency
+ * (a sample record is ~1.5 KB at most in practice): the reader thread empties it every 50 ms
+ * whatever the JS thread is doing, so more only costs memory (its pages count in RSS).
+ */
+export function defaultRingBufferBytes(frequency: number, cpus: number): number {
+  const want = cpus * frequency * 1536 * 0.05 * 4;
+  let size = 1 << 20;
+  while (size < want && size < 256 << 20) size *= 2;
+  return size;
+}
+
+function cpuCount(): number {
+  try {
+    // "0-3,8-11": count what is online, as the addon does.
+    let n = 0;
+    for (const part of readFileSync('/sys/devices/system/cpu/online', 'utf8').trim().split(',')) {
+      const [a, b] = part.split('-').map(Number);
+      n += b === undefined ? 1 : b - a + 1;
+    }
+    return Math.max(1, n);
+  } catch {
+    return availableParallelism();
+  }
+}
+
 /** Loads the BPF programs and fills the pid filter; sampling begins with start(). */
 export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
   const { onLog, ...nativeCfg } = cfg;
+  nativeCfg.ringBufferBytes ??= defaultRingBufferBytes(cfg.frequency, cpuCount());
   let native: NativeSampler;
   try {
     native = load().openOnCpuSampler(nativeCfg);

@@ -33,7 +33,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   if (opts.offCpu) throw new UsageError('--off-cpu is not available in this version yet (on-CPU only)');
   checkPreconditions(opts);
 
-  const capture = new OnCpuCapture({ frequency: opts.frequency });
+  const capture = new OnCpuCapture({ frequency: opts.frequency, oneShot: true });
   const startWall = process.hrtime.bigint();
   const timeNanos = BigInt(Date.now()) * 1_000_000n;
 

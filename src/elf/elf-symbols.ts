@@ -55,13 +55,15 @@ class RawSymbols {
 export class SymbolTable {
   private readonly starts: Float64Array;
   private readonly ends: Float64Array;
-  private readonly strtabIdx: Uint8Array;
+  /** The kept symbols' names, back to back: the string tables themselves are not kept
+   * (node's .strtab alone is 7.5 MB, most of it names of data and local symbols). */
+  private readonly nameBytes: Buffer;
   private readonly nameOffs: Uint32Array;
   private readonly nameLens: Uint32Array;
   private readonly names: Array<string | undefined>;
 
   private constructor(
-    private readonly strtabs: Buffer[],
+    strtabs: Buffer[],
     raw: RawSymbols,
     order: Uint32Array,
     private readonly demangle: (name: string) => string,
@@ -69,10 +71,13 @@ export class SymbolTable {
     const n = order.length;
     this.starts = new Float64Array(n);
     this.ends = new Float64Array(n);
-    this.strtabIdx = new Uint8Array(n);
     this.nameOffs = new Uint32Array(n);
     this.nameLens = new Uint32Array(n);
     this.names = new Array<string | undefined>(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) total += raw.nameLen[order[i]];
+    this.nameBytes = Buffer.allocUnsafe(total);
+    let at = 0;
     for (let i = 0; i < n; i++) {
       const k = order[i];
       const addr = raw.addr[k];
@@ -81,9 +86,11 @@ export class SymbolTable {
       // but never past their own section.
       const next = i + 1 < n ? raw.addr[order[i + 1]] : Infinity;
       this.ends[i] = raw.size[k] > 0 ? addr + raw.size[k] : Math.min(next, raw.secEnd[k]);
-      this.strtabIdx[i] = raw.strtab[k];
-      this.nameOffs[i] = raw.nameOff[k];
-      this.nameLens[i] = raw.nameLen[k];
+      const len = raw.nameLen[k];
+      strtabs[raw.strtab[k]].copy(this.nameBytes, at, raw.nameOff[k], raw.nameOff[k] + len);
+      this.nameOffs[i] = at;
+      this.nameLens[i] = len;
+      at += len;
     }
   }
 
@@ -142,7 +149,7 @@ export class SymbolTable {
     let name = this.names[i];
     if (name === undefined) {
       const off = this.nameOffs[i];
-      const raw = this.strtabs[this.strtabIdx[i]].toString('utf8', off, off + this.nameLens[i]);
+      const raw = this.nameBytes.toString('utf8', off, off + this.nameLens[i]);
       try {
         name = this.demangle(raw);
       } catch {
