@@ -19,13 +19,17 @@ export const BUILD_DEPS = [
   { what: 'python3 (node-gyp)', present: () => onPath('python3'), pkg: 'python3' },
 ];
 
-/** What the test suite and benchmarks use on top of the build requirements. */
+/** What the test suite uses on top of the build requirements (oracles and workloads). */
 export const TEST_DEPS = [
-  { what: 'binutils (readelf, objcopy, c++filt: test oracles)', present: () => onPath('readelf') && onPath('objcopy') && onPath('c++filt'), pkg: 'binutils' },
-  { what: 'gdb (reads registers of stopped test programs)', present: () => onPath('gdb'), pkg: 'gdb' },
+  { what: 'binutils (readelf, objdump, objcopy, nm, c++filt: test oracles)', present: () => ['readelf', 'objdump', 'objcopy', 'nm', 'c++filt'].every(onPath), pkg: 'binutils' },
+  { what: 'Go (test workloads, go tool pprof)', present: () => onPath('go'), pkg: 'golang-go' },
+  { what: 'setpriv (runs the CLI without capabilities)', present: () => onPath('setpriv'), pkg: 'util-linux' },
+  { what: 'script (gives the CLI a terminal)', present: () => onPath('script'), pkg: 'bsdutils' },
   { what: 'chromium (the HTML flame graph test)', present: () => existsSync('/usr/bin/chromium'), pkg: 'chromium' },
-  { what: 'perf (benchmark peer)', present: () => onPath('perf'), pkg: perfPackage() },
 ];
+
+/** What `npm run bench` needs on top: perf, the peer it is compared with. */
+export const BENCH_DEPS = [{ what: 'perf (the benchmark peer)', present: () => onPath('perf'), pkg: perfPackage() }];
 
 export function onPath(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;

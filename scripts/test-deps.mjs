@@ -1,10 +1,11 @@
-// Run before the tests (npm's pretest): the build must exist, and the tools the tests use as
-// oracles and peers (binutils, gdb, chromium, perf) are installed when missing.
+// Run before the tests (npm's pretest) and the benchmarks (--bench): the build must exist, and
+// the tools used as oracles and peers (binutils, Go, chromium; perf for the benchmarks) are
+// installed when missing.
 
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TEST_DEPS, ensure } from './system-deps.mjs';
+import { BENCH_DEPS, TEST_DEPS, ensure } from './system-deps.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -14,4 +15,5 @@ for (const f of ['bpf/oncpu.bpf.o', 'build/Release/flamewire.node']) {
     process.exit(1);
   }
 }
-ensure(TEST_DEPS, 'the test suite');
+if (process.argv.includes('--bench')) ensure(BENCH_DEPS, 'the benchmarks');
+else ensure(TEST_DEPS, 'the test suite');
