@@ -4,6 +4,7 @@
 // marked restricted and every kernel frame is named `[kernel]`.
 
 import { closeSync, openSync, readSync } from 'node:fs';
+import { lastAtOrBelow } from './sorted-search.js';
 
 /** Kernel addresses share their top 16 bits; the low 48 bits fit a double exactly. */
 const LOW48 = 0xffff_ffff_ffffn;
@@ -177,18 +178,7 @@ export class Kallsyms {
     if (this.highBits !== 0n && addr >> 48n !== this.highBits) return undefined;
     const key = Number(addr & LOW48);
     const keys = this.keys;
-    let lo = 0;
-    let hi = keys.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (keys[mid] <= key) {
-        found = mid;
-        lo = mid + 1;
-      } else {
-        hi = mid - 1;
-      }
-    }
+    const found = lastAtOrBelow(keys, key);
     if (found < 0) return undefined;
     const offset = key - keys[found];
     if (offset >= MAX_FUNCTION_SIZE) return undefined;

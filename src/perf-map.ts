@@ -3,6 +3,7 @@
 // The file grows while the process runs, so it is re-read when its size changes.
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { lastAtOrBelow } from './sorted-search.js';
 
 const MAX_MAP_BYTES = 256 << 20;
 
@@ -57,18 +58,7 @@ export class PerfMap {
 
   lookup(addr: number): PerfMapHit | undefined {
     const starts = this.starts;
-    let lo = 0;
-    let hi = starts.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (starts[mid] <= addr) {
-        found = mid;
-        lo = mid + 1;
-      } else {
-        hi = mid - 1;
-      }
-    }
+    const found = lastAtOrBelow(starts, addr);
     if (found < 0 || addr >= this.ends[found]) return undefined;
     return { name: this.names[found], offset: addr - starts[found] };
   }

@@ -2,31 +2,10 @@
 
 import { lookupAddress, type StackEntry } from './aggregator.js';
 import type { Frame, FrameKind, Mapping, Profile, Sample } from './profile-model.js';
+import type { SymbolizedAddress, SymbolizedMapping } from './symbolizer.js';
 
-export interface ResolvedFrame {
-  name: string;
-  kind: FrameKind;
-  file?: string;
-  line?: number;
-  inlined?: boolean;
-}
-
-export interface MappingInfo {
-  /** Unique per process and mapping, e.g. `${pid}:${start}`. */
-  key: string;
-  start: bigint;
-  end: bigint;
-  offset: bigint;
-  file: string;
-  buildId: string;
-  hasLines?: boolean;
-}
-
-export interface ResolvedAddress {
-  /** Innermost first; inlined callers follow their callee. */
-  frames: ResolvedFrame[];
-  mapping?: MappingInfo;
-}
+/** What symbolization says of one address (innermost frame first) and its mapping. */
+export type ResolvedAddress = SymbolizedAddress;
 
 export interface BuildInput {
   stacks: Iterable<StackEntry>;
@@ -50,7 +29,7 @@ export function buildProfile(input: BuildInput): Profile {
   const frameIndex = new Map<string, number[]>();
   let kernelMapping = -1;
 
-  const mappingFor = (m: MappingInfo | undefined): number => {
+  const mappingFor = (m: SymbolizedMapping | undefined): number => {
     if (!m) return -1;
     let i = mappingIndex.get(m.key);
     if (i === undefined) {

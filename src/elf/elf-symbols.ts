@@ -3,6 +3,7 @@
 // decoded (and demangled) only when a lookup hits them.
 
 import { ElfError, ElfFile, SHT_DYNSYM, SHT_NOBITS, SHT_SYMTAB, type ElfSection } from './elf-file.js';
+import { lastAtOrBelow } from '../sorted-search.js';
 
 const STT_NOTYPE = 0;
 const STT_FUNC = 2;
@@ -129,18 +130,7 @@ export class SymbolTable {
   /** The function containing `vaddr`, or undefined. */
   lookup(vaddr: number): SymbolHit | undefined {
     const starts = this.starts;
-    let lo = 0;
-    let hi = starts.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (starts[mid] <= vaddr) {
-        found = mid;
-        lo = mid + 1;
-      } else {
-        hi = mid - 1;
-      }
-    }
+    const found = lastAtOrBelow(starts, vaddr);
     if (found < 0 || vaddr >= this.ends[found]) return undefined;
     return { name: this.nameAt(found), offset: vaddr - starts[found], start: starts[found] };
   }
