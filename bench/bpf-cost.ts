@@ -63,8 +63,9 @@ export async function measureBpfCost(opts: {
   // cheap early-return runs would pull the average down.
   const children = cpus().map(() => spawn(bin, [], { stdio: 'ignore' }));
   const exited = Promise.all(children.map((c) => new Promise<void>((done) => c.once('exit', () => done()))));
-  const stats = enableBpfStats();
+  let stats: { close(): void } | undefined;
   try {
+    stats = enableBpfStats();
     const pids = children.map((c) => c.pid).filter((p): p is number => p !== undefined);
     if (pids.length !== children.length) throw new Error(`bpf-cost: cannot start ${bin}`);
     const sampler = openOnCpuSampler({ frequency: opts.frequency, pids, userWalk: opts.userWalk });
@@ -81,7 +82,8 @@ export async function measureBpfCost(opts: {
       sampleShare: runCount > 0 ? samples / runCount : 0,
     };
   } finally {
-    stats.close();
+    // Whatever failed (loading, attaching), the workloads must not outlive the measurement.
+    stats?.close();
     for (const c of children) c.kill('SIGKILL');
     await exited;
   }

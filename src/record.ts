@@ -3,12 +3,10 @@
 // unique addresses once and write the output. Whatever was collected is written even when the
 // run ends early; a failure to write falls back to a temporary file, never to nothing.
 
-import { existsSync, statSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { accessSync, constants as fsConstants } from 'node:fs';
-import type { RecordOptions } from './cli-args.js';
-import { UsageError } from './cli-args.js';
+import { UsageError, type RecordOptions } from './cli-args.js';
 import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
 import { formatDuration } from './duration.js';
@@ -69,7 +67,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   const stopReason = await new Promise<string>((resolveStop) => {
     const timers: NodeJS.Timeout[] = [];
     const done = (why: string) => {
-      for (const t of timers) clearTimeout(t), clearInterval(t);
+      for (const t of timers) clearTimeout(t); // clears intervals too
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       resolveStop(why);

@@ -107,9 +107,18 @@ export class SymbolTable {
   static fromElf(elf: ElfFile, demangle: (name: string) => string = (s) => s): SymbolTable {
     const tables = elf.sections.filter((sec) => (sec.type === SHT_SYMTAB || sec.type === SHT_DYNSYM) && sec.size > 0);
     const entsize = elf.is64 ? 24 : 16;
+    let total = 0;
+    for (const sec of tables) total += Math.floor(sec.size / (sec.entsize || entsize));
+    if (total > MAX_SYMBOLS) throw new ElfError(elf.path, `too many symbols (${total})`);
+    // Size the candidate store by a counting pass: in big binaries most symbols are data or
+    // local labels (node: 78k functions of 185k symbols), and the store is the largest
+    // allocation of a parse after the string table.
     let capacity = 0;
-    for (const sec of tables) capacity += Math.floor(sec.size / (sec.entsize || entsize));
-    if (capacity > MAX_SYMBOLS) throw new ElfError(elf.path, `too many symbols (${capacity})`);
+    for (const sec of tables) {
+      forEachSymbol(elf, sec, (_nameOff, info, shndx, value) => {
+        if (isFunctionCandidate(elf, info, shndx, value)) capacity++;
+      });
+    }
     const raw = new RawSymbols(capacity);
     const strtabs: Buffer[] = [];
     for (const sec of tables) {
@@ -151,60 +160,71 @@ export class SymbolTable {
   }
 }
 
-function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strs: Buffer, out: RawSymbols): void {
+/** Symbol entries are read this many at a time: a big .symtab is never held whole. */
+const SYMBOLS_PER_READ = 4096;
+
+type SymbolVisitor = (nameOff: number, info: number, shndx: number, value: number, size: number) => void;
+
+/** Calls `fn` for every entry of a symbol table but the first (the null symbol). */
+function forEachSymbol(elf: ElfFile, sec: ElfSection, fn: SymbolVisitor): void {
   const entsize = elf.is64 ? 24 : 16;
   if (sec.entsize !== 0 && sec.entsize < entsize) throw new ElfError(elf.path, `bad symbol entry size ${sec.entsize} in ${sec.name}`);
   const step = sec.entsize || entsize;
   const count = Math.floor(sec.size / step);
   if (count > MAX_SYMBOLS) throw new ElfError(elf.path, `${sec.name} has too many symbols (${count})`);
-  const data = elf.sectionData(sec);
-  const sections = elf.sections;
-  for (let i = 1; i < count; i++) {
-    const o = i * step;
-    let nameOff: number, info: number, shndx: number, value: number, size: number;
-    if (elf.is64) {
-      nameOff = data.readUInt32LE(o);
-      info = data[o + 4];
-      shndx = data.readUInt16LE(o + 6);
-      // Two 32-bit halves: cheaper than BigInt and exact up to 2^53.
-      value = data.readUInt32LE(o + 8) + data.readUInt32LE(o + 12) * 0x1_0000_0000;
-      size = data.readUInt32LE(o + 16) + data.readUInt32LE(o + 20) * 0x1_0000_0000;
-    } else {
-      nameOff = data.readUInt32LE(o);
-      value = data.readUInt32LE(o + 4);
-      size = data.readUInt32LE(o + 8);
-      info = data[o + 12];
-      shndx = data.readUInt16LE(o + 14);
+  for (let first = 0; first < count; first += SYMBOLS_PER_READ) {
+    const n = Math.min(SYMBOLS_PER_READ, count - first);
+    const data = elf.read(sec.offset + first * step, n * step);
+    for (let j = first === 0 ? 1 : 0; j < n; j++) {
+      const o = j * step;
+      if (elf.is64) {
+        // Two 32-bit halves: cheaper than BigInt and exact up to 2^53.
+        fn(
+          data.readUInt32LE(o),
+          data[o + 4],
+          data.readUInt16LE(o + 6),
+          data.readUInt32LE(o + 8) + data.readUInt32LE(o + 12) * 0x1_0000_0000,
+          data.readUInt32LE(o + 16) + data.readUInt32LE(o + 20) * 0x1_0000_0000,
+        );
+      } else {
+        fn(data.readUInt32LE(o), data[o + 12], data.readUInt16LE(o + 14), data.readUInt32LE(o + 4), data.readUInt32LE(o + 8));
+      }
     }
-    const type = info & 0xf;
-    const bind = info >> 4;
-    if (shndx === 0 || shndx >= SHN_LORESERVE || value === 0) continue;
-    const target = sections[shndx];
-    if (!target) continue;
-    const exec = (target.flags & SHF_EXECINSTR) !== 0;
-    if (type === STT_NOTYPE) {
-      if (!exec) continue;
-    } else if (type !== STT_FUNC && type !== STT_GNU_IFUNC) {
-      continue;
-    }
-    if (nameOff === 0 || nameOff >= strs.length) continue;
+  }
+}
+
+/** Functions, ifuncs, and untyped symbols in executable sections; the rest is data. */
+function isFunctionCandidate(elf: ElfFile, info: number, shndx: number, value: number): boolean {
+  if (shndx === 0 || shndx >= SHN_LORESERVE || value === 0) return false;
+  const target = elf.sections[shndx];
+  if (!target) return false;
+  const type = info & 0xf;
+  if (type === STT_NOTYPE) return (target.flags & SHF_EXECINSTR) !== 0;
+  return type === STT_FUNC || type === STT_GNU_IFUNC;
+}
+
+function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strs: Buffer, out: RawSymbols): void {
+  forEachSymbol(elf, sec, (nameOff, info, shndx, value, size) => {
+    if (!isFunctionCandidate(elf, info, shndx, value)) return;
+    if (nameOff === 0 || nameOff >= strs.length || out.n >= out.addr.length) return;
     let end = strs.indexOf(0, nameOff);
     if (end < 0) end = strs.length;
     const nameLen = end - nameOff;
-    if (nameLen === 0) continue;
+    if (nameLen === 0) return;
     const c0 = strs[nameOff];
     // ARM/AArch64 mapping symbols ($x, $d) and assembler-local labels (.L…) are not functions.
-    if (c0 === 0x24 /* $ */ || (c0 === 0x2e /* . */ && strs[nameOff + 1] === 0x4c /* L */)) continue;
+    if (c0 === 0x24 /* $ */ || (c0 === 0x2e /* . */ && strs[nameOff + 1] === 0x4c /* L */)) return;
+    const target = elf.sections[shndx];
     const k = out.n++;
     out.addr[k] = value;
     out.size[k] = size;
     out.secEnd[k] = target.addr + target.size;
-    out.rank[k] = rankOf(bind, type);
+    out.rank[k] = rankOf(info >> 4, info & 0xf);
     out.strtab[k] = strtab;
     out.nameOff[k] = nameOff;
     out.nameLen[k] = nameLen;
     out.underscores[k] = c0 !== 0x5f ? 0 : strs[nameOff + 1] !== 0x5f ? 1 : 2;
-  }
+  });
 }
 
 /** Higher wins when several symbols share an address: global > weak > local, FUNC > NOTYPE. */
