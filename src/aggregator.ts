@@ -4,6 +4,8 @@
 
 export interface StackEntry {
   pid: number;
+  /** Which image of the process (bumped at every exec): older ones have other maps. */
+  gen: number;
   tid: number;
   comm: string;
   /** Kernel frames, leaf first. */
@@ -18,16 +20,16 @@ export class Aggregator {
   private total = 0;
 
   /** Counts one sample. Stacks are leaf first; `user` is the repaired user stack. */
-  add(pid: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array): void {
+  add(pid: number, gen: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array): void {
     this.total++;
     // Kernel frame count disambiguates where the kernel part ends and the user part starts.
-    const key = `${pid}\u0000${tid}\u0000${comm}\u0000${kernel.length}\u0000${bytesKey(kernel)}${bytesKey(user)}`;
+    const key = `${pid}\u0000${gen}\u0000${tid}\u0000${comm}\u0000${kernel.length}\u0000${bytesKey(kernel)}${bytesKey(user)}`;
     const e = this.entries.get(key);
     if (e !== undefined) {
       e.count++;
       return;
     }
-    this.entries.set(key, { pid, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1 });
+    this.entries.set(key, { pid, gen, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1 });
   }
 
   get sampleCount(): number {
@@ -42,13 +44,17 @@ export class Aggregator {
     return this.entries.values();
   }
 
-  /** Unique user addresses per process and unique kernel addresses, for one symbolization pass. */
-  uniqueAddresses(): { user: Map<number, Set<bigint>>; kernel: Set<bigint> } {
+  /**
+   * Unique user addresses per process and unique kernel addresses, for one symbolization pass.
+   * `symbolPid` names the process table entry whose maps an entry's addresses belong to.
+   */
+  uniqueAddresses(symbolPid: (e: StackEntry) => number = (e) => e.pid): { user: Map<number, Set<bigint>>; kernel: Set<bigint> } {
     const user = new Map<number, Set<bigint>>();
     const kernel = new Set<bigint>();
     for (const e of this.entries.values()) {
-      let s = user.get(e.pid);
-      if (s === undefined) user.set(e.pid, (s = new Set()));
+      const pid = symbolPid(e);
+      let s = user.get(pid);
+      if (s === undefined) user.set(pid, (s = new Set()));
       for (let i = 0; i < e.user.length; i++) s.add(lookupAddress(e.user[i], i));
       for (let i = 0; i < e.kernel.length; i++) kernel.add(lookupAddress(e.kernel[i], i));
     }

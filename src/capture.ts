@@ -3,7 +3,7 @@
 // repair the leaf frame from unwind information, aggregate unique stacks; at the end symbolize
 // every unique address once and build the profile.
 
-import { Aggregator } from './aggregator.js';
+import { Aggregator, type StackEntry } from './aggregator.js';
 import { Kallsyms } from './kallsyms.js';
 import { logger } from './logger.js';
 import { ProcessTable } from './process-table.js';
@@ -35,6 +35,8 @@ export interface FinishOptions {
 }
 
 const UNKNOWN: ResolvedAddress = { frames: [{ name: '[unknown]', kind: 'unknown' }] };
+/** A process-table key that never holds maps (aliases are negative and counted down from -1). */
+const NO_MAPS = 0;
 
 /** Memory figures for debug logs, in MB. */
 function memory(): Record<string, number> {
@@ -48,6 +50,11 @@ export class OnCpuCapture {
   private readonly unwind = new UnwindTables();
   private readonly aggregator = new Aggregator();
   private readonly lookups = new Map<number, RuleLookup>();
+  /** The image generation of each pid: bumped by every exec record. */
+  private readonly generation = new Map<number, number>();
+  /** `${pid}:${gen}` of a replaced image → the process-table alias holding its maps. */
+  private readonly retired = new Map<string, number>();
+  private nextAlias = -1;
   private symbolizer: Symbolizer | undefined;
   /** Kernel addresses only: its pool never starts a worker. */
   private kernelSymbolizer: Symbolizer | undefined;
@@ -75,10 +82,7 @@ export class OnCpuCapture {
     try {
       decodeBatch(batch, {
         sample: (s) => this.addSample(s),
-        exec: (pid) => {
-          // New image, new maps: re-read now, while the process is certainly alive.
-          this.processes.refresh(pid);
-        },
+        exec: (pid) => this.exec(pid),
       });
     } catch (e) {
       if (!(e instanceof RecordDecodeError)) throw e;
@@ -99,7 +103,30 @@ export class OnCpuCapture {
       user = repairUserStack(s, lookup);
       if (user !== s.userStack) this.repaired++;
     }
-    this.aggregator.add(s.pid, s.tid, s.comm, s.kernelStack, user);
+    this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user);
+  }
+
+  /**
+   * A new image: samples before this record (the ring buffer keeps them in order) belong to the
+   * old one. Its maps, if we captured them, move to an alias so those samples still resolve
+   * against them; the new image's maps are read now, while the process is certainly alive.
+   */
+  private exec(pid: number): void {
+    const gen = this.generation.get(pid) ?? 0;
+    const alias = this.nextAlias--;
+    if (this.processes.retire(pid, alias)) this.retired.set(`${pid}:${gen}`, alias);
+    this.generation.set(pid, gen + 1);
+    this.processes.refresh(pid);
+  }
+
+  /**
+   * Where an entry's user addresses resolve: the live process for its current image, the alias
+   * of a replaced one, or an alias with no maps at all (frames become [unknown]) when the old
+   * image was never captured: unknown is better than a name from the wrong binary.
+   */
+  private symbolPid(e: StackEntry): number {
+    if (e.gen === (this.generation.get(e.pid) ?? 0)) return e.pid;
+    return this.retired.get(`${e.pid}:${e.gen}`) ?? NO_MAPS;
   }
 
   private ruleLookup(pid: number): RuleLookup {
@@ -113,7 +140,8 @@ export class OnCpuCapture {
   /** Symbolizes every unique address once and builds the profile. */
   async finish(opts: FinishOptions): Promise<Profile> {
     logger().debug(memory(), 'symbolizing');
-    const { user, kernel } = this.aggregator.uniqueAddresses();
+    const symbolPid = (e: StackEntry) => this.symbolPid(e);
+    const { user, kernel } = this.aggregator.uniqueAddresses(symbolPid);
     this.symbolizer ??= new Symbolizer({ processes: this.processes });
     const userRes = (await this.symbolizer.symbolize({ user })).user;
     if (this.opts.oneShot) {
@@ -139,7 +167,8 @@ export class OnCpuCapture {
       stacks: this.aggregator.stacks(),
       user: (pid, a) => res.user.get(pid)?.get(a) ?? UNKNOWN,
       kernel: (a) => res.kernel.get(a) ?? UNKNOWN,
-      processName: (pid) => this.processes.get(pid)?.comm ?? String(pid),
+      processName: (pid) => this.processes.get(pid)?.comm ?? (pid > 0 ? String(pid) : '[exec]'),
+      symbolPid,
       frequency: this.opts.frequency,
       timeNanos: opts.timeNanos,
       durationNanos: opts.durationNanos,

@@ -141,6 +141,20 @@ export class ProcessTable {
     return this.procs.get(pid)?.info;
   }
 
+  /**
+   * Keeps the current capture of `pid` under `alias` (a number no real pid has, e.g. a
+   * negative one) and forgets it under `pid`: after an exec, the samples taken before it are
+   * still resolved against the old image's maps through the alias.
+   */
+  retire(pid: number, alias: number): boolean {
+    const st = this.procs.get(pid);
+    if (!st) return false;
+    st.info.exited = true; // the alias never changes again: no re-reads of /proc
+    this.procs.set(alias, st);
+    this.procs.delete(pid);
+    return true;
+  }
+
   /** Drops a process (files stay open: other processes or caches may still use them). */
   forget(pid: number): void {
     this.procs.delete(pid);

@@ -13,6 +13,8 @@ export interface BuildInput {
   user(pid: number, address: bigint): ResolvedAddress;
   kernel(address: bigint): ResolvedAddress;
   processName(pid: number): string;
+  /** The process table entry an entry's user addresses resolve in (default: its pid). */
+  symbolPid?: (e: StackEntry) => number;
   frequency: number;
   timeNanos: bigint;
   durationNanos: bigint;
@@ -72,8 +74,10 @@ export function buildProfile(input: BuildInput): Profile {
     return ids;
   };
 
+  const symbolPid = input.symbolPid ?? ((e: StackEntry) => e.pid);
   const samples: Sample[] = [];
   for (const e of input.stacks) {
+    const spid = symbolPid(e);
     const stack: number[] = [];
     for (let i = 0; i < e.kernel.length; i++) {
       const a = e.kernel[i];
@@ -85,12 +89,12 @@ export function buildProfile(input: BuildInput): Profile {
       // Frame depth for the user part counts from the user leaf: the user leaf is the
       // interrupted instruction even when kernel frames sit above it.
       const la = lookupAddress(a, i);
-      stack.push(...framesFor(`u${e.pid}:${a}:${la === a ? 0 : 1}`, a, () => input.user(e.pid, la), false));
+      stack.push(...framesFor(`u${spid}:${a}:${la === a ? 0 : 1}`, a, () => input.user(spid, la), false));
     }
     samples.push({
       stack,
       values: [e.count, e.count * period],
-      labels: { 'thread.name': e.comm, 'process.name': input.processName(e.pid) },
+      labels: { 'thread.name': e.comm, 'process.name': input.processName(spid) },
       numLabels: { 'thread.id': e.tid, 'process.pid': e.pid },
     });
   }

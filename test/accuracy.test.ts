@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { buildGo, repoRoot, workDir } from './helpers.js';
+import { buildC, buildGo, repoRoot, workDir } from './helpers.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('accuracy');
@@ -141,6 +141,23 @@ func main() {
 }
 `;
 
+// Burns CPU for the given seconds in a named function, then (first image only) execs the next.
+const EXEC_CHAIN = (fn: string, next: string) => `
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+static volatile unsigned long sink;
+__attribute__((noinline)) void ${fn}(double secs) {
+  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+  do { for (int i = 0; i < 100000; i++) sink += i; clock_gettime(CLOCK_MONOTONIC, &t); }
+  while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+}
+int main(int argc, char **argv) {
+  ${fn}(atof(argv[1]));
+  ${next ? `execl("${next}", "${next}", argv[1], (char *)0); return 1;` : 'return 0;'}
+}
+`;
+
 describe('attribution accuracy', () => {
   let cBin = '';
   let goBin = '';
@@ -179,6 +196,27 @@ describe('attribution accuracy', () => {
     assert.ok(kernelSamples > 0, 'no kernel write frames under run_syscalls');
     // The libc wrapper sits between the caller and the kernel.
     assert.ok(kernel.some((s) => s.frames.some((fr) => /^(__GI___)?(libc_)?write$|^__libc_write$|^write$/.test(fr))), 'libc write frame missing');
+  });
+
+  it('names samples taken before an exec from the image that ran them (50/50)', () => {
+    const after = buildC(dir, 'img_after', EXEC_CHAIN('spin_after', ''), ['-O1', '-fno-omit-frame-pointer']);
+    const before = buildC(dir, 'img_before', EXEC_CHAIN('spin_before', after), ['-O1', '-fno-omit-frame-pointer']);
+    const f = record(['--', before, '1.5']);
+    let b = 0;
+    let a = 0;
+    let total = 0;
+    for (const s of f.stacks) {
+      total += s.count;
+      if (s.frames.includes('spin_before')) b += s.count;
+      if (s.frames.includes('spin_after')) a += s.count;
+    }
+    assert.ok(total >= 1000, `too few samples: ${total}`);
+    // Each image burns 1.5 s: with the old image's samples resolved against the new maps,
+    // spin_before would vanish (or worse, become some other name).
+    assert.ok(Math.abs((100 * b) / total - 50) <= 5, `spin_before ${((100 * b) / total).toFixed(1)}% of ${total}`);
+    assert.ok(Math.abs((100 * a) / total - 50) <= 5, `spin_after ${((100 * a) / total).toFixed(1)}% of ${total}`);
+    // The first image's samples carry the first image's process name.
+    assert.ok(f.stacks.some((s) => s.frames[0] === 'img_before' && s.frames.includes('spin_before')));
   });
 
   it('keeps the callers of a Go frameless leaf (75/25)', () => {
