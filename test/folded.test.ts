@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { renderFolded, sanitizeFoldedName } from '../src/output/folded.js';
-import { knownProfile, largeProfile, PERIOD } from './fixtures/output-profile.js';
+import { knownProfile, largeProfile, PERIOD, scalingRatio } from './fixtures/output-profile.js';
 
 describe('folded stacks', () => {
   it('prints one sorted line per unique stack, process name first, kernel frames marked _[k]', () => {
@@ -43,18 +43,7 @@ describe('folded stacks', () => {
   });
 
   it('renders 100k distinct stacks in time that grows linearly', () => {
-    const time = (n: number): number => {
-      const prof = largeProfile(n, 24);
-      let best = Infinity;
-      for (let r = 0; r < 2; r++) {
-        const t0 = process.hrtime.bigint();
-        renderFolded(prof);
-        best = Math.min(best, Number(process.hrtime.bigint() - t0));
-      }
-      return best;
-    };
-    time(5_000);
-    const ratio = time(100_000) / time(25_000);
+    const ratio = scalingRatio((p) => renderFolded(p));
     assert.ok(ratio < 9, `100k stacks took ${ratio.toFixed(1)}x the time of 25k`);
     assert.equal(renderFolded(largeProfile(100_000, 24)).split('\n').length - 1, 100_000);
   });

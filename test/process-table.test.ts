@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { parseMaps, ProcessTable } from '../src/process-table.js';
-import { buildC, workDir } from './helpers.js';
+import { buildC, workDir, startAddressPrinter, type RunningProgram } from './helpers.js';
 
 const dir = workDir('process-table');
 
@@ -25,38 +25,13 @@ int main(void) {
 }
 `;
 
-interface Running {
-  child: ChildProcessWithoutNullStreams;
-  addrs: number[];
-  exit(): Promise<void>;
-}
-
-const running: Running[] = [];
+const running: RunningProgram[] = [];
 after(() => {
   for (const r of running) r.child.kill('SIGKILL');
 });
 
-async function start(bin: string): Promise<Running> {
-  const child = spawn(bin, [], { stdio: 'pipe' });
-  const line = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`${bin} exited early (${code})`)));
-  });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const r: Running = {
-    child,
-    addrs: line.trim().split(/\s+/).map((h) => parseInt(h, 16)),
-    exit: async () => {
-      child.stdin.end('x');
-      await exited;
-    },
-  };
+async function start(bin: string, env: NodeJS.ProcessEnv = {}): Promise<RunningProgram> {
+  const r = await startAddressPrinter(bin, env);
   running.push(r);
   return r;
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -8,7 +8,7 @@ import { Kallsyms } from '../src/kallsyms.js';
 import { ProcessTable } from '../src/process-table.js';
 import symbolizeFiles from '../src/symbolize-worker.js';
 import { Symbolizer } from '../src/symbolizer.js';
-import { buildC, buildGo, workDir } from './helpers.js';
+import { buildC, buildGo, workDir, startAddressPrinter, type RunningProgram } from './helpers.js';
 
 const dir = workDir('symbolizer');
 
@@ -83,38 +83,13 @@ func main() {
 }
 `;
 
-interface Running {
-  child: ChildProcessWithoutNullStreams;
-  addrs: number[];
-  exit(): Promise<void>;
-}
-
-const running: Running[] = [];
+const running: RunningProgram[] = [];
 after(() => {
   for (const r of running) r.child.kill('SIGKILL');
 });
 
-async function start(bin: string, env: NodeJS.ProcessEnv = {}): Promise<Running> {
-  const child = spawn(bin, [], { stdio: 'pipe', env: { ...process.env, ...env } });
-  const line = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`${bin} exited early (${code})`)));
-  });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const r: Running = {
-    child,
-    addrs: line.trim().split(/\s+/).map((h) => parseInt(h.replace(/^0x/, ''), 16)),
-    exit: async () => {
-      child.stdin.end('x');
-      await exited;
-    },
-  };
+async function start(bin: string, env: NodeJS.ProcessEnv = {}): Promise<RunningProgram> {
+  const r = await startAddressPrinter(bin, env);
   running.push(r);
   return r;
 }
