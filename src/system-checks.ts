@@ -1,7 +1,7 @@
 // What this kernel and these privileges allow. Used by `record` to refuse early with one clear
 // line, and by `doctor` to print everything with the fix for each missing piece.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 
 export const CAP = {
   DAC_READ_SEARCH: 2,
@@ -69,11 +69,17 @@ export function tracefsPath(): string | undefined {
 
 /** kallsyms gives real addresses only to privileged readers (kptr_restrict). */
 export function kallsymsReadable(): boolean {
+  // The first line tells: hidden addresses are all zero. Read that, not the whole 5 MB file.
+  let fd: number | undefined;
   try {
-    const fd = readFileSync('/proc/kallsyms', { encoding: 'latin1', flag: 'r' }).slice(0, 4096);
-    const first = fd.split('\n').find((l) => l.length > 0) ?? '';
+    fd = openSync('/proc/kallsyms', 'r');
+    const buf = Buffer.alloc(4096);
+    const n = readSync(fd, buf, 0, buf.length, null);
+    const first = buf.toString('latin1', 0, n).split('\n').find((l) => l.length > 0) ?? '';
     return !/^0+ /.test(first);
   } catch {
     return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
