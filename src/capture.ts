@@ -58,8 +58,7 @@ export class OnCpuCapture {
   private symbolizer: Symbolizer | undefined;
   /** Kernel addresses only: its pool never starts a worker. */
   private kernelSymbolizer: Symbolizer | undefined;
-  /** Samples whose stack the repair changed, and batches that could not be decoded. */
-  repaired = 0;
+  /** Batches that could not be decoded. */
   decodeErrors = 0;
 
   constructor(private readonly opts: CaptureOptions) {
@@ -101,7 +100,6 @@ export class OnCpuCapture {
     let user = s.userStack;
     if (!this.opts.noRepair && s.userRegs !== null && user.length > 0) {
       user = repairUserStack(s, lookup);
-      if (user !== s.userStack) this.repaired++;
     }
     this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user);
   }
@@ -113,8 +111,7 @@ export class OnCpuCapture {
    */
   private exec(pid: number): void {
     const gen = this.generation.get(pid) ?? 0;
-    const alias = this.nextAlias--;
-    if (this.processes.retire(pid, alias)) this.retired.set(`${pid}:${gen}`, alias);
+    if (this.processes.retire(pid, this.nextAlias)) this.retired.set(`${pid}:${gen}`, this.nextAlias--);
     this.generation.set(pid, gen + 1);
     this.processes.refresh(pid);
   }
@@ -179,7 +176,6 @@ export class OnCpuCapture {
   /** Starts a new window: the counts go, the process table and symbol caches stay. */
   resetWindow(): void {
     this.aggregator.clear();
-    this.repaired = 0;
     this.decodeErrors = 0;
   }
 

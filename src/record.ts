@@ -11,19 +11,14 @@ import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
 import { formatDuration } from './duration.js';
 import { logger } from './logger.js';
-import { openOnCpuSampler, type OnCpuSampler } from './native.js';
+import { openOnCpuSampler, type OnCpuSampler, type OnCpuStats } from './native.js';
 import { writeOutput } from './output/write-output.js';
 import { StatusLine } from './status-line.js';
 import { btfProblem, maxSampleRate, privilegeProblem } from './system-checks.js';
 
+/** A failure of the run itself (not of the command line): exit status 1. */
 export class RecordError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = 'RecordError';
-  }
+  override name = 'RecordError';
 }
 
 /** Runs a recording; resolves with the process exit status. */
@@ -161,23 +156,15 @@ async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opt
   }
 }
 
-export interface DropStats {
-  ringBufferFull: number;
-  kernelStackErrors: number;
-  userStackErrors: number;
-  snapshotErrors?: number;
-  pidMapFull?: number;
+export function dropCount(s: OnCpuStats): number {
+  return s.ringBufferFull + s.pidMapFull;
 }
 
-export function dropCount(s: DropStats): number {
-  return s.ringBufferFull + (s.pidMapFull ?? 0);
+export function dropDetail(s: OnCpuStats): string {
+  return `ring buffer full ${s.ringBufferFull}, kernel stack failed ${s.kernelStackErrors}, user stack failed ${s.userStackErrors}, stack snapshot failed ${s.snapshotErrors}`;
 }
 
-export function dropDetail(s: DropStats): string {
-  return `ring buffer full ${s.ringBufferFull}, kernel stack failed ${s.kernelStackErrors}, user stack failed ${s.userStackErrors}, stack snapshot failed ${s.snapshotErrors ?? 0}`;
-}
-
-function dropComment(s: DropStats): string {
+function dropComment(s: OnCpuStats): string {
   return `dropped samples: ${dropCount(s)} (${dropDetail(s)})`;
 }
 
