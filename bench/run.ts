@@ -14,6 +14,7 @@ import { OnCpuCapture } from '../src/capture.js';
 import { openOnCpuSampler } from '../src/native.js';
 import { encodePprof } from '../src/output/pprof.js';
 import { measureBpfCost } from './bpf-cost.js';
+import { buildSplitWorkload } from '../test/workloads.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const work = join(root, 'bench', '.work');
@@ -245,22 +246,9 @@ async function peakRss(job: string): Promise<void> {
 /** Inclusive share of the true 75% caller, flamewire vs perf, on the accuracy workload. */
 async function attribution(): Promise<void> {
   log('attribution vs perf on a frameless-leaf 75/25 workload');
-  const leaf = join(work, 'leaf.c');
-  const main = join(work, 'split.c');
-  writeFileSync(leaf, 'unsigned long leaf_work(unsigned long n){unsigned long x=n;for(unsigned long i=0;i<n;i++)x=x*6364136223846793005UL+1442695040888963407UL;return x;}\n');
-  writeFileSync(
-    main,
-    `#include <time.h>
-unsigned long leaf_work(unsigned long n); static volatile unsigned long sink;
-__attribute__((noinline)) void caller_major(unsigned long n){sink+=leaf_work(n);}
-__attribute__((noinline)) void caller_minor(unsigned long n){sink+=leaf_work(n);}
-int main(void){struct timespec a,b;clock_gettime(CLOCK_MONOTONIC,&a);do{for(int i=0;i<3;i++)caller_major(200000);caller_minor(200000);clock_gettime(CLOCK_MONOTONIC,&b);}while(b.tv_sec-a.tv_sec<3);return 0;}\n`,
-  );
-  const bin = join(work, 'split');
-  execFileSync('gcc', ['-O2', '-fomit-frame-pointer', '-c', '-o', join(work, 'leaf.o'), leaf]);
-  execFileSync('gcc', ['-O1', '-fno-omit-frame-pointer', '-o', bin, main, join(work, 'leaf.o')]);
+  const bin = buildSplitWorkload(work);
   const folded = join(work, 'split.folded');
-  execFileSync(process.execPath, [cli, 'record', '-q', '-F', '999', '-o', folded, '--', bin]);
+  execFileSync(process.execPath, [cli, 'record', '-q', '-F', '999', '-o', folded, '--', bin, 'c', '3']);
   let total = 0;
   let major = 0;
   for (const line of readFileSync(folded, 'utf8').split('\n')) {
@@ -271,7 +259,7 @@ int main(void){struct timespec a,b;clock_gettime(CLOCK_MONOTONIC,&a);do{for(int 
     if (line.includes('caller_major')) major += n;
   }
   const perfData = join(work, 'split.perf.data');
-  spawnSync('perf', ['record', '-q', '-F', '999', '-g', '-o', perfData, '--', bin], { stdio: 'ignore' });
+  spawnSync('perf', ['record', '-q', '-F', '999', '-g', '-o', perfData, '--', bin, 'c', '3'], { stdio: 'ignore' });
   const report = spawnSync('perf', ['report', '-i', perfData, '--stdio', '--children', '--no-demangle'], { encoding: 'utf8' }).stdout;
   const m = /^\s+([\d.]+)%\s+[\d.]+%.*\bcaller_major$/m.exec(report);
   rmSync(perfData, { force: true });

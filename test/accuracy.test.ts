@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { buildC, buildGo, repoRoot, workDir } from './helpers.js';
+import { buildSplitWorkload } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('accuracy');
@@ -50,52 +51,6 @@ function assertShare(f: Folded, fn: string, within: string, truth: number): void
   assert.ok(total >= 500, `too few samples under ${within}: ${total}`);
   assert.ok(Math.abs(pct - truth) <= TOLERANCE, `${fn}: ${pct.toFixed(1)}% of ${within} (truth ${truth}%, ±${TOLERANCE}); ${total} samples`);
 }
-
-// The leaf lives in its own translation unit, built without a frame pointer; the callers keep
-// theirs. The same leaf serves both callers, so only the return address tells them apart.
-const C_LEAF = `
-unsigned long leaf_work(unsigned long n) {
-  unsigned long x = n;
-  for (unsigned long i = 0; i < n; i++) x = x * 6364136223846793005UL + 1442695040888963407UL;
-  return x;
-}
-`;
-const C_MAIN = `
-#include <stdlib.h>
-#include <unistd.h>
-#include <fcntl.h>
-#include <time.h>
-unsigned long leaf_work(unsigned long n);
-static volatile unsigned long sink;
-static int devnull;
-static char byte;
-__attribute__((noinline)) void caller_major(unsigned long n) { sink += leaf_work(n); }
-__attribute__((noinline)) void caller_minor(unsigned long n) { sink += leaf_work(n); }
-__attribute__((noinline)) void writer_major(int n) { for (int i = 0; i < n; i++) sink += write(devnull, &byte, 1); }
-__attribute__((noinline)) void writer_minor(int n) { for (int i = 0; i < n; i++) sink += write(devnull, &byte, 1); }
-__attribute__((noinline)) void run_compute(double secs) {
-  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
-  do {
-    for (int i = 0; i < 3; i++) caller_major(200000);
-    caller_minor(200000);
-    clock_gettime(CLOCK_MONOTONIC, &t);
-  } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
-}
-__attribute__((noinline)) void run_syscalls(double secs) {
-  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
-  do {
-    writer_major(300);
-    writer_minor(100);
-    clock_gettime(CLOCK_MONOTONIC, &t);
-  } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
-}
-int main(int argc, char **argv) {
-  devnull = open("/dev/null", O_WRONLY);
-  double secs = argc > 2 ? atof(argv[2]) : 3;
-  if (argv[1][0] == 'c') run_compute(secs); else run_syscalls(secs);
-  return 0;
-}
-`;
 
 const GO_MAIN = `package main
 
@@ -162,12 +117,7 @@ describe('attribution accuracy', () => {
   let cBin = '';
   let goBin = '';
   before(() => {
-    const leafSrc = join(dir, 'leaf.c');
-    const mainSrc = join(dir, 'main.c');
-    execFileSync('sh', ['-c', `cat > ${leafSrc} <<'EOF'\n${C_LEAF}\nEOF\ncat > ${mainSrc} <<'EOF'\n${C_MAIN}\nEOF`]);
-    cBin = join(dir, 'split');
-    execFileSync('gcc', ['-O2', '-fomit-frame-pointer', '-c', '-o', join(dir, 'leaf.o'), leafSrc]);
-    execFileSync('gcc', ['-O1', '-fno-omit-frame-pointer', '-o', cBin, mainSrc, join(dir, 'leaf.o')]);
+    cBin = buildSplitWorkload(dir);
     goBin = buildGo(dir, 'gosplit', GO_MAIN);
   });
 
