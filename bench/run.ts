@@ -18,6 +18,7 @@ import { buildSplitWorkload } from '../test/workloads.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const work = join(root, 'bench', '.work');
+// Run as `npx flamewire` runs it: the file itself, so the V8 flags on its #! line apply.
 const cli = join(root, 'dist', 'src', 'cli.js');
 const quick = process.env.FLAMEWIRE_BENCH_QUICK === '1';
 mkdirSync(work, { recursive: true });
@@ -194,7 +195,7 @@ async function slowdown(job: string): Promise<void> {
   const fwOut = join(work, 'slowdown.pb.gz');
   const configs: Record<string, string[] | undefined> = {
     baseline: undefined,
-    flamewire: [process.execPath, cli, 'record', '-q', '-F', '999', '-o', fwOut],
+    flamewire: [cli, 'record', '-q', '-F', '999', '-o', fwOut],
     perf: ['perf', 'record', '-q', '-F', '999', '-a', '-g', '-o', perfData],
   };
   const runs: Record<string, JobCost[]> = { baseline: [], flamewire: [], perf: [] };
@@ -227,7 +228,7 @@ async function peakRss(job: string): Promise<void> {
   log(`peak RSS of a ${secs}-second whole-machine record (one job per core running)`);
   const jobs = cpus().map(() => spawn(job, ['100000000'], { stdio: 'ignore' }));
   const out = join(work, 'rss.pb.gz');
-  const child = spawn(process.execPath, [cli, 'record', '-q', '-d', `${secs}s`, '-o', out], { stdio: 'ignore' });
+  const child = spawn(cli, ['record', '-q', '-d', `${secs}s`, '-o', out], { stdio: 'ignore' });
   let peak = 0;
   const poll = setInterval(() => {
     try {

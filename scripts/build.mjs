@@ -2,7 +2,7 @@
 // `npm run build`: system packages → BPF objects and skeleton → native addon → TypeScript.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,8 +34,11 @@ try {
 } catch {
   tsc = undefined;
 }
-if (tsc) step('TypeScript', process.execPath, [tsc, '-p', root]);
-else if (!existsSync(join(root, 'dist', 'src', 'cli.js'))) {
+if (tsc) {
+  step('TypeScript', process.execPath, [tsc, '-p', root]);
+  // The command is run as a file (its #! line carries V8 flags): make sure it can be.
+  chmodSync(join(root, 'dist', 'src', 'cli.js'), 0o755);
+} else if (!existsSync(join(root, 'dist', 'src', 'cli.js'))) {
   console.error('flamewire: TypeScript is not installed and dist/ is missing: run `npm ci` (with dev dependencies)');
   process.exit(1);
 }

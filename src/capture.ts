@@ -5,7 +5,7 @@
 
 import { Aggregator, type StackEntry } from './aggregator.js';
 import { Kallsyms } from './kallsyms.js';
-import { logger } from './logger.js';
+import { logger, memoryFigures as memory } from './logger.js';
 import { ProcessTable } from './process-table.js';
 import { buildProfile, type ResolvedAddress } from './profile-builder.js';
 import type { Profile } from './profile-model.js';
@@ -38,18 +38,12 @@ const UNKNOWN: ResolvedAddress = { frames: [{ name: '[unknown]', kind: 'unknown'
 /** A process-table key that never holds maps (aliases are negative and counted down from -1). */
 const NO_MAPS = 0;
 
-/** Memory figures for debug logs, in MB. */
-function memory(): Record<string, number> {
-  const m = process.memoryUsage();
-  const mb = (n: number) => Math.round(n / 1048576);
-  return { rss: mb(m.rss), heapUsed: mb(m.heapUsed), external: mb(m.external), peakRss: mb(process.resourceUsage().maxRSS * 1024) };
-}
-
 export class OnCpuCapture {
   readonly processes: ProcessTable;
-  private readonly unwind = new UnwindTables();
+  private unwind = new UnwindTables();
   private readonly aggregator = new Aggregator();
   private readonly lookups = new Map<number, RuleLookup>();
+  private processesSeen = 0;
   /** The image generation of each pid: bumped by every exec record. */
   private readonly generation = new Map<number, number>();
   /** `${pid}:${gen}` of a replaced image → the process-table alias holding its maps. */
@@ -69,8 +63,9 @@ export class OnCpuCapture {
     return this.aggregator.sampleCount;
   }
 
+  /** Processes that had samples (the lookups go at finish() of a one-shot capture). */
   get processCount(): number {
-    return this.lookups.size;
+    return this.processesSeen;
   }
 
   get uniqueStacks(): number {
@@ -96,6 +91,7 @@ export class OnCpuCapture {
       this.processes.ensure(s.pid);
       lookup = this.ruleLookup(s.pid);
       this.lookups.set(s.pid, lookup);
+      this.processesSeen++;
     }
     let user = s.userStack;
     if (!this.opts.noRepair && s.userRegs !== null && user.length > 0) {
@@ -136,6 +132,11 @@ export class OnCpuCapture {
 
   /** Symbolizes every unique address once and builds the profile. */
   async finish(opts: FinishOptions): Promise<Profile> {
+    if (this.opts.oneShot) {
+      // No batch comes after this one: the unwind rules can go before symbolization peaks.
+      this.unwind = new UnwindTables();
+      this.lookups.clear();
+    }
     logger().debug(memory(), 'symbolizing');
     const symbolPid = (e: StackEntry) => this.symbolPid(e);
     const { user, kernel } = this.aggregator.uniqueAddresses(symbolPid);
@@ -149,7 +150,8 @@ export class OnCpuCapture {
     if (!this.kernelSymbolizer && kernel.size > 0) {
       let kallsyms: Kallsyms | undefined;
       try {
-        kallsyms = Kallsyms.load();
+        // One profile: keep only the symbols this one needs. Windows: the whole table, once.
+        kallsyms = this.opts.oneShot ? Kallsyms.loadFor(kernel) : Kallsyms.load();
       } catch (e) {
         logger().warn({ err: (e as Error).message }, 'cannot read /proc/kallsyms; kernel frames will be [kernel]');
       }

@@ -35,8 +35,9 @@ export class Kallsyms {
   private readonly moduleNames: string[] = [];
   private readonly highBits: bigint;
 
-  private constructor(chunks: Iterable<Buffer>, source: string) {
-    const cap = 1 << 16;
+  /** `keep`: only these keys (low 48 bits) are stored; every line still counts for the checks. */
+  private constructor(chunks: Iterable<Buffer>, source: string, keep?: Set<number>) {
+    const cap = keep ? Math.max(16, keep.size * 2) : 1 << 16;
     let addrs = new Float64Array(cap);
     let offs = new Uint32Array(cap);
     let lens = new Uint16Array(cap);
@@ -44,44 +45,18 @@ export class Kallsyms {
     let ranks = new Int8Array(cap);
     const moduleIds = new Map<string, number>();
     let n = 0;
+    let lines = 0;
     let nonZero = 0;
     let high = -1n;
-    let names = Buffer.allocUnsafe(1 << 20);
+    let names = Buffer.allocUnsafe(keep ? 64 << 10 : 1 << 20);
     let namesLen = 0;
-    for (const text of chunks) {
-    let pos = 0;
-    const len = text.length;
-    while (pos < len) {
-      let eol = text.indexOf(0x0a, pos);
-      if (eol < 0) eol = len;
-      const line = pos;
-      pos = eol + 1;
-      // "ADDR T name" or "ADDR t name\t[module]"
-      const sp1 = text.indexOf(0x20, line);
-      if (sp1 <= line || sp1 >= eol || sp1 + 3 > eol) continue;
-      const type = text[sp1 + 1];
-      // t T w W
-      if (type !== 0x74 && type !== 0x54 && type !== 0x77 && type !== 0x57) continue;
-      if (text[sp1 + 2] !== 0x20) continue;
-      const hexLen = sp1 - line;
-      if (hexLen > 16) continue;
-      let lowVal = 0;
-      let highVal = 0;
-      let bad = false;
-      for (let i = line; i < sp1; i++) {
-        const d = hexDigit(text[i]);
-        if (d < 0) {
-          bad = true;
-          break;
-        }
-        // The low 48 bits (12 hex digits) fit a double; the rest is the shared high part.
-        if (sp1 - i > 12) highVal = highVal * 16 + d;
-        else lowVal = lowVal * 16 + d;
+    forEachTextSymbol(chunks, (text, lowVal, highVal, hexLen, type, nameStart, nameEnd, eol) => {
+      lines++;
+      if (lowVal !== 0 || highVal !== 0) {
+        nonZero++;
+        if (high < 0n && hexLen > 12) high = BigInt(highVal);
       }
-      if (bad) continue;
-      let nameEnd = sp1 + 3;
-      while (nameEnd < eol && text[nameEnd] !== 0x09) nameEnd++;
-      if (nameEnd === sp1 + 3 || nameEnd - (sp1 + 3) > 0xffff) continue;
+      if (keep && !keep.has(lowVal)) return;
       let mod = 0;
       if (nameEnd < eol) {
         const m = text.toString('latin1', nameEnd + 1, eol).trim();
@@ -96,10 +71,6 @@ export class Kallsyms {
           mod = id;
         }
       }
-      if (lowVal !== 0 || highVal !== 0) {
-        nonZero++;
-        if (high < 0n && hexLen > 12) high = BigInt(highVal);
-      }
       if (n === addrs.length) {
         addrs = grow(addrs);
         offs = grow(offs);
@@ -107,26 +78,25 @@ export class Kallsyms {
         mods = grow(mods);
         ranks = grow(ranks);
       }
-      const nameLen = nameEnd - (sp1 + 3);
+      const nameLen = nameEnd - nameStart;
       if (namesLen + nameLen > names.length) {
         const bigger = Buffer.allocUnsafe(names.length * 2 + nameLen);
         names.copy(bigger, 0, 0, namesLen);
         names = bigger;
       }
-      text.copy(names, namesLen, sp1 + 3, nameEnd);
+      text.copy(names, namesLen, nameStart, nameEnd);
       addrs[n] = lowVal;
       offs[n] = namesLen;
       lens[n] = nameLen;
       namesLen += nameLen;
       mods[n] = mod;
-      ranks[n] = (type === 0x54 ? 4 : type === 0x57 ? 2 : 0) - (text[sp1 + 3] === 0x5f ? 1 : 0);
+      ranks[n] = (type === 0x54 ? 4 : type === 0x57 ? 2 : 0) - (text[nameStart] === 0x5f ? 1 : 0);
       n++;
-    }
-    }
+    });
     this.text = Buffer.from(names.subarray(0, namesLen));
-    this.restricted = n > 0 && nonZero === 0;
+    this.restricted = lines > 0 && nonZero === 0;
     this.highBits = high < 0n ? 0n : high;
-    if (n === 0) this.problem = `${source}: no kernel text symbols`;
+    if (lines === 0) this.problem = `${source}: no kernel text symbols`;
     else if (this.restricted) this.problem = `${source}: kernel addresses are hidden (kernel.kptr_restrict or missing CAP_SYSLOG); kernel frames will be named [kernel]`;
     else this.problem = '';
 
@@ -156,12 +126,42 @@ export class Kallsyms {
 
   /** Reads /proc/kallsyms (or `path`); throws only if the file cannot be read at all. */
   static load(path = '/proc/kallsyms'): Kallsyms {
-    const fd = openSync(path, 'r');
-    try {
-      return new Kallsyms(lineChunks(fd), path);
-    } finally {
-      closeSync(fd);
+    return withFile(path, (fd) => new Kallsyms(lineChunks(fd), path));
+  }
+
+  /**
+   * Reads /proc/kallsyms (or `path`) for a known set of addresses: one pass finds the symbol
+   * start below each address, a second keeps only those symbols. Lookups of these addresses
+   * answer exactly as with load(), for a fraction of the memory: what a one-shot record needs.
+   */
+  static loadFor(addrs: Iterable<bigint>, path = '/proc/kallsyms'): Kallsyms {
+    let starts = new Float64Array(1 << 16);
+    let n = 0;
+    let nonZero = false;
+    let high = -1n;
+    withFile(path, (fd) =>
+      forEachTextSymbol(lineChunks(fd), (_text, lowVal, highVal, hexLen) => {
+        if (lowVal !== 0 || highVal !== 0) {
+          nonZero = true;
+          if (high < 0n && hexLen > 12) high = BigInt(highVal);
+        }
+        if (n === starts.length) starts = grow(starts);
+        starts[n++] = lowVal;
+      }),
+    );
+    const keep = new Set<number>();
+    if (nonZero) {
+      const sorted = starts.subarray(0, n).sort();
+      const highBits = high < 0n ? 0n : high;
+      for (const addr of addrs) {
+        if (highBits !== 0n && addr >> 48n !== highBits) continue;
+        const key = Number(addr & LOW48);
+        const i = lastAtOrBelow(sorted, key);
+        if (i >= 0 && key - sorted[i] < MAX_FUNCTION_SIZE) keep.add(sorted[i]);
+      }
     }
+    starts = new Float64Array(0);
+    return withFile(path, (fd) => new Kallsyms(lineChunks(fd), path, keep));
   }
 
   /** Parses kallsyms text (for tests and saved snapshots). */
@@ -185,6 +185,69 @@ export class Kallsyms {
     const name = this.text.toString('latin1', this.nameOff[found], this.nameOff[found] + this.nameLen[found]);
     const mod = this.moduleIdx[found];
     return mod === 0 ? { name, offset } : { name, module: this.moduleNames[mod - 1], offset };
+  }
+}
+
+function withFile<T>(path: string, fn: (fd: number) => T): T {
+  const fd = openSync(path, 'r');
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+type TextSymbolVisitor = (
+  text: Buffer,
+  lowVal: number,
+  highVal: number,
+  hexLen: number,
+  type: number,
+  nameStart: number,
+  nameEnd: number,
+  eol: number,
+) => void;
+
+/**
+ * Calls `visit` for every text symbol line (t T w W): "ADDR T name" or "ADDR t name\t[module]".
+ * The address comes in two parts: the low 48 bits (12 hex digits, exact in a double) and the
+ * rest, which all kernel addresses share.
+ */
+function forEachTextSymbol(chunks: Iterable<Buffer>, visit: TextSymbolVisitor): void {
+  for (const text of chunks) {
+    let pos = 0;
+    const len = text.length;
+    while (pos < len) {
+      let eol = text.indexOf(0x0a, pos);
+      if (eol < 0) eol = len;
+      const line = pos;
+      pos = eol + 1;
+      const sp1 = text.indexOf(0x20, line);
+      if (sp1 <= line || sp1 >= eol || sp1 + 3 > eol) continue;
+      const type = text[sp1 + 1];
+      if (type !== 0x74 && type !== 0x54 && type !== 0x77 && type !== 0x57) continue;
+      if (text[sp1 + 2] !== 0x20) continue;
+      const hexLen = sp1 - line;
+      if (hexLen > 16) continue;
+      let lowVal = 0;
+      let highVal = 0;
+      let bad = false;
+      for (let i = line; i < sp1; i++) {
+        const d = hexDigit(text[i]);
+        if (d < 0) {
+          bad = true;
+          break;
+        }
+        if (sp1 - i > 12) highVal = highVal * 16 + d;
+        else lowVal = lowVal * 16 + d;
+      }
+      if (bad) continue;
+      const nameStart = sp1 + 3;
+      let nameEnd = nameStart;
+      while (nameEnd < eol && text[nameEnd] !== 0x09) nameEnd++;
+      if (nameEnd === nameStart || nameEnd - nameStart > 0xffff) continue;
+      visit(text, lowVal, highVal, hexLen, type, nameStart, nameEnd, eol);
+    }
   }
 }
 

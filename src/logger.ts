@@ -1,6 +1,7 @@
 // One pino logger for the process. `record` is a terminal tool: logs go to stderr, quiet unless
 // --verbose, so stdout and the status line stay readable.
 
+import { getHeapSpaceStatistics } from 'node:v8';
 import { pino, type Logger } from 'pino';
 
 let current: Logger = pino({ level: 'warn', base: undefined }, pino.destination({ fd: 2, sync: true }));
@@ -12,4 +13,12 @@ export function logger(): Logger {
 export function configureLogger(level: 'debug' | 'info' | 'warn' | 'error'): Logger {
   current = pino({ level, base: undefined }, pino.destination({ fd: 2, sync: true }));
   return current;
+}
+
+/** Memory figures for debug logs, in MB (peakRss: the high-water mark so far). */
+export function memoryFigures(): Record<string, number> {
+  const m = process.memoryUsage();
+  const mb = (n: number) => Math.round(n / 1048576);
+  const young = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+  return { rss: mb(m.rss), heapTotal: mb(m.heapTotal), young: mb(young), heapUsed: mb(m.heapUsed), external: mb(m.external), peakRss: mb(process.resourceUsage().maxRSS * 1024) };
 }

@@ -98,6 +98,7 @@ interface NativeAddon {
   openOnCpuSampler(cfg: Omit<OnCpuConfig, 'onLog'>): NativeSampler;
   enableBpfStats(): { close(): void };
   takeLibbpfLog(): NativeLogLine[];
+  pinMmapThreshold(): boolean;
 }
 
 /** The package root: this file is src/native.ts, compiled to dist/src/native.js. */
@@ -202,4 +203,13 @@ export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
 /** Turns on kernel BPF run-time statistics until close() (BPF_ENABLE_STATS). */
 export function enableBpfStats(): { close(): void } {
   return load().enableBpfStats();
+}
+
+/**
+ * Makes freed large buffers go back to the kernel at once (glibc's mmap threshold, pinned at
+ * 128 KiB; see native/binding.cc). For the flamewire command itself, before it starts work.
+ * False where the C library has no such knob.
+ */
+export function pinMmapThreshold(): boolean {
+  return load().pinMmapThreshold();
 }

@@ -10,8 +10,8 @@ import { UsageError, type RecordOptions } from './cli-args.js';
 import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
 import { formatDuration } from './duration.js';
-import { logger } from './logger.js';
-import { openOnCpuSampler, type OnCpuSampler, type OnCpuStats } from './native.js';
+import { logger, memoryFigures } from './logger.js';
+import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
 import { writeOutput } from './output/write-output.js';
 import { StatusLine } from './status-line.js';
 import { btfProblem, maxSampleRate, privilegeProblem } from './system-checks.js';
@@ -34,6 +34,8 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   let sampler: OnCpuSampler;
   const filterPids = opts.pids.length > 0 ? opts.pids : undefined;
   try {
+    // First: loading the BPF object parses the kernel's BTF, the first big allocations of a run.
+    pinMmapThreshold();
     if (opts.command.length > 0) command = spawnGated(opts.command);
     sampler = openOnCpuSampler({
       frequency: opts.frequency,
@@ -103,7 +105,9 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   ];
   const profile = await capture.finish({ timeNanos, durationNanos, comments });
 
+  logger().debug(memoryFigures(), 'profile built');
   const written = await writeWithFallback(profile, opts);
+  logger().debug(memoryFigures(), 'output written');
   if (capture.sampleCount === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
   if (!opts.quiet) {
     out.write(

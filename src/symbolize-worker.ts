@@ -136,6 +136,8 @@ function getLoaded(task: FileTask): Loaded {
   if (l) {
     cache.delete(task.fileKey);
     cache.set(task.fileKey, l);
+    // The main thread may hand the same file out under another /proc/self/fd path now.
+    l.symbols.moveTo(task.openPath);
     return l;
   }
   l = load(task);
@@ -175,10 +177,21 @@ export default async function symbolizeFiles(task: { files: FileTask[] }): Promi
   for (const ft of task.files) {
     const l = getLoaded(ft);
     const frames = new Array<WorkerFrame[] | null>(ft.vaddrs.length);
-    for (let i = 0; i < ft.vaddrs.length; i++) frames[i] = l.error ? null : symbolizeOne(l, ft.vaddrs[i]);
+    try {
+      for (let i = 0; i < ft.vaddrs.length; i++) frames[i] = l.error ? null : symbolizeOne(l, ft.vaddrs[i]);
+    } finally {
+      // A worker that is terminated runs no cleanup: hold no file open between tasks.
+      release(l);
+    }
     out.push(l.error ? { fileKey: ft.fileKey, frames, error: l.error } : { fileKey: ft.fileKey, frames });
   }
   return out;
+}
+
+/** The tables read names from their files: give those back (at the end of every task). */
+function release(l: Loaded): void {
+  l.symbols.release();
+  l.debugSymbols?.release();
 }
 
 /** Drops every cached table (tests, memory pressure). */

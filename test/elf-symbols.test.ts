@@ -148,6 +148,31 @@ int main(void) { return weak_alias(2); }
     const t = ElfFile.withFile(badPath, (e) => SymbolTable.fromElf(e));
     assert.equal(typeof t.length, 'number');
   });
+  it('reads names from the file on lookup, and never from a different file at the same path', () => {
+    const copy = join(dir, 'moving');
+    copyFileSync(bin, copy);
+    const alpha = nm(bin).find((s) => s.name === 'alpha_fn')!;
+    const beta = nm(bin).find((s) => s.name === 'beta_fn')!;
+    const table = ElfFile.withFile(copy, (elf) => SymbolTable.fromElf(elf));
+    assert.equal(table.lookup(alpha.addr)?.name, 'alpha_fn');
+    table.release();
+    // Another name for the same file (what the worker gets: a new /proc/self/fd path).
+    const other = join(dir, 'moving-link');
+    rmSync(other, { force: true });
+    execFileSync('ln', [copy, other]);
+    rmSync(copy);
+    table.moveTo(other);
+    assert.equal(table.lookup(beta.addr)?.name, 'beta_fn');
+    table.release();
+    // The path now names another binary: names it has not read yet are refused, not invented.
+    rmSync(other);
+    const impostor = buildC(dir, 'impostor', SOURCE.replace(/beta_fn/g, 'wrong_fn').replace(/gamma_static/g, 'wrong_static'), ['-O1', '-g']);
+    copyFileSync(impostor, other);
+    const gammaAddr = nm(bin).find((s) => s.name === 'gamma_static')!.addr;
+    assert.equal(table.lookup(gammaAddr), undefined);
+    // Names read before stay.
+    assert.equal(table.lookup(alpha.addr)?.name, 'alpha_fn');
+  });
 });
 
 describe('debug-file', () => {

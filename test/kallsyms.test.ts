@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Kallsyms } from '../src/kallsyms.js';
+import { workDir } from './helpers.js';
 
 /** The oracle: /proc/kallsyms itself, read independently of the parser under test. */
 function rawText(): Array<{ addr: bigint; type: string; name: string; module?: string }> {
@@ -74,5 +76,26 @@ describe('kallsyms', () => {
     assert.deepEqual(small.lookup(0xffffffff81000150n), { name: 'b_fn', offset: 0x50 });
     assert.deepEqual(small.lookup(0xffffffffc0000004n), { name: 'm_fn', module: 'mymod', offset: 4 });
     assert.equal(small.lookup(0xffffffff80000000n), undefined);
+  });
+
+  it('loadFor keeps only the symbols of the given addresses and answers them exactly like load', (t) => {
+    if (ks.restricted) return t.skip('kernel addresses are hidden (kptr_restrict)');
+    const text = rows.filter((r) => /[tTwW]/.test(r.type));
+    // Every 50th text symbol, at its start, inside it, and one address past everything known.
+    const addrs: bigint[] = [0n, 0x7f00_0000_1000n, 0xffff_ffff_ffff_fff0n];
+    for (let i = 0; i < text.length; i += 50) addrs.push(text[i].addr, text[i].addr + 3n);
+    const part = Kallsyms.loadFor(addrs);
+    assert.equal(part.restricted, false);
+    assert.ok(part.length < ks.length / 10, `kept ${part.length} of ${ks.length}`);
+    for (const a of addrs) assert.deepEqual(part.lookup(a), ks.lookup(a), `0x${a.toString(16)}`);
+  });
+
+  it('loadFor on a hidden table is restricted, like load', () => {
+    const path = join(workDir('kallsyms'), 'hidden');
+    writeFileSync(path, '0000000000000000 T _stext\n0000000000000000 t foo\t[modx]\n');
+    const hidden = Kallsyms.loadFor([0xffffffff81000000n], path);
+    assert.equal(hidden.restricted, true);
+    assert.match(hidden.problem, /kptr_restrict/);
+    assert.equal(hidden.lookup(0xffffffff81000000n), undefined);
   });
 });

@@ -1,6 +1,7 @@
 // Function symbols from .symtab and .dynsym as a sorted, deduplicated table. Big C++ binaries
-// carry hundreds of thousands of symbols, so the table is kept in typed arrays and names are
-// decoded (and demangled) only when a lookup hits them.
+// carry hundreds of thousands of symbols, so the table is kept in typed arrays and the string
+// tables are never loaded: names are read from the file (and demangled) only when a lookup hits
+// them. node's .strtab alone is 7.5 MB, most of it names of data and local symbols.
 
 import { ElfError, ElfFile, SHT_DYNSYM, SHT_NOBITS, SHT_SYMTAB, type ElfSection } from './elf-file.js';
 import { lastAtOrBelow } from '../sorted-search.js';
@@ -15,6 +16,8 @@ const SHN_LORESERVE = 0xff00;
 const SHF_EXECINSTR = 0x4;
 /** Refuse absurd tables instead of allocating gigabytes for a corrupt header. */
 const MAX_SYMBOLS = 20_000_000;
+/** Longer names are cut here (some Rust and C++ names run to kilobytes; none this long). */
+const MAX_NAME = 64 << 10;
 
 export interface SymbolHit {
   name: string;
@@ -28,43 +31,108 @@ export interface SymbolHit {
 class RawSymbols {
   n = 0;
   readonly addr: Float64Array;
-  readonly size: Float64Array;
-  /** Upper bound for zero-size symbols: the end of their section. */
-  readonly secEnd: Float64Array;
+  /** Sizes over 4 GiB (only in corrupt files) are cut to 4 GiB. */
+  readonly size: Uint32Array;
+  /** The symbol's section: its end bounds zero-size symbols. */
+  readonly section: Uint16Array;
   readonly rank: Uint8Array;
   readonly strtab: Uint8Array;
   readonly nameOff: Uint32Array;
-  readonly nameLen: Uint32Array;
   readonly underscores: Uint8Array;
 
-  constructor(capacity: number) {
+  constructor(
+    capacity: number,
+    /** End address of each section of the file. */
+    readonly sectionEnds: Float64Array = new Float64Array(0),
+  ) {
     this.addr = new Float64Array(capacity);
-    this.size = new Float64Array(capacity);
-    this.secEnd = new Float64Array(capacity);
+    this.size = new Uint32Array(capacity);
+    this.section = new Uint16Array(capacity);
     this.rank = new Uint8Array(capacity);
     this.strtab = new Uint8Array(capacity);
     this.nameOff = new Uint32Array(capacity);
-    this.nameLen = new Uint32Array(capacity);
     this.underscores = new Uint8Array(capacity);
   }
 }
 
 /**
+ * Where the kept symbols' names live: the string tables of the file the table was read from.
+ * The file is opened when a name is needed and held until release(); a path that no longer
+ * names the same file (a recycled /proc/self/fd number, a replaced binary) gives no names
+ * rather than names from another file.
+ */
+class NameSource {
+  private readonly scratch = Buffer.allocUnsafe(256);
+  private elf: ElfFile | undefined;
+
+  constructor(
+    private path: string,
+    private readonly identity: string,
+    private readonly strtabs: ElfSection[],
+  ) {}
+
+  /** Reads names through `path` from now on (another name for the same file). */
+  moveTo(path: string): void {
+    if (path === this.path) return;
+    this.release();
+    this.path = path;
+  }
+
+  read(strtab: number, off: number): string | undefined {
+    const sec = this.strtabs[strtab];
+    if (!sec || off >= sec.size) return undefined;
+    const elf = this.open();
+    if (!elf) return undefined;
+    let want = Math.min(this.scratch.length, sec.size - off);
+    let data = elf.read(sec.offset + off, want, this.scratch);
+    let end = data.indexOf(0);
+    while (end < 0 && want < sec.size - off && want < MAX_NAME) {
+      want = Math.min(want * 8, sec.size - off, MAX_NAME);
+      data = elf.read(sec.offset + off, want);
+      end = data.indexOf(0);
+    }
+    return data.toString('utf8', 0, end < 0 ? data.length : end);
+  }
+
+  release(): void {
+    this.elf?.close();
+    this.elf = undefined;
+  }
+
+  private open(): ElfFile | undefined {
+    if (this.elf) return this.elf;
+    if (this.strtabs.length === 0) return undefined;
+    try {
+      const elf = ElfFile.open(this.path);
+      if (elf.identity !== this.identity) {
+        elf.close();
+        return undefined;
+      }
+      this.elf = elf;
+    } catch {
+      return undefined;
+    }
+    return this.elf;
+  }
+}
+
+/** Tables dropped without release() still give their file back. */
+const unreleased = new FinalizationRegistry<NameSource>((src) => src.release());
+
+/**
  * A lookup table of function symbols. Build it with SymbolTable.fromElf (in a worker: reading a
- * big symbol table is the expensive part of symbolization).
+ * big symbol table is the expensive part of symbolization). Names are read from the file on
+ * lookup, through a handle of the table's own; release() gives it back between batches.
  */
 export class SymbolTable {
   private readonly starts: Float64Array;
   private readonly ends: Float64Array;
-  /** The kept symbols' names, back to back: the string tables themselves are not kept
-   * (node's .strtab alone is 7.5 MB, most of it names of data and local symbols). */
-  private readonly nameBytes: Buffer;
   private readonly nameOffs: Uint32Array;
-  private readonly nameLens: Uint32Array;
+  private readonly nameTabs: Uint8Array;
   private readonly names: Array<string | undefined>;
 
   private constructor(
-    strtabs: Buffer[],
+    private readonly source: NameSource,
     raw: RawSymbols,
     order: Uint32Array,
     private readonly demangle: (name: string) => string,
@@ -73,12 +141,8 @@ export class SymbolTable {
     this.starts = new Float64Array(n);
     this.ends = new Float64Array(n);
     this.nameOffs = new Uint32Array(n);
-    this.nameLens = new Uint32Array(n);
+    this.nameTabs = new Uint8Array(n);
     this.names = new Array<string | undefined>(n);
-    let total = 0;
-    for (let i = 0; i < n; i++) total += raw.nameLen[order[i]];
-    this.nameBytes = Buffer.allocUnsafe(total);
-    let at = 0;
     for (let i = 0; i < n; i++) {
       const k = order[i];
       const addr = raw.addr[k];
@@ -86,13 +150,11 @@ export class SymbolTable {
       // Zero-size symbols (hand-written assembly, some linkers) reach up to the next symbol,
       // but never past their own section.
       const next = i + 1 < n ? raw.addr[order[i + 1]] : Infinity;
-      this.ends[i] = raw.size[k] > 0 ? addr + raw.size[k] : Math.min(next, raw.secEnd[k]);
-      const len = raw.nameLen[k];
-      strtabs[raw.strtab[k]].copy(this.nameBytes, at, raw.nameOff[k], raw.nameOff[k] + len);
-      this.nameOffs[i] = at;
-      this.nameLens[i] = len;
-      at += len;
+      this.ends[i] = raw.size[k] > 0 ? addr + raw.size[k] : Math.min(next, raw.sectionEnds[raw.section[k]]);
+      this.nameOffs[i] = raw.nameOff[k];
+      this.nameTabs[i] = raw.strtab[k];
     }
+    if (n > 0) unreleased.register(this, source, this);
   }
 
   /** Number of distinct function symbols. */
@@ -102,7 +164,8 @@ export class SymbolTable {
 
   /**
    * Reads .symtab and .dynsym of `elf` (either may be missing; both missing gives an empty
-   * table). `demangle` is applied to names on lookup.
+   * table). `demangle` is applied to names on lookup. Names are read through `elf.path` when
+   * looked up, so `elf` itself may be closed as soon as this returns.
    */
   static fromElf(elf: ElfFile, demangle: (name: string) => string = (s) => s): SymbolTable {
     const tables = elf.sections.filter((sec) => (sec.type === SHT_SYMTAB || sec.type === SHT_DYNSYM) && sec.size > 0);
@@ -111,29 +174,31 @@ export class SymbolTable {
     for (const sec of tables) total += Math.floor(sec.size / (sec.entsize || entsize));
     if (total > MAX_SYMBOLS) throw new ElfError(elf.path, `too many symbols (${total})`);
     // Size the candidate store by a counting pass: in big binaries most symbols are data or
-    // local labels (node: 78k functions of 185k symbols), and the store is the largest
-    // allocation of a parse after the string table.
+    // local labels (node: 153k candidates of 185k symbols), and the store is the largest
+    // allocation of a parse.
     let capacity = 0;
     for (const sec of tables) {
       forEachSymbol(elf, sec, (_nameOff, info, shndx, value) => {
         if (isFunctionCandidate(elf, info, shndx, value)) capacity++;
       });
     }
-    const raw = new RawSymbols(capacity);
-    const strtabs: Buffer[] = [];
+    const raw = new RawSymbols(capacity, Float64Array.from(elf.sections, (sec) => sec.addr + sec.size));
+    const strtabs: ElfSection[] = [];
     for (const sec of tables) {
       const strSec = elf.sections[sec.link];
-      if (!strSec || strSec.type === SHT_NOBITS) continue;
-      const strs = elf.sectionData(strSec);
-      strtabs.push(strs);
-      readSymbols(elf, sec, strtabs.length - 1, strs, raw);
+      if (!strSec || strSec.type === SHT_NOBITS || strSec.offset + strSec.size > elf.size) continue;
+      strtabs.push(strSec);
+      readSymbols(elf, sec, strtabs.length - 1, strSec.size, raw);
     }
-    return new SymbolTable(strtabs, raw, dedupe(raw), demangle);
+    readNameStarts(elf, strtabs, raw);
+    const order = dedupe(raw);
+    if (order.length === 0) return SymbolTable.empty();
+    return new SymbolTable(new NameSource(elf.path, elf.identity, strtabs), raw, order, demangle);
   }
 
   /** A table without symbols (for files that could not be read). */
   static empty(): SymbolTable {
-    return new SymbolTable([], new RawSymbols(0), new Uint32Array(0), (s) => s);
+    return new SymbolTable(new NameSource('', '', []), new RawSymbols(0), new Uint32Array(0), (s) => s);
   }
 
   /** The function containing `vaddr`, or undefined. */
@@ -141,14 +206,30 @@ export class SymbolTable {
     const starts = this.starts;
     const found = lastAtOrBelow(starts, vaddr);
     if (found < 0 || vaddr >= this.ends[found]) return undefined;
-    return { name: this.nameAt(found), offset: vaddr - starts[found], start: starts[found] };
+    const name = this.nameAt(found);
+    return name === undefined ? undefined : { name, offset: vaddr - starts[found], start: starts[found] };
   }
 
-  private nameAt(i: number): string {
+  /** Closes the file names are read from; the next lookup that needs a name opens it again. */
+  release(): void {
+    this.source.release();
+  }
+
+  /** Reads names through `path` from now on: the same file under another name. */
+  moveTo(path: string): void {
+    this.source.moveTo(path);
+  }
+
+  private nameAt(i: number): string | undefined {
     let name = this.names[i];
     if (name === undefined) {
-      const off = this.nameOffs[i];
-      const raw = this.nameBytes.toString('utf8', off, off + this.nameLens[i]);
+      let raw: string | undefined;
+      try {
+        raw = this.source.read(this.nameTabs[i], this.nameOffs[i]);
+      } catch {
+        raw = undefined;
+      }
+      if (raw === undefined) return undefined;
       try {
         name = this.demangle(raw);
       } catch {
@@ -172,9 +253,10 @@ function forEachSymbol(elf: ElfFile, sec: ElfSection, fn: SymbolVisitor): void {
   const step = sec.entsize || entsize;
   const count = Math.floor(sec.size / step);
   if (count > MAX_SYMBOLS) throw new ElfError(elf.path, `${sec.name} has too many symbols (${count})`);
+  const chunk = Buffer.allocUnsafe(Math.min(SYMBOLS_PER_READ, count) * step);
   for (let first = 0; first < count; first += SYMBOLS_PER_READ) {
     const n = Math.min(SYMBOLS_PER_READ, count - first);
-    const data = elf.read(sec.offset + first * step, n * step);
+    const data = elf.read(sec.offset + first * step, n * step, chunk);
     for (let j = first === 0 ? 1 : 0; j < n; j++) {
       const o = j * step;
       if (elf.is64) {
@@ -203,28 +285,72 @@ function isFunctionCandidate(elf: ElfFile, info: number, shndx: number, value: n
   return type === STT_FUNC || type === STT_GNU_IFUNC;
 }
 
-function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strs: Buffer, out: RawSymbols): void {
+function readSymbols(elf: ElfFile, sec: ElfSection, strtab: number, strtabSize: number, out: RawSymbols): void {
   forEachSymbol(elf, sec, (nameOff, info, shndx, value, size) => {
     if (!isFunctionCandidate(elf, info, shndx, value)) return;
-    if (nameOff === 0 || nameOff >= strs.length || out.n >= out.addr.length) return;
-    let end = strs.indexOf(0, nameOff);
-    if (end < 0) end = strs.length;
-    const nameLen = end - nameOff;
-    if (nameLen === 0) return;
-    const c0 = strs[nameOff];
-    // ARM/AArch64 mapping symbols ($x, $d) and assembler-local labels (.L…) are not functions.
-    if (c0 === 0x24 /* $ */ || (c0 === 0x2e /* . */ && strs[nameOff + 1] === 0x4c /* L */)) return;
-    const target = elf.sections[shndx];
+    if (nameOff === 0 || nameOff >= strtabSize || out.n >= out.addr.length) return;
     const k = out.n++;
     out.addr[k] = value;
-    out.size[k] = size;
-    out.secEnd[k] = target.addr + target.size;
+    out.size[k] = Math.min(size, 0xffff_ffff);
+    out.section[k] = shndx;
     out.rank[k] = rankOf(info >> 4, info & 0xf);
     out.strtab[k] = strtab;
     out.nameOff[k] = nameOff;
-    out.nameLen[k] = nameLen;
-    out.underscores[k] = c0 !== 0x5f ? 0 : strs[nameOff + 1] !== 0x5f ? 1 : 2;
   });
+}
+
+/** Bytes of a string table read per step of the sequential pass over it. */
+const STRTAB_WINDOW = 64 << 10;
+
+/**
+ * The first two bytes of every candidate's name decide whether it is a function at all
+ * ($x/$d mapping symbols, .L labels, empty names) and break ties between aliases. Names are
+ * not in symbol order, so the candidates are visited in string-table order and each table is
+ * read once, front to back, through one small window; the rejected candidates are dropped.
+ */
+function readNameStarts(elf: ElfFile, strtabs: ElfSection[], raw: RawSymbols): void {
+  const n = raw.n;
+  if (n === 0) return;
+  let span = 0;
+  for (const sec of strtabs) span = Math.max(span, sec.size);
+  const order = sortIndices(n, (i) => raw.strtab[i] * (span + 1) + raw.nameOff[i]);
+  const window = Buffer.allocUnsafe(STRTAB_WINDOW + 1);
+  const keep = new Uint8Array(n);
+  let table = -1;
+  let winStart = 0;
+  let winLen = 0;
+  for (let k = 0; k < n; k++) {
+    const i = order[k];
+    const t = raw.strtab[i];
+    const off = raw.nameOff[i];
+    const sec = strtabs[t];
+    if (t !== table || off + 1 >= winStart + winLen) {
+      table = t;
+      winStart = off;
+      winLen = Math.min(window.length, sec.size - off);
+      elf.read(sec.offset + off, winLen, window);
+    }
+    const c0 = window[off - winStart];
+    const c1 = off + 1 < winStart + winLen ? window[off + 1 - winStart] : 0;
+    // ARM/AArch64 mapping symbols ($x, $d) and assembler-local labels (.L…) are not functions.
+    if (c0 === 0 || c0 === 0x24 /* $ */ || (c0 === 0x2e /* . */ && c1 === 0x4c /* L */)) continue;
+    keep[i] = 1;
+    raw.underscores[i] = c0 !== 0x5f ? 0 : c1 !== 0x5f ? 1 : 2;
+  }
+  // Drop the rejected ones in place, keeping table order (ties prefer the earlier entry).
+  let m = 0;
+  for (let i = 0; i < n; i++) {
+    if (!keep[i]) continue;
+    raw.addr[m] = raw.addr[i];
+    raw.size[m] = raw.size[i];
+    raw.section[m] = raw.section[i];
+    raw.rank[m] = raw.rank[i];
+    raw.strtab[m] = raw.strtab[i];
+    raw.nameOff[m] = raw.nameOff[i];
+    raw.underscores[m] = raw.underscores[i];
+    m++;
+  }
+  raw.n = m;
 }
 
 /** Higher wins when several symbols share an address: global > weak > local, FUNC > NOTYPE. */
@@ -236,7 +362,7 @@ function rankOf(bind: number, type: number): number {
 /** Sorted indices of the symbols to keep: one per address, without labels inside functions. */
 function dedupe(raw: RawSymbols): Uint32Array {
   const n = raw.n;
-  const order = sortByAddress(raw);
+  const order = sortIndices(n, (i) => raw.addr[i]);
   const keep = new Uint32Array(n);
   let kept = 0;
   let coverEnd = -1;
@@ -274,27 +400,29 @@ function better(raw: RawSymbols, a: number, b: number): boolean {
   return a < b;
 }
 
-/** Indices ordered by address (stable), with a native numeric sort when the keys allow it. */
-function sortByAddress(raw: RawSymbols): Uint32Array {
-  const n = raw.n;
+/**
+ * Indices 0..n-1 ordered by `key` (stable), with a native numeric sort when the keys allow it.
+ * Keys are integers (addresses, offsets) up to 2^53.
+ */
+function sortIndices(n: number, key: (i: number) => number): Uint32Array {
   const order = new Uint32Array(n);
   if (n === 0) return order;
   let min = Infinity;
   let max = -Infinity;
   for (let i = 0; i < n; i++) {
-    const a = raw.addr[i];
+    const a = key(i);
     if (a < min) min = a;
     if (a > max) max = a;
   }
-  // (addr - min) * 2^k + index stays an exact double when the span times the count fits 2^53.
+  // (key - min) * 2^k + index stays an exact double when the span times the count fits 2^53.
   const shift = 2 ** Math.ceil(Math.log2(n + 1));
   if ((max - min + 1) * shift < Number.MAX_SAFE_INTEGER) {
     const keys = new Float64Array(n);
-    for (let i = 0; i < n; i++) keys[i] = (raw.addr[i] - min) * shift + i;
+    for (let i = 0; i < n; i++) keys[i] = (key(i) - min) * shift + i;
     keys.sort();
     for (let i = 0; i < n; i++) order[i] = keys[i] % shift;
     return order;
   }
   for (let i = 0; i < n; i++) order[i] = i;
-  return order.sort((x, y) => raw.addr[x] - raw.addr[y] || x - y);
+  return order.sort((x, y) => key(x) - key(y) || x - y);
 }
