@@ -20,6 +20,69 @@ export interface BpfCostResult {
   samples: number;
   /** samples / runCount: the share of runs that did the full work of a sample. */
   sampleShare: number;
+  /** The same for bpftrace's profile sampler, run at the same time (with `peer`). */
+  peerNsPerRun?: number;
+}
+
+/**
+ * The peer: bpftrace's classic profiler, `profile:hz:F { @[kstack, ustack] = count(); }` for
+ * the same pids, i.e. two 127-frame kernel stack walks per sample and a map update: the naive
+ * sampler the issue's 2.4 µs reference figure describes.
+ */
+class BpftracePeer {
+  private constructor(
+    private readonly child: ReturnType<typeof spawn>,
+    private readonly progIds: number[],
+  ) {}
+
+  static async start(frequency: number, pids: number[]): Promise<BpftracePeer> {
+    const before = new Set(perfEventProgs().map((p) => p.id));
+    const filter = pids.map((p) => `pid == ${p}`).join(' || ');
+    const child = spawn('bpftrace', ['-e', `profile:hz:${frequency} /${filter}/ { @[kstack, ustack] = count(); }`], { stdio: 'ignore' });
+    let exited = false;
+    child.once('exit', () => (exited = true));
+    // Its programs: the perf_event programs that were not there before it started. (Its
+    // "Attaching" line is no signal: piped stdout is block-buffered.)
+    let ids: number[] = [];
+    for (let waited = 0; ids.length === 0 && !exited && waited < 30_000; waited += 100) {
+      await new Promise((done) => setTimeout(done, 100));
+      ids = perfEventProgs().filter((p) => !before.has(p.id)).map((p) => p.id);
+    }
+    if (ids.length === 0) {
+      child.kill('SIGKILL');
+      throw new Error('bpf-cost: bpftrace did not load its profile program');
+    }
+    // Loaded comes just before attached.
+    await new Promise((done) => setTimeout(done, 300));
+    return new BpftracePeer(child, ids);
+  }
+
+  /** Summed run time and count of its programs so far. */
+  stats(): { ns: number; runs: number } {
+    let ns = 0;
+    let runs = 0;
+    for (const p of perfEventProgs()) {
+      if (!this.progIds.includes(p.id)) continue;
+      ns += p.run_time_ns ?? 0;
+      runs += p.run_cnt ?? 0;
+    }
+    return { ns, runs };
+  }
+
+  stop(): void {
+    // SIGKILL: on SIGINT bpftrace would print (and symbolize) every stack it counted.
+    this.child.kill('SIGKILL');
+  }
+}
+
+function perfEventProgs(): Array<{ id: number; run_time_ns?: number; run_cnt?: number }> {
+  const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8', maxBuffer: 64 << 20 })) as Array<{
+    id: number;
+    type: string;
+    run_time_ns?: number;
+    run_cnt?: number;
+  }>;
+  return all.filter((p) => p.type === 'perf_event');
 }
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -57,6 +120,8 @@ export async function measureBpfCost(opts: {
   seconds: number;
   workload: BpfCostWorkload;
   userWalk?: 'auto' | 'bpf_get_stack';
+  /** Run bpftrace's profiler on the same pids at the same time and measure it too. */
+  peer?: boolean;
 }): Promise<BpfCostResult> {
   const bin = buildWorkload(opts.workload);
   // One job per CPU, so that (nearly) every program run is a real sample: with idle CPUs the
@@ -64,25 +129,32 @@ export async function measureBpfCost(opts: {
   const children = cpus().map(() => spawn(bin, [], { stdio: 'ignore' }));
   const exited = Promise.all(children.map((c) => new Promise<void>((done) => c.once('exit', () => done()))));
   let stats: { close(): void } | undefined;
+  let peer: BpftracePeer | undefined;
   try {
     stats = enableBpfStats();
     const pids = children.map((c) => c.pid).filter((p): p is number => p !== undefined);
     if (pids.length !== children.length) throw new Error(`bpf-cost: cannot start ${bin}`);
+    if (opts.peer) peer = await BpftracePeer.start(opts.frequency, pids);
     const sampler = openOnCpuSampler({ frequency: opts.frequency, pids, userWalk: opts.userWalk });
     sampler.start(() => {});
+    const peerBefore = peer?.stats();
     await new Promise((done) => setTimeout(done, opts.seconds * 1000));
     const prog = sampler.programStats();
+    const peerAfter = peer?.stats();
     sampler.stop();
     const runCount = Number(prog.runCount);
     const samples = sampler.stats().samples;
+    const peerRuns = peerAfter && peerBefore ? peerAfter.runs - peerBefore.runs : 0;
     return {
       runCount,
       nsPerRun: runCount > 0 ? Number(prog.runTimeNs) / runCount : 0,
       samples,
       sampleShare: runCount > 0 ? samples / runCount : 0,
+      peerNsPerRun: peerRuns > 0 ? (peerAfter!.ns - peerBefore!.ns) / peerRuns : undefined,
     };
   } finally {
     // Whatever failed (loading, attaching), the workloads must not outlive the measurement.
+    peer?.stop();
     stats?.close();
     for (const c of children) c.kill('SIGKILL');
     await exited;

@@ -29,7 +29,10 @@ export const TEST_DEPS = [
 ];
 
 /** What `npm run bench` needs on top: perf, the peer it is compared with. */
-export const BENCH_DEPS = [{ what: 'perf (the benchmark peer)', present: () => onPath('perf'), pkg: perfPackage() }];
+export const BENCH_DEPS = [
+  { what: 'perf (the benchmark peer)', present: () => onPath('perf'), pkg: perfPackage() },
+  { what: 'bpftrace (the naive BPF sampler the BPF cost is compared with)', present: () => onPath('bpftrace'), pkg: 'bpftrace' },
+];
 
 export function onPath(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
