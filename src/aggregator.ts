@@ -76,6 +76,21 @@ export function lookupAddress(addr: bigint, depth: number): bigint {
   return depth === 0 || addr === 0n ? addr : addr - 1n;
 }
 
+// Stacks are views into a few big buffers (a batch, the repair scratch): a Buffer over each
+// such buffer is made once and sliced, rather than a Buffer object per stack.
+let viewA: Buffer | undefined;
+let viewB: Buffer | undefined;
+
 function bytesKey(a: BigUint64Array): string {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('latin1');
+  if (a.length === 0) return '';
+  let v = viewA;
+  if (v === undefined || v.buffer !== a.buffer) {
+    v = viewB;
+    if (v === undefined || v.buffer !== a.buffer) {
+      v = Buffer.from(a.buffer);
+      viewB = viewA;
+      viewA = v;
+    }
+  }
+  return v.toString('latin1', a.byteOffset, a.byteOffset + a.byteLength);
 }

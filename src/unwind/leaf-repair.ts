@@ -48,7 +48,8 @@ const TWO32 = 2 ** 32;
 
 /**
  * The repaired user stack, leaf first. Returns `sample.userStack` itself (same object) when
- * nothing changes, so callers can detect a repair with `!==`.
+ * nothing changes, so callers can detect a repair with `!==`. A repaired stack lives in a
+ * buffer the next call reuses: copy it to keep it.
  *
  * This runs for every sample, so the walk is incremental: it stops at the first CFI frame that
  * meets the frame-pointer chain (for a leaf with its own frame that is the very first step), and
@@ -62,6 +63,12 @@ export function repairUserStack(sample: RepairInput, lookup: RuleLookup, opts: R
   if (!regs || !snap || snap.length < 8 || (fp.length > 0 && fp[0] !== regs.ip)) return fp;
   const maxFrames = Math.max(1, Math.min(opts.maxCfiFrames ?? 8, 64));
   try {
+    if (fp.length >= 2 && hasOwnFrame(lookup(regs.ip))) {
+      // The usual case in code built with frame pointers: the leaf set up its frame, and the
+      // first CFI step would read the very word the frame-pointer walk read, at rbp + 8.
+      const off = Number(regs.bp - regs.sp) + 8;
+      if (off >= 8 && off + 8 <= snap.length && snap.readBigUInt64LE(off) === fp[1]) return fp;
+    }
     const w = new Walker(snap, Number(regs.sp), Number(regs.ip), Number(regs.bp), lookup);
     const chain: number[] = [w.ip];
     for (let depth = 0; depth < maxFrames; depth++) {
@@ -74,9 +81,11 @@ export function repairUserStack(sample: RepairInput, lookup: RuleLookup, opts: R
       }
       chain.push(w.ip);
       const i = chain.length - 1;
-      // Earliest point where the CFI chain meets the frame-pointer chain.
+      // Earliest point where the CFI chain meets the frame-pointer chain (compared as BigInt:
+      // one conversion per step instead of one per frame).
+      const ip = BigInt(w.ip);
       for (let j = 1; j < fp.length; j++) {
-        if (Number(fp[j]) === w.ip) {
+        if (fp[j] === ip) {
           if (i === 1 && j === 1) return fp; // the leaf has its frame: nothing lost
           return concat(chain, i, fp, j);
         }
@@ -89,13 +98,33 @@ export function repairUserStack(sample: RepairInput, lookup: RuleLookup, opts: R
   }
 }
 
-/** chain[0..i) followed by fp[j..]. */
+/** CFA = rbp + 16 and the return address just below it: a function inside its own frame. */
+function hasOwnFrame(rule: UnwindRule | undefined): boolean {
+  return (
+    rule !== undefined &&
+    !rule.signalFrame &&
+    rule.cfa.kind === 'reg' &&
+    rule.cfa.reg === DW_REG_RBP &&
+    rule.cfa.offset === 16 &&
+    rule.ra.kind === 'offset' &&
+    rule.ra.offset === -8
+  );
+}
+
+/**
+ * Repaired stacks are built here: a typed array of their own per sample costs a malloc, a
+ * backing-store registration and a sweep, more than the repair itself. Room for the longest
+ * chain (64 CFI frames) plus the whole frame-pointer walk.
+ */
+let scratch = new BigUint64Array(256);
+
+/** chain[0..i) followed by fp[j..], in the scratch buffer: valid until the next repair. */
 function concat(chain: number[], i: number, fp: BigUint64Array, j: number): BigUint64Array {
   const rest = Math.max(0, fp.length - j);
-  const out = new BigUint64Array(i + rest);
-  for (let k = 0; k < i; k++) out[k] = BigInt(chain[k]);
-  if (rest > 0) out.set(fp.subarray(j), i);
-  return out;
+  if (i + rest > scratch.length) scratch = new BigUint64Array(i + rest);
+  for (let k = 0; k < i; k++) scratch[k] = BigInt(chain[k]);
+  if (rest > 0) scratch.set(fp.subarray(j), i);
+  return scratch.subarray(0, i + rest);
 }
 
 const STOP = 0;
