@@ -19,11 +19,27 @@ export class Aggregator {
   private readonly entries = new Map<string, StackEntry>();
   private total = 0;
 
+  /**
+   * The entry key: the stacks' raw bytes (kernel frames, then user frames, 8 bytes each, as
+   * latin1), after the identity. Kernel frame count disambiguates where the kernel part ends.
+   */
+  static key(pid: number, gen: number, tid: number, comm: string, kernelFrames: number, stackBytes: string): string {
+    return `${pid}\u0000${gen}\u0000${tid}\u0000${comm}\u0000${kernelFrames}\u0000${stackBytes}`;
+  }
+
+  /** Counts one more sample of an existing entry; false (and nothing counted) for a new key. */
+  bump(key: string): boolean {
+    const e = this.entries.get(key);
+    if (e === undefined) return false;
+    e.count++;
+    this.total++;
+    return true;
+  }
+
   /** Counts one sample. Stacks are leaf first; `user` is the repaired user stack. */
   add(pid: number, gen: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array): void {
     this.total++;
-    // Kernel frame count disambiguates where the kernel part ends and the user part starts.
-    const key = `${pid}\u0000${gen}\u0000${tid}\u0000${comm}\u0000${kernel.length}\u0000${bytesKey(kernel)}${bytesKey(user)}`;
+    const key = Aggregator.key(pid, gen, tid, comm, kernel.length, bytesKey(kernel) + bytesKey(user));
     const e = this.entries.get(key);
     if (e !== undefined) {
       e.count++;

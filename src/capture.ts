@@ -9,16 +9,19 @@ import { logger, memoryFigures as memory } from './logger.js';
 import { ProcessTable } from './process-table.js';
 import { buildProfile, type ResolvedAddress } from './profile-builder.js';
 import type { Profile } from './profile-model.js';
-import { decodeBatch, RecordDecodeError } from './record-decoder.js';
+import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, type RawSample } from './record-decoder.js';
 import type { OnCpuSample } from './sample.js';
 import { Symbolizer } from './symbolizer.js';
-import { repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
+import { DW_REG_RSP, type UnwindRule } from './unwind/eh-frame.js';
+import { hasOwnFrame, repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
 import { ruleLookupFor, UnwindTables } from './unwind/unwind-tables.js';
 
 export interface CaptureOptions {
   frequency: number;
   /** Turn off the leaf repair (for comparisons with a plain frame-pointer walk). */
   noRepair?: boolean;
+  /** Decode every sample fully, never counting from the raw record (tests compare the two). */
+  noFastPath?: boolean;
   procRoot?: string;
   /**
    * One profile and done (record): the symbolizer worker is closed as soon as user addresses
@@ -34,6 +37,21 @@ export interface FinishOptions {
   comments: string[];
 }
 
+const S = RECORD_LAYOUT.sample;
+/** Words of 2^21 and up make a value of 2^53 and up: no user-space address. */
+const HI_LIMIT = 1 << 21;
+/** Cached frame kinds per process before the cache starts over. */
+const MAX_FRAME_KIND_ENTRIES = 65536;
+const OWN_FRAME = -1;
+const OTHER = 0;
+
+/** k for a function without its own frame whose return address is at CFA - 8 = rsp + k - 8. */
+function framelessOffset(rule: UnwindRule | undefined): number {
+  if (rule === undefined || rule.signalFrame || rule.cfa.kind !== 'reg' || rule.cfa.reg !== DW_REG_RSP) return OTHER;
+  if (rule.ra.kind !== 'offset' || rule.ra.offset !== -8 || rule.bp.kind !== 'same') return OTHER;
+  return rule.cfa.offset > 0 && rule.cfa.offset % 8 === 0 ? rule.cfa.offset : OTHER;
+}
+
 const UNKNOWN: ResolvedAddress = { frames: [{ name: '[unknown]', kind: 'unknown' }] };
 /** A process-table key that never holds maps (aliases are negative and counted down from -1). */
 const NO_MAPS = 0;
@@ -43,6 +61,8 @@ export class OnCpuCapture {
   private unwind = new UnwindTables();
   private readonly aggregator = new Aggregator();
   private readonly lookups = new Map<number, RuleLookup>();
+  /** Per pid: the frame kind of the code at an address (see rawSample). */
+  private readonly frameKinds = new Map<number, Map<number, number>>();
   private processesSeen = 0;
   /** The image generation of each pid: bumped by every exec record. */
   private readonly generation = new Map<number, number>();
@@ -54,6 +74,8 @@ export class OnCpuCapture {
   private kernelSymbolizer: Symbolizer | undefined;
   /** Batches that could not be decoded. */
   decodeErrors = 0;
+  /** Samples counted straight from the raw record (see rawSample). */
+  fastPathSamples = 0;
 
   constructor(private readonly opts: CaptureOptions) {
     this.processes = new ProcessTable({ procRoot: opts.procRoot });
@@ -72,9 +94,15 @@ export class OnCpuCapture {
     return this.aggregator.size;
   }
 
+  /** The aggregated stacks so far, before symbolization (tests compare captures with it). */
+  stacksForTests(): IterableIterator<StackEntry> {
+    return this.aggregator.stacks();
+  }
+
   addBatch(batch: Buffer): void {
     try {
       decodeBatch(batch, {
+        rawSample: this.opts.noFastPath ? undefined : (r) => this.rawSample(r),
         sample: (s) => this.addSample(s),
         exec: (pid) => this.exec(pid),
       });
@@ -101,6 +129,91 @@ export class OnCpuCapture {
   }
 
   /**
+   * The hot path: a sample of a known process whose stack is already counted is counted
+   * straight from the record's bytes, without decoding it (no BigInt, no typed arrays, no
+   * objects), when its repair is one of the two common cases, decided exactly as
+   * repairUserStack decides them:
+   * - the leaf runs in its own rbp frame and the snapshot word at rbp + 8 is the frame-pointer
+   *   walk's second frame: the stack stays as it is;
+   * - the leaf is frameless (CFA = rsp + k, return address just below the CFA), its caller runs
+   *   in its own rbp frame, and the caller's return address (at rbp + 8) is the walk's second
+   *   frame: the leaf's return address, read at sp + k - 8, goes in between.
+   * Everything else, and every stack seen for the first time, takes the full path.
+   */
+  private rawSample(r: RawSample): boolean {
+    const lookup = this.lookups.get(r.pid);
+    if (lookup === undefined) return false;
+    const batch = r.batch;
+    const end = r.framesAt + (r.kernelFrames + r.userFrames) * 8;
+    let bytes: string;
+    if (this.opts.noRepair || (r.flags & SAMPLE_FLAG.userRegs) === 0 || r.userFrames === 0) {
+      bytes = batch.toString('latin1', r.framesAt, end);
+    } else {
+      if (r.userFrames < 2) return false;
+      const u32 = r.u32;
+      const w = r.rec >>> 2;
+      const ipLo = u32[w + (S.user_ip >>> 2)];
+      const ipHi = u32[w + (S.user_ip >>> 2) + 1];
+      const spHi = u32[w + (S.user_sp >>> 2) + 1];
+      const bpHi = u32[w + (S.user_bp >>> 2) + 1];
+      if (ipHi >= HI_LIMIT || spHi >= HI_LIMIT || bpHi >= HI_LIMIT) return false;
+      const fw = (r.framesAt >>> 2) + r.kernelFrames * 2;
+      if (u32[fw] !== ipLo || u32[fw + 1] !== ipHi) return false;
+      const sp = spHi * 0x1_0000_0000 + u32[w + (S.user_sp >>> 2)];
+      const bp = bpHi * 0x1_0000_0000 + u32[w + (S.user_bp >>> 2)];
+      // The word at rbp + 8 (the return address of the function owning the rbp frame) must be
+      // the walk's second frame in both cases.
+      const bpOff = bp - sp + 8;
+      if (!(bpOff >= 8 && bpOff + 8 <= r.snapLen) || bpOff % 8 !== 0) return false;
+      const bw = (r.snapAt + bpOff) >>> 2;
+      if (u32[bw] !== u32[fw + 2] || u32[bw + 1] !== u32[fw + 3]) return false;
+      const leaf = this.frameKind(r.pid, ipHi * 0x1_0000_0000 + ipLo, lookup);
+      if (leaf === OWN_FRAME) {
+        bytes = batch.toString('latin1', r.framesAt, end);
+      } else if (leaf > 0) {
+        // Frameless leaf: its return address at sp + k - 8, inside the snapshot, below the
+        // caller's frame (the CFA stays under the caller's, or the walk would stop there).
+        const raOff = leaf - 8;
+        if (raOff + 8 > r.snapLen || raOff % 8 !== 0 || !(bp + 16 > sp + leaf)) return false;
+        const rw = (r.snapAt + raOff) >>> 2;
+        const raLo = u32[rw];
+        const raHi = u32[rw + 1];
+        if (raHi >= HI_LIMIT || (raLo === 0 && raHi === 0)) return false;
+        // Were it anywhere in the frame-pointer chain, the walk would splice there instead.
+        for (let j = 1, k = fw + 2; j < r.userFrames; j++, k += 2) {
+          if (u32[k] === raLo && u32[k + 1] === raHi) return false;
+        }
+        if (this.frameKind(r.pid, raHi * 0x1_0000_0000 + raLo - 1, lookup) !== OWN_FRAME) return false;
+        const userAt = r.framesAt + r.kernelFrames * 8;
+        const raAt = r.snapAt + raOff;
+        bytes =
+          batch.toString('latin1', r.framesAt, userAt + 8) +
+          batch.toString('latin1', raAt, raAt + 8) +
+          batch.toString('latin1', userAt + 8, end);
+      } else {
+        return false;
+      }
+    }
+    if (!this.aggregator.bump(Aggregator.key(r.pid, this.generation.get(r.pid) ?? 0, r.tid, r.comm, r.kernelFrames, bytes))) return false;
+    this.fastPathSamples++;
+    return true;
+  }
+
+  /** OWN_FRAME, the CFA offset k of a frameless function (CFA = rsp + k), or OTHER. */
+  private frameKind(pid: number, addr: number, lookup: RuleLookup): number {
+    let m = this.frameKinds.get(pid);
+    if (m === undefined) this.frameKinds.set(pid, (m = new Map()));
+    let v = m.get(addr);
+    if (v === undefined) {
+      if (m.size >= MAX_FRAME_KIND_ENTRIES) m.clear();
+      const rule = lookup(BigInt(addr));
+      v = hasOwnFrame(rule) ? OWN_FRAME : framelessOffset(rule);
+      m.set(addr, v);
+    }
+    return v;
+  }
+
+  /**
    * A new image: samples before this record (the ring buffer keeps them in order) belong to the
    * old one. Its maps, if we captured them, move to an alias so those samples still resolve
    * against them; the new image's maps are read now, while the process is certainly alive.
@@ -109,6 +222,7 @@ export class OnCpuCapture {
     const gen = this.generation.get(pid) ?? 0;
     if (this.processes.retire(pid, this.nextAlias)) this.retired.set(`${pid}:${gen}`, this.nextAlias--);
     this.generation.set(pid, gen + 1);
+    this.frameKinds.delete(pid);
     this.processes.refresh(pid);
   }
 
@@ -136,6 +250,7 @@ export class OnCpuCapture {
       // No batch comes after this one: the unwind rules can go before symbolization peaks.
       this.unwind = new UnwindTables();
       this.lookups.clear();
+      this.frameKinds.clear();
     }
     logger().debug(memory(), 'symbolizing');
     const symbolPid = (e: StackEntry) => this.symbolPid(e);

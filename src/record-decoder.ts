@@ -63,7 +63,34 @@ export const METRIC_ID = {
   count: 11,
 } as const;
 
+/**
+ * A sample record before decoding: numbers and offsets into the batch, one object reused for
+ * every record. Valid only during the call.
+ */
+export interface RawSample {
+  batch: Buffer;
+  /** The batch as 32-bit words (8-byte aligned). */
+  u32: Uint32Array;
+  pid: number;
+  tid: number;
+  comm: string;
+  flags: number;
+  kernelFrames: number;
+  userFrames: number;
+  /** Byte offset of the record (its fixed part) in the batch. */
+  rec: number;
+  /** Byte offset of the stack top, then of the frames (kernel, then user) in the batch. */
+  snapAt: number;
+  snapLen: number;
+  framesAt: number;
+}
+
 export interface RecordHandlers {
+  /**
+   * Offered every sample first: return true when it was fully handled from the raw record, and
+   * `sample` is not called for it. For hot paths that must not allocate per sample.
+   */
+  rawSample?(r: RawSample): boolean;
   sample(s: OnCpuSample): void;
   exec?(pid: number, comm: string, timeNs: bigint): void;
   exit?(pid: number, timeNs: bigint): void;
@@ -110,6 +137,9 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
   const base = batch.byteOffset;
   const u32 = new Uint32Array(ab, base, len >>> 2);
   const u64 = new BigUint64Array(ab, base, len >>> 3);
+  const raw: RawSample | undefined = handlers.rawSample
+    ? { batch, u32, pid: 0, tid: 0, comm: '', flags: 0, kernelFrames: 0, userFrames: 0, rec: 0, snapAt: 0, snapLen: 0, framesAt: 0 }
+    : undefined;
   // comm is usually the same as the previous sample of the thread: skip re-decoding it.
   let lastComm = '';
   let lc0 = -1, lc1 = -1, lc2 = -1, lc3 = -1;
@@ -153,6 +183,22 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
       const q = rec >>> 3;
       // Variable part: the stack top (a whole number of words), then the frames.
       const snapAt = rec + S.size;
+      if (raw !== undefined) {
+        raw.pid = u32[w + (S.pid >>> 2)]!;
+        raw.tid = u32[w + (S.tid >>> 2)]!;
+        raw.comm = lastComm;
+        raw.flags = flags;
+        raw.kernelFrames = kernelFrames;
+        raw.userFrames = userFrames;
+        raw.rec = rec;
+        raw.snapAt = snapAt;
+        raw.snapLen = snapLen;
+        raw.framesAt = snapAt + snapLen;
+        if (handlers.rawSample!(raw)) {
+          off = rec + padded;
+          continue;
+        }
+      }
       const framesAt = base + snapAt + snapLen;
       handlers.sample({
         pid: u32[w + (S.pid >>> 2)]!,

@@ -99,7 +99,7 @@ export function repairUserStack(sample: RepairInput, lookup: RuleLookup, opts: R
 }
 
 /** CFA = rbp + 16 and the return address just below it: a function inside its own frame. */
-function hasOwnFrame(rule: UnwindRule | undefined): boolean {
+export function hasOwnFrame(rule: UnwindRule | undefined): boolean {
   return (
     rule !== undefined &&
     !rule.signalFrame &&
