@@ -2,6 +2,7 @@
 
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <chrono>
@@ -68,6 +69,8 @@ int RingReader::ConsumeIntoBatch() {
 }
 
 void RingReader::Run(unsigned poll_interval_ms, std::function<void()> notify) {
+  // Named, so that top -H and /proc/PID/task show what the reader costs.
+  pthread_setname_np(pthread_self(), "flamewire-ring");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     // A timer, not epoll: the BPF side submits with BPF_RB_NO_WAKEUP.
