@@ -17,7 +17,7 @@ export interface OnCpuConfig {
   followChildren?: boolean;
   /** BPF ring buffer size: a power of two of at least the page size. Default 8 MiB. */
   ringBufferBytes?: number;
-  /** How often the reader thread drains the ring buffer. Default 50 ms. */
+  /** How often the reader thread drains the ring buffer. Default 200 ms (see the addon). */
   pollIntervalMs?: number;
   /** Bytes copied from the top of the user stack per sample, 0..4096. Default 512. */
   snapshotBytes?: number;
@@ -142,13 +142,16 @@ function forwardLog(onLog: OnCpuConfig['onLog']): void {
   if (onLog) for (const l of lines) onLog(l.level, l.message);
 }
 
+/** The addon's default poll interval (kDefaultPollIntervalMs in native/sampler_object.cc). */
+const POLL_INTERVAL_S = 0.2;
+
 /**
  * A ring buffer that holds four poll intervals of samples from every CPU at this frequency
- * (a sample record is ~1.5 KB at most in practice): the reader thread empties it every 50 ms
+ * (a sample record is ~1.5 KB at most in practice): the reader thread empties it every 200 ms
  * whatever the JS thread is doing, so more only costs memory (its pages count in RSS).
  */
 export function defaultRingBufferBytes(frequency: number, cpus: number): number {
-  const want = cpus * frequency * 1536 * 0.05 * 4;
+  const want = cpus * frequency * 1536 * POLL_INTERVAL_S * 4;
   let size = 1 << 20;
   while (size < want && size < 256 << 20) size *= 2;
   return size;
