@@ -116,9 +116,11 @@ const EXEC_CHAIN = (fn: string, next: string) => `
 #include <time.h>
 #include <unistd.h>
 static volatile unsigned long sink;
+/* CPU time, not wall time: the host steals time from this VM unevenly, and samples only
+   come while the thread really runs. Equal CPU time per image is what the 50/50 needs. */
 __attribute__((noinline)) void ${fn}(double secs) {
-  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
-  do { for (int i = 0; i < 100000; i++) sink += i; clock_gettime(CLOCK_MONOTONIC, &t); }
+  struct timespec t0, t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+  do { for (int i = 0; i < 100000; i++) sink += i; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); }
   while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
 }
 int main(int argc, char **argv) {
