@@ -12,8 +12,7 @@ import type { Profile } from './profile-model.js';
 import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, type RawSample } from './record-decoder.js';
 import type { OnCpuSample } from './sample.js';
 import { Symbolizer } from './symbolizer.js';
-import { DW_REG_RSP, type UnwindRule } from './unwind/eh-frame.js';
-import { hasOwnFrame, repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
+import { frameKind, OWN_FRAME, repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
 import { ruleLookupFor, UnwindTables } from './unwind/unwind-tables.js';
 
 export interface CaptureOptions {
@@ -42,15 +41,6 @@ const S = RECORD_LAYOUT.sample;
 const HI_LIMIT = 1 << 21;
 /** Cached frame kinds per process before the cache starts over. */
 const MAX_FRAME_KIND_ENTRIES = 65536;
-const OWN_FRAME = -1;
-const OTHER = 0;
-
-/** k for a function without its own frame whose return address is at CFA - 8 = rsp + k - 8. */
-function framelessOffset(rule: UnwindRule | undefined): number {
-  if (rule === undefined || rule.signalFrame || rule.cfa.kind !== 'reg' || rule.cfa.reg !== DW_REG_RSP) return OTHER;
-  if (rule.ra.kind !== 'offset' || rule.ra.offset !== -8 || rule.bp.kind !== 'same') return OTHER;
-  return rule.cfa.offset > 0 && rule.cfa.offset % 8 === 0 ? rule.cfa.offset : OTHER;
-}
 
 const UNKNOWN: ResolvedAddress = { frames: [{ name: '[unknown]', kind: 'unknown' }] };
 /** A process-table key that never holds maps (aliases are negative and counted down from -1). */
@@ -167,7 +157,7 @@ export class OnCpuCapture {
       if (!(bpOff >= 8 && bpOff + 8 <= r.snapLen) || bpOff % 8 !== 0) return false;
       const bw = (r.snapAt + bpOff) >>> 2;
       if (u32[bw] !== u32[fw + 2] || u32[bw + 1] !== u32[fw + 3]) return false;
-      const leaf = this.frameKind(r.pid, ipHi * 0x1_0000_0000 + ipLo, lookup);
+      const leaf = this.frameKindAt(r.pid, ipHi * 0x1_0000_0000 + ipLo, lookup);
       if (leaf === OWN_FRAME) {
         bytes = batch.toString('latin1', r.framesAt, end);
       } else if (leaf > 0) {
@@ -183,7 +173,7 @@ export class OnCpuCapture {
         for (let j = 1, k = fw + 2; j < r.userFrames; j++, k += 2) {
           if (u32[k] === raLo && u32[k + 1] === raHi) return false;
         }
-        if (this.frameKind(r.pid, raHi * 0x1_0000_0000 + raLo - 1, lookup) !== OWN_FRAME) return false;
+        if (this.frameKindAt(r.pid, raHi * 0x1_0000_0000 + raLo - 1, lookup) !== OWN_FRAME) return false;
         const userAt = r.framesAt + r.kernelFrames * 8;
         const raAt = r.snapAt + raOff;
         bytes =
@@ -199,15 +189,14 @@ export class OnCpuCapture {
     return true;
   }
 
-  /** OWN_FRAME, the CFA offset k of a frameless function (CFA = rsp + k), or OTHER. */
-  private frameKind(pid: number, addr: number, lookup: RuleLookup): number {
+  /** frameKind() of the code at `addr` in process `pid`, cached. */
+  private frameKindAt(pid: number, addr: number, lookup: RuleLookup): number {
     let m = this.frameKinds.get(pid);
     if (m === undefined) this.frameKinds.set(pid, (m = new Map()));
     let v = m.get(addr);
     if (v === undefined) {
       if (m.size >= MAX_FRAME_KIND_ENTRIES) m.clear();
-      const rule = lookup(BigInt(addr));
-      v = hasOwnFrame(rule) ? OWN_FRAME : framelessOffset(rule);
+      v = frameKind(lookup(BigInt(addr)));
       m.set(addr, v);
     }
     return v;

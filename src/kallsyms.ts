@@ -46,16 +46,12 @@ export class Kallsyms {
     const moduleIds = new Map<string, number>();
     let n = 0;
     let lines = 0;
-    let nonZero = 0;
-    let high = -1n;
+    const bits = new AddressBits();
     let names = Buffer.allocUnsafe(keep ? 64 << 10 : 1 << 20);
     let namesLen = 0;
     forEachTextSymbol(chunks, (text, lowVal, highVal, hexLen, type, nameStart, nameEnd, eol) => {
       lines++;
-      if (lowVal !== 0 || highVal !== 0) {
-        nonZero++;
-        if (high < 0n && hexLen > 12) high = BigInt(highVal);
-      }
+      bits.see(lowVal, highVal, hexLen);
       if (keep && !keep.has(lowVal)) return;
       let mod = 0;
       if (nameEnd < eol) {
@@ -94,8 +90,8 @@ export class Kallsyms {
       n++;
     });
     this.text = Buffer.from(names.subarray(0, namesLen));
-    this.restricted = lines > 0 && nonZero === 0;
-    this.highBits = high < 0n ? 0n : high;
+    this.restricted = lines > 0 && !bits.nonZero;
+    this.highBits = bits.high;
     if (lines === 0) this.problem = `${source}: no kernel text symbols`;
     else if (this.restricted) this.problem = `${source}: kernel addresses are hidden (kernel.kptr_restrict or missing CAP_SYSLOG); kernel frames will be named [kernel]`;
     else this.problem = '';
@@ -137,27 +133,21 @@ export class Kallsyms {
   static loadFor(addrs: Iterable<bigint>, path = '/proc/kallsyms'): Kallsyms {
     let starts = new Float64Array(1 << 16);
     let n = 0;
-    let nonZero = false;
-    let high = -1n;
+    const bits = new AddressBits();
     withFile(path, (fd) =>
       forEachTextSymbol(lineChunks(fd), (_text, lowVal, highVal, hexLen) => {
-        if (lowVal !== 0 || highVal !== 0) {
-          nonZero = true;
-          if (high < 0n && hexLen > 12) high = BigInt(highVal);
-        }
+        bits.see(lowVal, highVal, hexLen);
         if (n === starts.length) starts = grow(starts);
         starts[n++] = lowVal;
       }),
     );
     const keep = new Set<number>();
-    if (nonZero) {
+    if (bits.nonZero) {
       const sorted = starts.subarray(0, n).sort();
-      const highBits = high < 0n ? 0n : high;
       for (const addr of addrs) {
-        if (highBits !== 0n && addr >> 48n !== highBits) continue;
-        const key = Number(addr & LOW48);
-        const i = lastAtOrBelow(sorted, key);
-        if (i >= 0 && key - sorted[i] < MAX_FUNCTION_SIZE) keep.add(sorted[i]);
+        const key = keyOf(addr, bits.high);
+        const i = key === undefined ? -1 : coveringStart(sorted, key);
+        if (i >= 0) keep.add(sorted[i]);
       }
     }
     starts = new Float64Array(0);
@@ -175,17 +165,45 @@ export class Kallsyms {
 
   lookup(addr: bigint): KernelSymbol | undefined {
     if (this.keys.length === 0) return undefined;
-    if (this.highBits !== 0n && addr >> 48n !== this.highBits) return undefined;
-    const key = Number(addr & LOW48);
-    const keys = this.keys;
-    const found = lastAtOrBelow(keys, key);
+    const key = keyOf(addr, this.highBits);
+    const found = key === undefined ? -1 : coveringStart(this.keys, key);
     if (found < 0) return undefined;
-    const offset = key - keys[found];
-    if (offset >= MAX_FUNCTION_SIZE) return undefined;
+    const offset = key! - this.keys[found];
     const name = this.text.toString('latin1', this.nameOff[found], this.nameOff[found] + this.nameLen[found]);
     const mod = this.moduleIdx[found];
     return mod === 0 ? { name, offset } : { name, module: this.moduleNames[mod - 1], offset };
   }
+}
+
+/**
+ * Whether any address in the file is visible (all zero: kptr_restrict), and the high 16 bits
+ * all kernel addresses share (0 when the file's addresses are 12 hex digits or fewer).
+ */
+class AddressBits {
+  nonZero = false;
+  private top = -1n;
+
+  see(lowVal: number, highVal: number, hexLen: number): void {
+    if (lowVal === 0 && highVal === 0) return;
+    this.nonZero = true;
+    if (this.top < 0n && hexLen > 12) this.top = BigInt(highVal);
+  }
+
+  get high(): bigint {
+    return this.top < 0n ? 0n : this.top;
+  }
+}
+
+/** The table key of a kernel address (its low 48 bits), or undefined for another high part. */
+function keyOf(addr: bigint, highBits: bigint): number | undefined {
+  if (highBits !== 0n && addr >> 48n !== highBits) return undefined;
+  return Number(addr & LOW48);
+}
+
+/** Index of the symbol start in sorted `keys` whose function covers `key`, or -1. */
+function coveringStart(keys: Float64Array, key: number): number {
+  const i = lastAtOrBelow(keys, key);
+  return i >= 0 && key - keys[i] < MAX_FUNCTION_SIZE ? i : -1;
 }
 
 function withFile<T>(path: string, fn: (fd: number) => T): T {

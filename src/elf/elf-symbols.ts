@@ -64,6 +64,8 @@ class RawSymbols {
 class NameSource {
   private readonly scratch = Buffer.allocUnsafe(256);
   private elf: ElfFile | undefined;
+  /** `path` could not be opened, or names another file: not tried again until release(). */
+  private failed = false;
 
   constructor(
     private path: string,
@@ -97,19 +99,22 @@ class NameSource {
   release(): void {
     this.elf?.close();
     this.elf = undefined;
+    this.failed = false;
   }
 
   private open(): ElfFile | undefined {
     if (this.elf) return this.elf;
-    if (this.strtabs.length === 0) return undefined;
+    if (this.strtabs.length === 0 || this.failed) return undefined;
     try {
       const elf = ElfFile.open(this.path);
       if (elf.identity !== this.identity) {
         elf.close();
+        this.failed = true;
         return undefined;
       }
       this.elf = elf;
     } catch {
+      this.failed = true;
       return undefined;
     }
     return this.elf;

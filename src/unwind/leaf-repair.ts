@@ -15,7 +15,8 @@
 // a garbage second entry (rbp used as a general register by the leaf) is dropped. When the two
 // never agree, the CFI frames are put in front of the rest of the frame-pointer chain.
 //
-// The function is pure: no I/O, no caches, never throws for any input.
+// The function does no I/O, keeps no caches and never throws for any input; a repaired stack
+// is returned in a buffer the next call reuses (see concat).
 
 import type { UserRegs } from '../sample.js';
 import { DW_REG_RBP, DW_REG_RIP, DW_REG_RSP, evalDwarfExpr, type RegRule, type UnwindRule } from './eh-frame.js';
@@ -98,8 +99,23 @@ export function repairUserStack(sample: RepairInput, lookup: RuleLookup, opts: R
   }
 }
 
+/** frameKind() of a function inside its own rbp frame. */
+export const OWN_FRAME = -1;
+
+/**
+ * The two shapes of code that nearly every sample lands in, as the repair sees them:
+ * OWN_FRAME (see hasOwnFrame); k > 0 for a function without a frame of its own whose return
+ * address is at CFA - 8 = rsp + k - 8 and which leaves rbp alone; 0 for anything else.
+ */
+export function frameKind(rule: UnwindRule | undefined): number {
+  if (hasOwnFrame(rule)) return OWN_FRAME;
+  if (rule === undefined || rule.signalFrame || rule.cfa.kind !== 'reg' || rule.cfa.reg !== DW_REG_RSP) return 0;
+  if (rule.ra.kind !== 'offset' || rule.ra.offset !== -8 || rule.bp.kind !== 'same') return 0;
+  return rule.cfa.offset > 0 && rule.cfa.offset % 8 === 0 ? rule.cfa.offset : 0;
+}
+
 /** CFA = rbp + 16 and the return address just below it: a function inside its own frame. */
-export function hasOwnFrame(rule: UnwindRule | undefined): boolean {
+function hasOwnFrame(rule: UnwindRule | undefined): boolean {
   return (
     rule !== undefined &&
     !rule.signalFrame &&
