@@ -57,4 +57,17 @@ static __always_inline bool fw_task_group_dead(struct task_struct *task)
 	return BPF_CORE_READ(task, signal, live.counter) == 0;
 }
 
+/* task_struct.state became __state in 5.14. */
+struct task_struct___pre_5_14 {
+	long state;
+} __attribute__((preserve_access_index));
+
+/* The task's scheduler state (TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE, ...). */
+static __always_inline __u32 fw_task_state(struct task_struct *task)
+{
+	if (bpf_core_field_exists(task->__state))
+		return BPF_CORE_READ(task, __state);
+	return BPF_CORE_READ((struct task_struct___pre_5_14 *)task, state);
+}
+
 #endif /* FLAMEWIRE_CORE_FIXES_BPF_H */

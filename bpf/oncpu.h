@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The one contract between bpf/oncpu.bpf.c, the native addon and src/record-decoder.ts.
+ * The one contract between bpf/oncpu.bpf.c, bpf/offcpu.bpf.c, the native addon and
+ * src/record-decoder.ts.
  * Fixed-width __u32/__u64 fields only (comm is a byte array), laid out so that no field
  * needs implicit padding: the same bytes mean the same thing to BPF, C and TypeScript.
  * test/record-layout.test.ts compiles this header and compares every size and offset with
@@ -27,12 +28,19 @@
 #define FW_DEFAULT_RINGBUF_BYTES (8u << 20)
 #define FW_DEFAULT_MAX_PIDS 8192
 #define FW_DEFAULT_MAX_SAMPLED_PIDS 32768
+/* Off-CPU: blocks shorter than this are counted (number and time) but not emitted. */
+#define FW_DEFAULT_OFF_CPU_THRESHOLD_NS 100000ull
+/* Off-CPU records keep at most this much stack top: the record waits in task storage while
+ * its thread is blocked, one per blocked thread. */
+#define FW_OFF_CPU_MAX_SNAPSHOT_BYTES 512
 
 /* Record kinds: the first __u32 of every ring-buffer record. */
 enum fw_record_kind {
 	FW_RECORD_SAMPLE = 1,
 	FW_RECORD_EXEC = 2,
 	FW_RECORD_EXIT = 3,
+	/* A fw_sample whose weight is off_cpu_ns of blocked time (see offcpu.bpf.c). */
+	FW_RECORD_OFF_CPU = 4,
 };
 
 /* fw_sample.flags bits. */
@@ -48,6 +56,8 @@ enum fw_sample_flag {
 	FW_SAMPLE_SNAPSHOT_TRUNCATED = 1u << 5,
 	/* The task has no user address space (kernel thread). */
 	FW_SAMPLE_KERNEL_THREAD = 1u << 6,
+	/* Off-CPU: the thread was preempted while runnable (task_state is then meaningless). */
+	FW_SAMPLE_PREEMPTED = 1u << 7,
 };
 
 /* Index into the per-CPU "metrics" array. */
@@ -63,7 +73,14 @@ enum fw_metric {
 	FW_METRIC_SCRATCH_MISSING = 8,    /* per-CPU scratch lookup failed (should never happen) */
 	FW_METRIC_EXEC_EMITTED = 9,
 	FW_METRIC_EXIT_EMITTED = 10,
-	FW_METRIC_COUNT = 11,
+	FW_METRIC_OFF_CPU_EMITTED = 11,      /* off-CPU records emitted */
+	FW_METRIC_OFF_CPU_EMITTED_NS = 12,   /* the blocked time they carry */
+	FW_METRIC_OFF_CPU_SHORT = 13,        /* blocks under the threshold: not emitted */
+	FW_METRIC_OFF_CPU_SHORT_NS = 14,     /* their blocked time */
+	FW_METRIC_OFF_CPU_RINGBUF_FULL = 15, /* off-CPU records dropped: ring buffer full */
+	FW_METRIC_OFF_CPU_DROPPED_NS = 16,   /* the blocked time they stood for */
+	FW_METRIC_OFF_CPU_NO_STORAGE = 17,   /* a switch-out could not be remembered */
+	FW_METRIC_COUNT = 18,
 };
 
 /*
@@ -87,6 +104,11 @@ struct fw_sample {
 	__u64 user_ip;
 	__u64 user_sp;
 	__u64 user_bp;
+	/* FW_RECORD_OFF_CPU: nanoseconds off the CPU from time_ns on, and the task's state
+	 * (TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE, ...) when it left. 0 in on-CPU samples. */
+	__u64 off_cpu_ns;
+	__u32 task_state;
+	__u32 reserved;
 	/* __u8 snapshot[snapshot_len]; __u64 frames[kernel_frames + user_frames]; */
 };
 

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the on-CPU (oncpu.bpf.c) and off-CPU (offcpu.bpf.c) programs share: settings, maps,
+ * the process filter and the capture of one record (registers, stack top, kernel and user
+ * stacks). The two files are compiled separately and linked into one object (see Makefile);
+ * every global here is __weak so that the linker merges the two copies into one.
+ */
+#ifndef FLAMEWIRE_CAPTURE_BPF_H
+#define FLAMEWIRE_CAPTURE_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "oncpu.h"
+#include "core_fixes.bpf.h"
+
+/* Settings, filled through skel->rodata before load. */
+const volatile bool filter_pids __weak = false;
+const volatile __u32 snapshot_bytes __weak = FW_DEFAULT_SNAPSHOT_BYTES;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, FW_DEFAULT_RINGBUF_BYTES);
+} events SEC(".maps") __weak;
+
+/* filter_pids: the tgids to sample. max_entries is set from user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FW_DEFAULT_MAX_PIDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} tracked_pids SEC(".maps") __weak;
+
+/*
+ * Whole-machine mode: tgids sampled at least once. Exec and exit matter to user space only
+ * for processes it has seen (it reads /proc/PID/maps on a process's first sample anyway),
+ * so emitting them only for these keeps a fork-heavy machine from flooding the ring buffer.
+ * The cost is one hash lookup per sample. LRU so a long-running agent never fills it; an
+ * evicted pid just misses its exit record and user space ages it out.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FW_DEFAULT_MAX_SAMPLED_PIDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} sampled_pids SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FW_METRIC_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} metrics SEC(".maps") __weak;
+
+#define FW_MAX_FRAMES (FW_MAX_KERNEL_FRAMES + FW_MAX_USER_FRAMES)
+/* All-ones masks that cover the largest value of each part of a record (verifier bounds). */
+#define FW_USER_BYTES_MASK 1023
+#define FW_KERNEL_BYTES_MASK 511
+#define FW_SNAPSHOT_MASK 8191
+_Static_assert(FW_MAX_USER_FRAMES * 8 <= FW_USER_BYTES_MASK, "user frames exceed the mask");
+_Static_assert(FW_MAX_KERNEL_FRAMES * 8 <= FW_KERNEL_BYTES_MASK, "kernel frames exceed the mask");
+_Static_assert(FW_MAX_SNAPSHOT_BYTES <= FW_SNAPSHOT_MASK, "snapshot exceeds the mask");
+
+/* The user stack walk's state (see walk_user_stack). */
+struct walk_state {
+	__u64 fp;
+	__u64 sp;
+	__u32 pos;   /* byte offset in data[] where the next user frame goes */
+	__u32 snap;  /* bytes of stack top at data[0] */
+	__u32 n;     /* frames written, the ip included */
+	__u32 failed;
+};
+
+/*
+ * Room for the largest record; only the used prefix is copied into the ring buffer. data[]
+ * holds the variable part in record order: the stack top (read straight into place, so the
+ * walk reads it there and nothing is copied twice), then the kernel frames, then the user
+ * frames.
+ */
+/* Sized for the masked maxima (see FW_*_MASK), so every masked offset is provably inside. */
+#define FW_MAX_DATA_BYTES (FW_SNAPSHOT_MASK + 1 + FW_KERNEL_BYTES_MASK + 1 + FW_USER_BYTES_MASK + 1)
+struct sample_buf {
+	struct fw_sample sample;
+	__u8 data[FW_MAX_DATA_BYTES];
+	struct walk_state walk;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sample_buf);
+} scratch SEC(".maps") __weak;
+
+static __always_inline void count(__u32 metric)
+{
+	__u64 *v = bpf_map_lookup_elem(&metrics, &metric);
+
+	/* Atomic because a sample (hard interrupt) can interrupt a tracepoint program. */
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline bool pid_wanted(__u32 tgid)
+{
+	if (filter_pids)
+		return bpf_map_lookup_elem(&tracked_pids, &tgid) != NULL;
+
+	if (!bpf_map_lookup_elem(&sampled_pids, &tgid)) {
+		__u8 one = 1;
+
+		if (bpf_map_update_elem(&sampled_pids, &tgid, &one, BPF_ANY))
+			count(FW_METRIC_SAMPLED_MAP_FULL);
+	}
+	return true;
+}
+
+/* Exec and exit records are wanted for the processes whose samples user space gets. */
+static __always_inline bool pid_known(__u32 tgid)
+{
+	if (filter_pids)
+		return bpf_map_lookup_elem(&tracked_pids, &tgid) != NULL;
+	return bpf_map_lookup_elem(&sampled_pids, &tgid) != NULL;
+}
+
+/*
+ * The frame-pointer walk of the user stack: the user ip, then the return address of every
+ * frame reached through the saved frame pointers (what bpf_get_stack(BPF_F_USER_STACK) and
+ * perf -g return). Done here rather than with that helper because frames that lie in the
+ * stack top we copy anyway cost no helper call at all, and deeper ones one
+ * bpf_probe_read_user() each: on the machine we measured, the helper's walk cost ~110 ns per
+ * frame, most of a sample's cost. Frames must move up the stack, so a garbage frame pointer
+ * (a frameless function using rbp as a general register) ends the walk instead of looping.
+ *
+ * One step per bpf_loop() iteration. A plain bounded loop is verified iteration by iteration
+ * (a third of a second at load time); a bpf_loop callback is verified until its state stops
+ * changing, so the walk's state lives in the scratch map value, whose contents the verifier
+ * does not track, rather than on the stack: it converges at once.
+ */
+static long walk_step(__u64 index, void *unused)
+{
+	__u32 zero = 0;
+	struct sample_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
+	struct walk_state *w;
+	__u64 pair[2], off, pos;
+
+	if (!buf)
+		return 1;
+	w = &buf->walk;
+	off = w->fp - w->sp;
+	if (w->fp < w->sp || (w->fp & 7))
+		return 1;
+	if (off <= FW_MAX_SNAPSHOT_BYTES - sizeof(pair) && off + sizeof(pair) <= w->snap) {
+		pair[0] = *(__u64 *)(buf->data + off);
+		pair[1] = *(__u64 *)(buf->data + off + 8);
+	} else if (bpf_probe_read_user(pair, sizeof(pair), (void *)w->fp)) {
+		w->failed = w->n == 1;
+		return 1;
+	}
+	pos = w->pos;
+	if (pair[1] == 0 || pos > FW_MAX_DATA_BYTES - sizeof(__u64) || w->n >= FW_MAX_USER_FRAMES)
+		return 1;
+	*(__u64 *)(buf->data + pos) = pair[1];
+	w->pos = pos + sizeof(__u64);
+	w->n++;
+	if (pair[0] <= w->fp)
+		return 1;
+	w->fp = pair[0];
+	return 0;
+}
+
+/*
+ * Walks the user stack into data[pos...]; returns its size in bytes, or -1 when not even the
+ * first frame was readable.
+ */
+static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 pos, __u64 ip, __u64 fp,
+					    __u64 sp, __u32 snap)
+{
+	struct walk_state *w = &buf->walk;
+
+	if (pos > FW_MAX_DATA_BYTES - sizeof(__u64))
+		return 0;
+	*(__u64 *)(buf->data + pos) = ip;
+	w->fp = fp;
+	w->sp = sp;
+	w->pos = pos + sizeof(__u64);
+	w->snap = snap;
+	w->n = 1;
+	w->failed = 0;
+	bpf_loop(FW_MAX_USER_FRAMES - 1, walk_step, NULL, 0);
+	return w->failed ? -1 : (long)w->n * sizeof(__u64);
+}
+
+
+/*
+ * Fills buf with a record of kind `kind` for the current task: the stack top read at sp (at
+ * most max_snap bytes), the kernel stack (when flags has FW_SAMPLE_KERNEL_MODE), the user
+ * stack from ip/fp (when flags has FW_SAMPLE_USER_REGS), and the header. `own_walk` picks how
+ * the user stack is walked: walk_user_stack() (needs bpf_loop, 5.17+) or bpf_get_stack().
+ * Returns the record's size in bytes, header included.
+ */
+static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __u32 kind, __u32 flags,
+					   __u64 ip, __u64 sp, __u64 fp, __u32 max_snap,
+					   const bool own_walk)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct fw_sample *s = &buf->sample;
+	long kbytes = 0, ubytes = 0, snap = 0;
+
+	if (flags & FW_SAMPLE_USER_REGS) {
+		s->user_ip = ip;
+		s->user_sp = sp;
+		s->user_bp = fp;
+
+		/* A whole number of words, so that the frames after it stay 8-byte aligned. */
+		snap = snapshot_bytes & ~7u;
+		if (snap > max_snap)
+			snap = max_snap & ~7u;
+		if (snap > FW_MAX_SNAPSHOT_BYTES)
+			snap = FW_MAX_SNAPSHOT_BYTES;
+		if (snap > 0 && bpf_probe_read_user(buf->data, snap, (void *)sp)) {
+			/* Near the top of the stack the full read runs off the mapping. */
+			long to_boundary = (FW_SNAPSHOT_BOUNDARY - (sp & (FW_SNAPSHOT_BOUNDARY - 1))) & ~7ul;
+
+			if (to_boundary < snap && to_boundary > 0 &&
+			    !bpf_probe_read_user(buf->data, to_boundary, (void *)sp)) {
+				snap = to_boundary;
+				flags |= FW_SAMPLE_SNAPSHOT_TRUNCATED;
+			} else {
+				flags |= FW_SAMPLE_SNAPSHOT_FAILED;
+				count(FW_METRIC_SNAPSHOT_FAILED);
+				snap = 0;
+			}
+		}
+	} else {
+		/* No user registers, stack or snapshot. */
+		s->user_ip = 0;
+		s->user_sp = 0;
+		s->user_bp = 0;
+	}
+	/* For the verifier: clang may apply the clamps above to a copy of the value, so bound the
+	 * register used as an offset below with a mask (a no-op here). The barrier keeps clang
+	 * from proving the mask redundant and dropping it. */
+	barrier_var(snap);
+	snap &= FW_SNAPSHOT_MASK;
+
+	if (flags & FW_SAMPLE_KERNEL_MODE) {
+		kbytes = bpf_get_stack(ctx, buf->data + snap, FW_MAX_KERNEL_FRAMES * sizeof(__u64), 0);
+		if (kbytes < 0) {
+			flags |= FW_SAMPLE_KERNEL_STACK_FAILED;
+			count(FW_METRIC_KERNEL_STACK_FAILED);
+			kbytes = 0;
+		}
+		if (kbytes > FW_MAX_KERNEL_FRAMES * sizeof(__u64))
+			kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
+		barrier_var(kbytes);
+		kbytes &= FW_KERNEL_BYTES_MASK;
+	}
+
+	if (flags & FW_SAMPLE_USER_REGS) {
+		if (own_walk)
+			ubytes = walk_user_stack(buf, snap + kbytes, ip, fp, sp, snap);
+		else
+			ubytes = bpf_get_stack(ctx, buf->data + snap + kbytes,
+					       FW_MAX_USER_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
+		if (ubytes < 0) {
+			flags |= FW_SAMPLE_USER_STACK_FAILED;
+			count(FW_METRIC_USER_STACK_FAILED);
+			ubytes = 0;
+		}
+		if (ubytes > FW_MAX_USER_FRAMES * sizeof(__u64))
+			ubytes = FW_MAX_USER_FRAMES * sizeof(__u64);
+		barrier_var(ubytes);
+		ubytes &= FW_USER_BYTES_MASK;
+	}
+
+	s->kind = kind;
+	s->pid = pid_tgid >> 32;
+	s->tid = (__u32)pid_tgid;
+	s->cpu = bpf_get_smp_processor_id();
+	s->time_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	s->flags = flags;
+	s->kernel_frames = kbytes / sizeof(__u64);
+	s->user_frames = ubytes / sizeof(__u64);
+	s->snapshot_len = snap;
+	s->off_cpu_ns = 0;
+	s->task_state = 0;
+	s->reserved = 0;
+	return sizeof(*s) + kbytes + ubytes + snap;
+}
+
+#endif /* FLAMEWIRE_CAPTURE_BPF_H */
