@@ -137,10 +137,7 @@ int BPF_PROG(off_cpu_switch_btf, bool preempt, struct task_struct *prev, struct 
 	return 0;
 }
 
-SEC("raw_tp/sched_switch")
-int BPF_PROG(off_cpu_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
-{
-	park(ctx, prev, preempt, fw_task_state(prev));
-	unpark(next);
-	return 0;
-}
+/*
+ * No raw_tp twin yet: task storage needs the BTF task pointers only tp_btf provides. Kernels
+ * without tp_btf need a tid-keyed hash map instead (and a delete at thread exit).
+ */

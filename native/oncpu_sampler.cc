@@ -99,6 +99,8 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
                                              : s->skel_->progs.fork_raw,
                               true);
   }
+  // Off-CPU (offcpu.bpf.c) is not wired to the command line yet.
+  bpf_program__set_autoload(s->skel_->progs.off_cpu_switch_btf, false);
   bpf_program__set_autoload(s->skel_->progs.exec_btf, s->use_tp_btf_);
   bpf_program__set_autoload(s->skel_->progs.exit_btf, s->use_tp_btf_);
   bpf_program__set_autoload(s->skel_->progs.exec_raw, !s->use_tp_btf_);

@@ -268,6 +268,13 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     set("scratchMissing", m[FW_METRIC_SCRATCH_MISSING]);
     set("execRecords", m[FW_METRIC_EXEC_EMITTED]);
     set("exitRecords", m[FW_METRIC_EXIT_EMITTED]);
+    set("offCpuRecords", m[FW_METRIC_OFF_CPU_EMITTED]);
+    set("offCpuNs", m[FW_METRIC_OFF_CPU_EMITTED_NS]);
+    set("offCpuShort", m[FW_METRIC_OFF_CPU_SHORT]);
+    set("offCpuShortNs", m[FW_METRIC_OFF_CPU_SHORT_NS]);
+    set("offCpuRingBufferFull", m[FW_METRIC_OFF_CPU_RINGBUF_FULL]);
+    set("offCpuDroppedNs", m[FW_METRIC_OFF_CPU_DROPPED_NS]);
+    set("offCpuNoStorage", m[FW_METRIC_OFF_CPU_NO_STORAGE]);
     set("recordsRead", reader_ ? reader_->records() : records_read_);
     return o;
   }

@@ -8,7 +8,7 @@ export const RECORD_LAYOUT = {
   batchPrefixBytes: 8,
   batchAlign: 8,
   sample: {
-    size: 80,
+    size: 96,
     kind: 0,
     pid: 4,
     tid: 8,
@@ -22,6 +22,9 @@ export const RECORD_LAYOUT = {
     user_ip: 56,
     user_sp: 64,
     user_bp: 72,
+    off_cpu_ns: 80,
+    task_state: 88,
+    reserved: 92,
   },
   exec: { size: 32, kind: 0, pid: 4, time_ns: 8, comm: 16 },
   exit: { size: 16, kind: 0, pid: 4, time_ns: 8 },
@@ -34,7 +37,7 @@ export const RECORD_LIMITS = {
   maxSnapshotBytes: 4096,
 } as const;
 
-export const RECORD_KIND = { sample: 1, exec: 2, exit: 3 } as const;
+export const RECORD_KIND = { sample: 1, exec: 2, exit: 3, offCpu: 4 } as const;
 
 /** Bits of OnCpuSample.flags (enum fw_sample_flag). */
 export const SAMPLE_FLAG = {
@@ -45,6 +48,7 @@ export const SAMPLE_FLAG = {
   snapshotFailed: 1 << 4,
   snapshotTruncated: 1 << 5,
   kernelThread: 1 << 6,
+  preempted: 1 << 7,
 } as const;
 
 /** Indexes of the per-CPU metrics array (enum fw_metric); the addon names them in stats(). */
@@ -60,7 +64,14 @@ export const METRIC_ID = {
   scratchMissing: 8,
   execEmitted: 9,
   exitEmitted: 10,
-  count: 11,
+  offCpuEmitted: 11,
+  offCpuEmittedNs: 12,
+  offCpuShort: 13,
+  offCpuShortNs: 14,
+  offCpuRingBufferFull: 15,
+  offCpuDroppedNs: 16,
+  offCpuNoStorage: 17,
+  count: 18,
 } as const;
 
 /**
