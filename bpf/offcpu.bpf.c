@@ -2,19 +2,25 @@
 /*
  * Off-CPU time: sched_switch runs on every context switch of the machine. When a wanted
  * thread leaves the CPU, its record (stacks and leaf-repair data, as for an on-CPU sample) is
- * captured and parked in the thread's task storage with the time; when the thread is switched
- * back in, the record is emitted with the time it was off the CPU, if that is at least
- * off_cpu_threshold_ns. Shorter blocks are only counted (number and time), and so is the time
- * of records the ring buffer had no room for: no blocked time disappears unreported.
+ * captured and parked with the time; when the thread is switched back in, the record is
+ * emitted with the time it was off the CPU, if that is at least off_cpu_threshold_ns. Shorter
+ * blocks are only counted (number and time), and so is the time of records the ring buffer
+ * had no room for: no blocked time disappears unreported.
  *
  * The stacks must be taken at switch-out: sched_switch runs in the context of the thread
  * leaving, and only the current thread's user memory can be read.
+ *
+ * Two flavours, chosen by user space by probing: tp_btf parks the record in the thread's task
+ * storage (freed with the task); raw_tp, for kernels where that is not possible, parks it in
+ * a tid-keyed hash map, deleted when the thread exits.
  */
 #include "capture.bpf.h"
 
 const volatile __u64 off_cpu_threshold_ns = FW_DEFAULT_OFF_CPU_THRESHOLD_NS;
 /* bpf_loop (5.17+) for the user stack walk, else bpf_get_stack; probed by user space. */
 const volatile bool off_cpu_own_walk = true;
+/* raw_tp: THREAD_SIZE, to find a task's user registers at the top of its kernel stack. */
+const volatile __u64 task_stack_bytes = 16384;
 
 #define FW_OFF_CPU_RECORD_MAX                                                          \
 	(sizeof(struct fw_sample) + FW_OFF_CPU_MAX_SNAPSHOT_BYTES +                      \
@@ -22,6 +28,9 @@ const volatile bool off_cpu_own_walk = true;
 /* All-ones mask at or above the largest record (verifier bounds for the copies). */
 #define FW_OFF_CPU_RECORD_MASK 4095
 _Static_assert(FW_OFF_CPU_RECORD_MAX <= FW_OFF_CPU_RECORD_MASK, "off-CPU record exceeds the mask");
+
+/* TASK_DEAD (include/linux/sched.h): the thread's last switch-out, it never comes back. */
+#define FW_TASK_DEAD 0x80
 
 /* A switched-out thread: when it left and the record to emit when it comes back. */
 struct parked {
@@ -31,14 +40,23 @@ struct parked {
 	__u8 rec[FW_OFF_CPU_RECORD_MASK + 1];
 };
 
-/* Freed with the task; allocated on a thread's first switch-out, so only threads that ran
- * while we watched cost memory (one record each). */
+/* tp_btf: allocated on a thread's first switch-out, so only threads that ran while we
+ * watched cost memory (one record each). */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct parked);
 } parked_threads SEC(".maps");
+
+/* raw_tp: by tid. Preallocated (tracing programs may not allocate on older kernels); sized
+ * from user space, and a thread that finds it full is counted as off_cpu_no_storage. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FW_DEFAULT_OFF_CPU_MAX_THREADS);
+	__type(key, __u32);
+	__type(value, struct parked);
+} parked_tids SEC(".maps");
 
 static __always_inline void add(__u32 metric, __u64 v)
 {
@@ -48,24 +66,21 @@ static __always_inline void add(__u32 metric, __u64 v)
 		__sync_fetch_and_add(p, v);
 }
 
-static __always_inline void park(void *ctx, struct task_struct *prev, bool preempt, __u32 state)
+/* The idle task, kernel threads and exiting threads: their waiting is not latency. */
+static __always_inline bool want_switch_out(__u32 tgid, bool has_mm, __u32 state)
 {
-	__u32 tgid = prev->tgid;
+	return tgid != 0 && has_mm && !(state & FW_TASK_DEAD) && pid_wanted(tgid);
+}
+
+/* Captures the current (leaving) thread's record into p. */
+static __always_inline void park(void *ctx, struct parked *p, bool preempt, __u32 state, __u64 ip,
+				 __u64 sp, __u64 fp)
+{
 	__u32 zero = 0;
 	struct sample_buf *buf;
-	struct parked *p;
-	struct pt_regs *uregs;
 	__u32 flags = FW_SAMPLE_KERNEL_MODE | FW_SAMPLE_USER_REGS;
 	long size;
 
-	/* The idle task, and kernel threads: their waiting is the kernel's idle, not latency. */
-	if (tgid == 0 || !prev->mm || !pid_wanted(tgid))
-		return;
-	p = bpf_task_storage_get(&parked_threads, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!p) {
-		count(FW_METRIC_OFF_CPU_NO_STORAGE);
-		return;
-	}
 	buf = bpf_map_lookup_elem(&scratch, &zero);
 	if (!buf) {
 		count(FW_METRIC_SCRATCH_MISSING);
@@ -73,9 +88,8 @@ static __always_inline void park(void *ctx, struct task_struct *prev, bool preem
 	}
 	if (preempt)
 		flags |= FW_SAMPLE_PREEMPTED;
-	uregs = (struct pt_regs *)bpf_task_pt_regs(prev);
-	size = capture_record(ctx, buf, FW_RECORD_OFF_CPU, flags, FW_REGS_IP(uregs), FW_REGS_SP(uregs),
-			      FW_REGS_FP(uregs), FW_OFF_CPU_MAX_SNAPSHOT_BYTES, off_cpu_own_walk);
+	size = capture_record(ctx, buf, FW_RECORD_OFF_CPU, flags, ip, sp, fp,
+			      FW_OFF_CPU_MAX_SNAPSHOT_BYTES, off_cpu_own_walk);
 	buf->sample.task_state = state;
 	if (size > FW_OFF_CPU_RECORD_MAX)
 		size = FW_OFF_CPU_RECORD_MAX;
@@ -89,21 +103,17 @@ static __always_inline void park(void *ctx, struct task_struct *prev, bool preem
 	p->start_ns = buf->sample.time_ns;
 }
 
-static __always_inline void unpark(struct task_struct *next)
+/* Emits p's record with the time since it was parked, or counts it as short or dropped. */
+static __always_inline void emit_parked(struct parked *p, __u64 now, __u64 rb_flags)
 {
-	struct parked *p;
 	struct fw_sample *s;
 	__u64 blocked;
-	__u32 size;
+	__u32 size = p->size;
 
-	if (next->tgid == 0)
+	if (size == 0)
 		return;
-	p = bpf_task_storage_get(&parked_threads, next, NULL, 0);
-	if (!p || p->size == 0)
-		return;
-	size = p->size;
 	p->size = 0;
-	blocked = bpf_ktime_get_ns() - p->start_ns;
+	blocked = now - p->start_ns;
 	if (blocked < off_cpu_threshold_ns) {
 		count(FW_METRIC_OFF_CPU_SHORT);
 		add(FW_METRIC_OFF_CPU_SHORT_NS, blocked);
@@ -115,7 +125,7 @@ static __always_inline void unpark(struct task_struct *next)
 	size &= FW_OFF_CPU_RECORD_MASK;
 	if (size < sizeof(struct fw_sample))
 		return;
-	if (bpf_ringbuf_output(&events, p->rec, size, BPF_RB_NO_WAKEUP)) {
+	if (bpf_ringbuf_output(&events, p->rec, size, rb_flags)) {
 		count(FW_METRIC_OFF_CPU_RINGBUF_FULL);
 		add(FW_METRIC_OFF_CPU_DROPPED_NS, blocked);
 		return;
@@ -132,12 +142,112 @@ static __always_inline void unpark(struct task_struct *next)
 SEC("tp_btf/sched_switch")
 int BPF_PROG(off_cpu_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	park(ctx, prev, preempt, fw_task_state(prev));
-	unpark(next);
+	__u32 state = fw_task_state(prev);
+	struct parked *p;
+
+	if (want_switch_out(prev->tgid, prev->mm != NULL, state)) {
+		p = bpf_task_storage_get(&parked_threads, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (p) {
+			struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(prev);
+
+			park(ctx, p, preempt, state, FW_REGS_IP(uregs), FW_REGS_SP(uregs),
+			     FW_REGS_FP(uregs));
+		} else {
+			count(FW_METRIC_OFF_CPU_NO_STORAGE);
+		}
+	}
+	if (next->tgid != 0) {
+		p = bpf_task_storage_get(&parked_threads, next, NULL, 0);
+		if (p)
+			emit_parked(p, bpf_ktime_get_ns(), BPF_RB_NO_WAKEUP);
+	}
+	return 0;
+}
+
+/* A task's user registers sit at the top of its kernel stack (task_pt_regs()). */
+static __always_inline const struct pt_regs *fw_task_pt_regs_raw(struct task_struct *task)
+{
+	void *stack = BPF_CORE_READ(task, stack);
+
+	return (const struct pt_regs *)(stack + task_stack_bytes) - 1;
+}
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(off_cpu_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u32 state = fw_task_state(prev);
+	__u32 tid;
+	struct parked *p;
+
+	if (want_switch_out(BPF_CORE_READ(prev, tgid), BPF_CORE_READ(prev, mm) != NULL, state)) {
+		struct pt_regs regs;
+		__u32 zero = 0;
+
+		tid = BPF_CORE_READ(prev, pid);
+		p = bpf_map_lookup_elem(&parked_tids, &tid);
+		if (!p) {
+			/* Any bytes will do as the first value: park() overwrites them. */
+			void *any = bpf_map_lookup_elem(&scratch, &zero);
+
+			if (any)
+				bpf_map_update_elem(&parked_tids, &tid, any, BPF_NOEXIST);
+			p = bpf_map_lookup_elem(&parked_tids, &tid);
+		}
+		if (p && !bpf_probe_read_kernel(&regs, sizeof(regs), fw_task_pt_regs_raw(prev)))
+			park(ctx, p, preempt, state, FW_REGS_IP(&regs), FW_REGS_SP(&regs),
+			     FW_REGS_FP(&regs));
+		else
+			count(FW_METRIC_OFF_CPU_NO_STORAGE);
+	}
+	if (BPF_CORE_READ(next, tgid) != 0) {
+		tid = BPF_CORE_READ(next, pid);
+		p = bpf_map_lookup_elem(&parked_tids, &tid);
+		if (p)
+			emit_parked(p, bpf_ktime_get_ns(), BPF_RB_NO_WAKEUP);
+	}
+	return 0;
+}
+
+/* raw_tp: a thread's entry goes with the thread (its last switch-out parks nothing). */
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(off_cpu_exit_raw, struct task_struct *task)
+{
+	__u32 tid = BPF_CORE_READ(task, pid);
+
+	bpf_map_delete_elem(&parked_tids, &tid);
 	return 0;
 }
 
 /*
- * No raw_tp twin yet: task storage needs the BTF task pointers only tp_btf provides. Kernels
- * without tp_btf need a tid-keyed hash map instead (and a delete at thread exit).
+ * At the end of a recording, threads that are still blocked have records parked: emit each
+ * with the time blocked so far (run through a task iterator, one program per flavour).
  */
+SEC("iter/task")
+int off_cpu_flush_btf(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct parked *p;
+
+	if (!task)
+		return 0;
+	p = bpf_task_storage_get(&parked_threads, task, NULL, 0);
+	if (p)
+		emit_parked(p, bpf_ktime_get_ns(), 0);
+	return 0;
+}
+
+SEC("iter/task")
+int off_cpu_flush_raw(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct parked *p;
+	__u32 tid;
+
+	if (!task)
+		return 0;
+	tid = task->pid;
+	p = bpf_map_lookup_elem(&parked_tids, &tid);
+	if (p)
+		emit_parked(p, bpf_ktime_get_ns(), 0);
+	return 0;
+}

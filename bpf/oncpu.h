@@ -33,6 +33,8 @@
 /* Off-CPU records keep at most this much stack top: the record waits in task storage while
  * its thread is blocked, one per blocked thread. */
 #define FW_OFF_CPU_MAX_SNAPSHOT_BYTES 512
+/* The raw_tp flavour parks records in a preallocated map: this many threads at once. */
+#define FW_DEFAULT_OFF_CPU_MAX_THREADS 1024
 
 /* Record kinds: the first __u32 of every ring-buffer record. */
 enum fw_record_kind {

@@ -4,7 +4,10 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+
+#include <initializer_list>
 #include <unistd.h>
 
 #include "oncpu.h"
@@ -18,20 +21,15 @@ namespace {
 // BPF_TRACE_RAW_TP programs against them: probe by loading a two-instruction program per
 // tracepoint (libbpf 1.1's libbpf_probe_bpf_prog_type cannot probe tracing programs). The
 // kernel version never decides.
-bool CanUseTpBtf() {
+bool CanUseTpBtf(std::initializer_list<const char *> typedefs) {
   struct btf *vmlinux = btf__load_vmlinux_btf();
   if (!vmlinux) return false;
-  static const char *const kTracepoints[] = {
-      "btf_trace_sched_process_fork",
-      "btf_trace_sched_process_exec",
-      "btf_trace_sched_process_exit",
-  };
   const struct bpf_insn insns[] = {
       {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},  // r0 = 0
       {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},                   // exit
   };
   bool ok = true;
-  for (const char *name : kTracepoints) {
+  for (const char *name : typedefs) {
     int id = btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF);
     if (id < 0) {
       ok = false;
@@ -48,6 +46,28 @@ bool CanUseTpBtf() {
   }
   btf__free(vmlinux);
   return ok;
+}
+
+// The tp_btf off-CPU program also needs task storage (5.11+) and bpf_task_pt_regs (5.15+);
+// without them the raw_tp flavour parks records in a hash map instead.
+bool CanUseOffCpuTpBtf() {
+  return CanUseTpBtf({"btf_trace_sched_switch"}) &&
+         libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1 &&
+         libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_task_pt_regs, nullptr) == 1;
+}
+
+// THREAD_SIZE, for the raw_tp flavour's task_pt_regs(): 16 KiB on x86-64 and arm64, doubled
+// by KASAN. Read from the kernel's config where it is published.
+uint64_t KernelStackBytes() {
+  uint64_t bytes = 16384;
+  FILE *f = popen("zcat /proc/config.gz 2>/dev/null || cat /boot/config-$(uname -r) 2>/dev/null", "r");
+  if (!f) return bytes;
+  char line[256];
+  while (fgets(line, sizeof(line), f)) {
+    if (strncmp(line, "CONFIG_KASAN=y", 14) == 0) bytes = 32768;
+  }
+  pclose(f);
+  return bytes;
 }
 
 }  // namespace
@@ -91,7 +111,8 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
   bpf_program__set_autoload(s->skel_->progs.on_cpu_sample, s->own_walk_);
   bpf_program__set_autoload(s->skel_->progs.on_cpu_sample_fp, !s->own_walk_);
 
-  s->use_tp_btf_ = CanUseTpBtf();
+  s->use_tp_btf_ = CanUseTpBtf(
+      {"btf_trace_sched_process_fork", "btf_trace_sched_process_exec", "btf_trace_sched_process_exit"});
   bpf_program__set_autoload(s->skel_->progs.fork_btf, false);
   bpf_program__set_autoload(s->skel_->progs.fork_raw, false);
   if (settings.filter_pids && settings.follow_children) {
@@ -99,8 +120,8 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
                                              : s->skel_->progs.fork_raw,
                               true);
   }
-  // Off-CPU (offcpu.bpf.c) is not wired to the command line yet.
-  bpf_program__set_autoload(s->skel_->progs.off_cpu_switch_btf, false);
+  err = s->ConfigureOffCpu(what);
+  if (err) goto cleanup;
   bpf_program__set_autoload(s->skel_->progs.exec_btf, s->use_tp_btf_);
   bpf_program__set_autoload(s->skel_->progs.exit_btf, s->use_tp_btf_);
   bpf_program__set_autoload(s->skel_->progs.exec_raw, !s->use_tp_btf_);
@@ -133,6 +154,40 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
 cleanup:
   delete s;
   return err < 0 ? err : -EINVAL;
+}
+
+// Which off-CPU programs and maps exist: none without off-CPU time, else one flavour. The
+// switch and flush programs are attached by hand (AttachPerfEvents, FlushOffCpu).
+int OnCpuSampler::ConfigureOffCpu(const char **what) {
+  auto *progs = &skel_->progs;
+  auto *maps = &skel_->maps;
+  bool on = settings_.off_cpu;
+  off_cpu_tp_btf_ = on && !settings_.force_off_cpu_raw_tp && CanUseOffCpuTpBtf();
+  bool btf = on && off_cpu_tp_btf_, raw = on && !off_cpu_tp_btf_;
+  bpf_program__set_autoload(progs->off_cpu_switch_btf, btf);
+  bpf_program__set_autoload(progs->off_cpu_flush_btf, btf);
+  bpf_program__set_autoload(progs->off_cpu_switch_raw, raw);
+  bpf_program__set_autoload(progs->off_cpu_flush_raw, raw);
+  bpf_program__set_autoload(progs->off_cpu_exit_raw, raw);
+  bpf_program__set_autoattach(progs->off_cpu_switch_btf, false);
+  bpf_program__set_autoattach(progs->off_cpu_switch_raw, false);
+  bpf_program__set_autoattach(progs->off_cpu_flush_btf, false);
+  bpf_program__set_autoattach(progs->off_cpu_flush_raw, false);
+  int err = bpf_map__set_autocreate(maps->parked_threads, btf);
+  if (!err) err = bpf_map__set_autocreate(maps->parked_tids, raw);
+  if (err) {
+    *what = "configuring the off-CPU maps";
+    return err;
+  }
+  skel_->rodata->off_cpu_threshold_ns = settings_.off_cpu_threshold_ns;
+  skel_->rodata->off_cpu_own_walk = own_walk_;
+  if (raw) skel_->rodata->task_stack_bytes = KernelStackBytes();
+  return 0;
+}
+
+::bpf_program *OnCpuSampler::SwitchProgram() const {
+  if (!settings_.off_cpu) return nullptr;
+  return off_cpu_tp_btf_ ? skel_->progs.off_cpu_switch_btf : skel_->progs.off_cpu_switch_raw;
 }
 
 OnCpuSampler::~OnCpuSampler() {
@@ -168,6 +223,14 @@ int OnCpuSampler::AttachPerfEvents(const char **what) {
     *what = "opening a cpu-clock perf event on any online CPU";
     return -ENODEV;
   }
+  if (SwitchProgram()) {
+    switch_link_ = bpf_program__attach(SwitchProgram());
+    if (!switch_link_) {
+      err = -errno;
+      *what = "attaching the off-CPU program to sched_switch";
+      goto cleanup;
+    }
+  }
   return 0;
 
 cleanup:
@@ -179,6 +242,38 @@ void OnCpuSampler::DetachPerfEvents() {
   // Destroying a perf-event link also closes the event's fd.
   for (auto it = perf_links_.rbegin(); it != perf_links_.rend(); ++it) bpf_link__destroy(*it);
   perf_links_.clear();
+  bpf_link__destroy(switch_link_);
+  switch_link_ = nullptr;
+}
+
+int OnCpuSampler::FlushOffCpu(const char **what) {
+  if (!settings_.off_cpu) return 0;
+  ::bpf_program *prog =
+      off_cpu_tp_btf_ ? skel_->progs.off_cpu_flush_btf : skel_->progs.off_cpu_flush_raw;
+  struct bpf_link *link = bpf_program__attach_iter(prog, nullptr);
+  if (!link) {
+    *what = "attaching the off-CPU flush iterator";
+    return -errno;
+  }
+  int err = 0;
+  int fd = bpf_iter_create(bpf_link__fd(link));
+  if (fd < 0) {
+    err = -errno;
+    *what = "creating the off-CPU flush iterator";
+  } else {
+    // The program writes nothing to the seq file; reading to the end runs it over every task.
+    char buf[64];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+    }
+    if (n < 0) {
+      err = -errno;
+      *what = "running the off-CPU flush iterator";
+    }
+    close(fd);
+  }
+  bpf_link__destroy(link);
+  return err;
 }
 
 int OnCpuSampler::AddPid(uint32_t pid, const char **what) {
@@ -220,6 +315,22 @@ int OnCpuSampler::ReadProgramStats(OnCpuProgramStats *stats, const char **what) 
   int err = bpf_obj_get_info_by_fd(bpf_program__fd(SampleProgram()), &info, &len);
   if (err) {
     *what = "reading the sampling program's info";
+    return err;
+  }
+  stats->run_time_ns = info.run_time_ns;
+  stats->run_count = info.run_cnt;
+  return 0;
+}
+
+int OnCpuSampler::ReadOffCpuProgramStats(OnCpuProgramStats *stats, const char **what) {
+  *stats = OnCpuProgramStats();
+  if (!SwitchProgram()) return 0;
+  struct bpf_prog_info info;
+  __u32 len = sizeof(info);
+  memset(&info, 0, sizeof(info));
+  int err = bpf_obj_get_info_by_fd(bpf_program__fd(SwitchProgram()), &info, &len);
+  if (err) {
+    *what = "reading the off-CPU program's info";
     return err;
   }
   stats->run_time_ns = info.run_time_ns;

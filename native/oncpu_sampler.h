@@ -24,6 +24,11 @@ struct OnCpuSettings {
   uint32_t max_pids = 0;           // 0: the default from oncpu.h
   // Walk user stacks with bpf_get_stack even where bpf_loop exists (for comparisons).
   bool force_get_stack = false;
+  // Off-CPU time (offcpu.bpf.c): blocks of at least off_cpu_threshold_ns become records.
+  bool off_cpu = false;
+  uint64_t off_cpu_threshold_ns = 100000;
+  // Use the raw_tp flavour even where tp_btf works (tests, comparisons).
+  bool force_off_cpu_raw_tp = false;
 };
 
 struct OnCpuProgramStats {
@@ -38,15 +43,21 @@ class OnCpuSampler {
   static int Open(const OnCpuSettings &settings, OnCpuSampler **out, const char **what);
   ~OnCpuSampler();
 
-  // Opens a cpu-clock event per online CPU and attaches the sampling program to each.
+  // Opens a cpu-clock event per online CPU and attaches the sampling program to each, and
+  // attaches the off-CPU switch program when off-CPU time is on.
   int AttachPerfEvents(const char **what);
   // Stops sampling: no new records are produced after this returns.
   void DetachPerfEvents();
+  // After DetachPerfEvents: emits the records of threads still blocked, with the time they
+  // have been blocked so far (nothing to do without off-CPU time).
+  int FlushOffCpu(const char **what);
 
   int AddPid(uint32_t pid, const char **what);
   // Sums the per-CPU metrics; values has FW_METRIC_COUNT entries afterwards.
   int ReadMetrics(std::vector<uint64_t> *values, const char **what);
   int ReadProgramStats(OnCpuProgramStats *stats, const char **what);
+  // The off-CPU switch program's run time (zero when off-CPU time is off).
+  int ReadOffCpuProgramStats(OnCpuProgramStats *stats, const char **what);
 
   int ring_buffer_fd() const;
   bool filter_pids() const { return settings_.filter_pids; }
@@ -56,6 +67,10 @@ class OnCpuSampler {
   // How the user stack is walked: "bpf_loop" (our walk over the captured stack top) or
   // "bpf_get_stack" (kernels without bpf_loop).
   const char *user_walk() const { return own_walk_ ? "bpf_loop" : "bpf_get_stack"; }
+  // "tp_btf" or "raw_tp": the off-CPU flavour loaded; nullptr when off-CPU time is off.
+  const char *off_cpu_flavour() const {
+    return !settings_.off_cpu ? nullptr : off_cpu_tp_btf_ ? "tp_btf" : "raw_tp";
+  }
 
  private:
   OnCpuSampler() = default;
@@ -65,10 +80,14 @@ class OnCpuSampler {
   OnCpuSettings settings_;
   struct oncpu_bpf *skel_ = nullptr;
   std::vector<struct bpf_link *> perf_links_;
+  struct bpf_link *switch_link_ = nullptr;
   bool use_tp_btf_ = true;
+  bool off_cpu_tp_btf_ = true;
   bool own_walk_ = true;
   // The sampling program that was loaded (see own_walk_).
   ::bpf_program *SampleProgram() const;
+  ::bpf_program *SwitchProgram() const;
+  int ConfigureOffCpu(const char **what);
 };
 
 // Turns on kernel.bpf_stats_enabled for as long as the returned fd is open.

@@ -28,7 +28,9 @@ constexpr uint32_t kMaxPidsLimit = 1u << 22;
 constexpr const char *kOpenUsage =
     "usage: openOnCpuSampler({ frequency: 1..100000, pids?: number[], followChildren?: boolean, "
     "ringBufferBytes?: power of two >= page size, pollIntervalMs?: 1..60000, "
-    "snapshotBytes?: 0..4096, maxPids?: number, userWalk?: 'auto' | 'bpf_get_stack' })";
+    "snapshotBytes?: 0..4096, maxPids?: number, userWalk?: 'auto' | 'bpf_get_stack', "
+    "offCpu?: boolean, offCpuThresholdNs?: 0..3600e9, offCpuFlavour?: 'auto' | 'raw_tp' })";
+constexpr double kMaxOffCpuThresholdNs = 3600e9;
 
 struct AddonData {
   Napi::FunctionReference sampler_ctor;
@@ -117,6 +119,33 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
         return;
       }
       settings.force_get_stack = w == "bpf_get_stack";
+    }
+    Napi::Value off_cpu = cfg.Get("offCpu");
+    if (!off_cpu.IsUndefined()) {
+      if (!off_cpu.IsBoolean()) {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": offCpu must be a boolean").c_str());
+        return;
+      }
+      settings.off_cpu = off_cpu.As<Napi::Boolean>().Value();
+    }
+    settings.off_cpu_threshold_ns = FW_DEFAULT_OFF_CPU_THRESHOLD_NS;
+    Napi::Value threshold = cfg.Get("offCpuThresholdNs");
+    if (!threshold.IsUndefined()) {
+      double d = threshold.IsNumber() ? threshold.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0 && d <= kMaxOffCpuThresholdNs) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": offCpuThresholdNs must be an integer in 0..3600e9").c_str());
+        return;
+      }
+      settings.off_cpu_threshold_ns = static_cast<uint64_t>(d);
+    }
+    Napi::Value flavour = cfg.Get("offCpuFlavour");
+    if (!flavour.IsUndefined()) {
+      std::string f = flavour.IsString() ? flavour.As<Napi::String>().Utf8Value() : "";
+      if (f != "auto" && f != "raw_tp") {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": offCpuFlavour must be 'auto' or 'raw_tp'").c_str());
+        return;
+      }
+      settings.force_off_cpu_raw_tp = f == "raw_tp";
     }
     uint32_t rb = 0;
     if (!GetUint(env, cfg, "ringBufferBytes", 0, kMaxRingBufferBytes, false, &rb)) return;
@@ -288,6 +317,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     if (sampler_) {
       const char *what = "";
       int err = sampler_->ReadProgramStats(&prog_stats_, &what);
+      if (!err) err = sampler_->ReadOffCpuProgramStats(&off_cpu_prog_stats_, &what);
       if (err) {
         ThrowErrno(env, err, what);
         return env.Undefined();
@@ -296,6 +326,10 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("runTimeNs", Napi::BigInt::New(env, prog_stats_.run_time_ns));
     o.Set("runCount", Napi::BigInt::New(env, prog_stats_.run_count));
+    Napi::Object off = Napi::Object::New(env);
+    off.Set("runTimeNs", Napi::BigInt::New(env, off_cpu_prog_stats_.run_time_ns));
+    off.Set("runCount", Napi::BigInt::New(env, off_cpu_prog_stats_.run_count));
+    o.Set("offCpu", off);
     return o;
   }
 
@@ -306,6 +340,8 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     o.Set("cpus", Napi::Number::New(env, sampler_->attached_cpus()));
     o.Set("tracepoints", Napi::String::New(env, sampler_->tracepoint_flavour()));
     o.Set("userWalk", Napi::String::New(env, sampler_->user_walk()));
+    const char *off_cpu = sampler_->off_cpu_flavour();
+    o.Set("offCpu", off_cpu ? Napi::Value(Napi::String::New(env, off_cpu)) : env.Null());
     return o;
   }
 
@@ -326,6 +362,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
       if (!Deliver(env, fn, *queue)) return env.Undefined();
     }
     if (drain_err < 0) ThrowErrno(env, drain_err, "draining the ring buffer");
+    else if (flush_err_ < 0) ThrowErrno(env, flush_err_, flush_what_);
     return env.Undefined();
   }
 
@@ -333,7 +370,13 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
   int Shutdown() {
     if (state_ == State::kStopped) return 0;
     int drain_err = 0;
-    if (sampler_) sampler_->DetachPerfEvents();
+    if (sampler_) {
+      sampler_->DetachPerfEvents();
+      // Threads still blocked: their time so far goes into the ring buffer before the drain.
+      const char *what = "";
+      flush_err_ = sampler_->FlushOffCpu(&what);
+      if (flush_err_) flush_what_ = what;
+    }
     if (reader_) {
       reader_->Stop();
       int n = reader_->Drain();
@@ -344,6 +387,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
       const char *what = "";
       sampler_->ReadMetrics(&metrics_, &what);
       sampler_->ReadProgramStats(&prog_stats_, &what);
+      sampler_->ReadOffCpuProgramStats(&off_cpu_prog_stats_, &what);
     }
     reader_.reset();
     sampler_.reset();
@@ -377,6 +421,9 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
   State state_ = State::kOpen;
   std::vector<uint64_t> metrics_;
   OnCpuProgramStats prog_stats_;
+  OnCpuProgramStats off_cpu_prog_stats_;
+  int flush_err_ = 0;
+  const char *flush_what_ = "";
   uint64_t records_read_ = 0;
 };
 

@@ -27,6 +27,12 @@ export interface OnCpuConfig {
   /** 'bpf_get_stack' forces the kernel's user stack walk even where our bpf_loop walk works
    * (benchmarks compare the two); default 'auto'. */
   userWalk?: 'auto' | 'bpf_get_stack';
+  /** Off-CPU time as well: a record per block of at least offCpuThresholdNs (sched_switch). */
+  offCpu?: boolean;
+  /** Shorter blocks are only counted (offCpuShort, offCpuShortNs). Default 100 µs. */
+  offCpuThresholdNs?: number;
+  /** 'raw_tp' forces the hash-map flavour even where tp_btf works (tests); default 'auto'. */
+  offCpuFlavour?: 'auto' | 'raw_tp';
   onLog?: (level: 'warn' | 'info' | 'debug', message: string) => void;
 }
 
@@ -48,6 +54,17 @@ export interface OnCpuStats {
   scratchMissing: number;
   execRecords: number;
   exitRecords: number;
+  /** Off-CPU records written to the ring buffer, and the blocked time they carry. */
+  offCpuRecords: number;
+  offCpuNs: number;
+  /** Blocks under the threshold: counted, not emitted. */
+  offCpuShort: number;
+  offCpuShortNs: number;
+  /** Off-CPU records dropped because the ring buffer was full, and their blocked time. */
+  offCpuRingBufferFull: number;
+  offCpuDroppedNs: number;
+  /** Switch-outs that could not be remembered (no task storage / thread map full). */
+  offCpuNoStorage: number;
   /** Records the reader thread took out of the ring buffer. */
   recordsRead: number;
 }
@@ -56,12 +73,16 @@ export interface BpfProgramStats {
   /** Total time spent in the sampling program (needs enableBpfStats()). */
   runTimeNs: bigint;
   runCount: bigint;
+  /** The off-CPU sched_switch program (zero without off-CPU time). */
+  offCpu: { runTimeNs: bigint; runCount: bigint };
 }
 
 export interface SamplerInfo {
   cpus: number;
   tracepoints: 'tp_btf' | 'raw_tp';
   userWalk: 'bpf_loop' | 'bpf_get_stack';
+  /** The off-CPU flavour loaded, null without off-CPU time. */
+  offCpu: 'tp_btf' | 'raw_tp' | null;
 }
 
 export interface OnCpuSampler {
@@ -150,8 +171,11 @@ const POLL_INTERVAL_S = 0.2;
  * (a sample record is ~1.5 KB at most in practice): the reader thread empties it every 200 ms
  * whatever the JS thread is doing, so more only costs memory (its pages count in RSS).
  */
-export function defaultRingBufferBytes(frequency: number, cpus: number): number {
-  const want = cpus * frequency * 1536 * POLL_INTERVAL_S * 4;
+export function defaultRingBufferBytes(frequency: number, cpus: number, offCpu = false): number {
+  // Off-CPU records (at most ~2.6 KB) arrive at the rate threads block for longer than the
+  // threshold: room for 2000 a second per CPU.
+  const perCpu = frequency * 1536 + (offCpu ? 2000 * 2600 : 0);
+  const want = cpus * perCpu * POLL_INTERVAL_S * 4;
   let size = 1 << 20;
   while (size < want && size < 256 << 20) size *= 2;
   return size;
@@ -174,7 +198,7 @@ function cpuCount(): number {
 /** Loads the BPF programs and fills the pid filter; sampling begins with start(). */
 export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
   const { onLog, ...nativeCfg } = cfg;
-  nativeCfg.ringBufferBytes ??= defaultRingBufferBytes(cfg.frequency, cpuCount());
+  nativeCfg.ringBufferBytes ??= defaultRingBufferBytes(cfg.frequency, cpuCount(), cfg.offCpu === true);
   let native: NativeSampler;
   try {
     native = load().openOnCpuSampler(nativeCfg);
