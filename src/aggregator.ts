@@ -12,44 +12,79 @@ export interface StackEntry {
   kernel: bigint[];
   /** User frames after leaf repair, leaf first. */
   user: bigint[];
+  /** On-CPU: samples. Off-CPU: blocks (records). */
   count: number;
+  /** Off-CPU: the thread state it blocked in (see thread-state.ts). '' for on-CPU entries. */
+  state: string;
+  /** Off-CPU: nanoseconds blocked, summed. 0 for on-CPU entries. */
+  offCpuNs: number;
 }
 
 export class Aggregator {
   private readonly entries = new Map<string, StackEntry>();
   private total = 0;
+  private offCpuTotal = 0;
+  private offCpuNsTotal = 0;
 
   /**
    * The entry key: the stacks' raw bytes (kernel frames, then user frames, 8 bytes each, as
    * latin1), after the identity. Kernel frame count disambiguates where the kernel part ends.
+   * `state` is '' for on-CPU samples, the thread state for off-CPU time.
    */
-  static key(pid: number, gen: number, tid: number, comm: string, kernelFrames: number, stackBytes: string): string {
-    return `${pid}\u0000${gen}\u0000${tid}\u0000${comm}\u0000${kernelFrames}\u0000${stackBytes}`;
+  static key(pid: number, gen: number, tid: number, comm: string, state: string, kernelFrames: number, stackBytes: string): string {
+    return `${pid}\u0000${gen}\u0000${tid}\u0000${comm}\u0000${state}\u0000${kernelFrames}\u0000${stackBytes}`;
   }
 
-  /** Counts one more sample of an existing entry; false (and nothing counted) for a new key. */
-  bump(key: string): boolean {
+  /**
+   * Counts one more record of an existing entry (offCpuNs > 0: off-CPU time); false (and
+   * nothing counted) for a new key.
+   */
+  bump(key: string, offCpuNs = 0): boolean {
     const e = this.entries.get(key);
     if (e === undefined) return false;
     e.count++;
-    this.total++;
+    this.count(offCpuNs, e);
     return true;
   }
 
-  /** Counts one sample. Stacks are leaf first; `user` is the repaired user stack. */
-  add(pid: number, gen: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array): void {
-    this.total++;
-    const key = Aggregator.key(pid, gen, tid, comm, kernel.length, bytesKey(kernel) + bytesKey(user));
-    const e = this.entries.get(key);
+  /**
+   * Counts one on-CPU sample, or with `state` set, one off-CPU block of offCpuNs. Stacks are
+   * leaf first; `user` is the repaired user stack.
+   */
+  add(pid: number, gen: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array, state = '', offCpuNs = 0): void {
+    const key = Aggregator.key(pid, gen, tid, comm, state, kernel.length, bytesKey(kernel) + bytesKey(user));
+    let e = this.entries.get(key);
     if (e !== undefined) {
       e.count++;
-      return;
+    } else {
+      e = { pid, gen, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1, state, offCpuNs: 0 };
+      this.entries.set(key, e);
     }
-    this.entries.set(key, { pid, gen, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1 });
+    this.count(offCpuNs, e);
   }
 
+  private count(offCpuNs: number, e: StackEntry): void {
+    if (e.state === '') {
+      this.total++;
+      return;
+    }
+    e.offCpuNs += offCpuNs;
+    this.offCpuTotal++;
+    this.offCpuNsTotal += offCpuNs;
+  }
+
+  /** On-CPU samples counted. */
   get sampleCount(): number {
     return this.total;
+  }
+
+  /** Off-CPU records counted, and the blocked time they carry. */
+  get offCpuRecords(): number {
+    return this.offCpuTotal;
+  }
+
+  get offCpuNs(): number {
+    return this.offCpuNsTotal;
   }
 
   get size(): number {
@@ -80,6 +115,8 @@ export class Aggregator {
   clear(): void {
     this.entries.clear();
     this.total = 0;
+    this.offCpuTotal = 0;
+    this.offCpuNsTotal = 0;
   }
 }
 

@@ -12,11 +12,14 @@ import type { Profile } from './profile-model.js';
 import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, type RawSample } from './record-decoder.js';
 import type { OnCpuSample } from './sample.js';
 import { Symbolizer } from './symbolizer.js';
+import { threadStateName } from './thread-state.js';
 import { frameKind, OWN_FRAME, repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
 import { ruleLookupFor, UnwindTables } from './unwind/unwind-tables.js';
 
 export interface CaptureOptions {
   frequency: number;
+  /** Off-CPU time is recorded too: the profile gets off_cpu and wall sample types. */
+  offCpu?: boolean;
   /** Turn off the leaf repair (for comparisons with a plain frame-pointer walk). */
   noRepair?: boolean;
   /** Decode every sample fully, never counting from the raw record (tests compare the two). */
@@ -71,8 +74,18 @@ export class OnCpuCapture {
     this.processes = new ProcessTable({ procRoot: opts.procRoot });
   }
 
+  /** On-CPU samples. */
   get sampleCount(): number {
     return this.aggregator.sampleCount;
+  }
+
+  /** Off-CPU records and the blocked time they carry. */
+  get offCpuRecords(): number {
+    return this.aggregator.offCpuRecords;
+  }
+
+  get offCpuNs(): number {
+    return this.aggregator.offCpuNs;
   }
 
   /** Processes that had samples (the lookups go at finish() of a one-shot capture). */
@@ -115,7 +128,8 @@ export class OnCpuCapture {
     if (!this.opts.noRepair && s.userRegs !== null && user.length > 0) {
       user = repairUserStack(s, lookup);
     }
-    this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user);
+    const state = s.offCpuNs > 0 ? threadStateName(s.taskState, s.flags) : '';
+    this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user, state, s.offCpuNs);
   }
 
   /**
@@ -184,7 +198,9 @@ export class OnCpuCapture {
         return false;
       }
     }
-    if (!this.aggregator.bump(Aggregator.key(r.pid, this.generation.get(r.pid) ?? 0, r.tid, r.comm, r.kernelFrames, bytes))) return false;
+    const state = r.offCpuNs > 0 ? threadStateName(r.taskState, r.flags) : '';
+    const key = Aggregator.key(r.pid, this.generation.get(r.pid) ?? 0, r.tid, r.comm, state, r.kernelFrames, bytes);
+    if (!this.aggregator.bump(key, r.offCpuNs)) return false;
     this.fastPathSamples++;
     return true;
   }
@@ -273,6 +289,7 @@ export class OnCpuCapture {
       processName: (pid) => this.processes.get(pid)?.comm ?? (pid > 0 ? String(pid) : '[exec]'),
       symbolPid,
       frequency: this.opts.frequency,
+      offCpu: this.opts.offCpu === true,
       timeNanos: opts.timeNanos,
       durationNanos: opts.durationNanos,
       comments,

@@ -2,7 +2,7 @@
 // `--` (or, perf-style, the first word that is not an option) starts the command to run.
 // Every mistake is a UsageError with one line that says what is wrong.
 
-import { parseDuration } from './duration.js';
+import { parseDuration, parseDurationNs } from './duration.js';
 import { OutputFormatError, outputFormatFor, type OutputFormat } from './output/format.js';
 
 export class UsageError extends Error {
@@ -14,6 +14,10 @@ export interface RecordOptions {
   durationMs?: number;
   frequency: number;
   offCpu: boolean;
+  /** Blocks shorter than this are counted, not recorded (nanoseconds). */
+  offCpuThresholdNs: number;
+  /** Which sample type folded/speedscope values carry and the flame graph shows first. */
+  value?: string;
   output: string;
   format: OutputFormat;
   command: string[];
@@ -38,6 +42,8 @@ const RECORD_OPTIONS: OptionSpec[] = [
   { long: 'duration', short: 'd', takesValue: true },
   { long: 'frequency', short: 'F', takesValue: true },
   { long: 'off-cpu', takesValue: false },
+  { long: 'off-cpu-threshold', takesValue: true },
+  { long: 'value', takesValue: true },
   { long: 'output', short: 'o', takesValue: true },
   { long: 'format', takesValue: true },
   { long: 'verbose', short: 'v', takesValue: false },
@@ -51,6 +57,9 @@ const DOCTOR_OPTIONS: OptionSpec[] = [
 ];
 
 export const DEFAULT_FREQUENCY = 99;
+/** FW_DEFAULT_OFF_CPU_THRESHOLD_NS in bpf/oncpu.h. */
+export const DEFAULT_OFF_CPU_THRESHOLD_NS = 100_000;
+const MAX_OFF_CPU_THRESHOLD_NS = 3600e9;
 /** perf's default kernel.perf_event_max_sample_rate ceiling is 100 kHz; cpu-clock above ~10 kHz distorts what it measures. */
 export const MAX_FREQUENCY = 10_000;
 
@@ -100,6 +109,23 @@ function parseRecord(args: string[]): Parsed {
     frequency = Number(f);
   }
 
+  const offCpu = values.has('off-cpu');
+  let offCpuThresholdNs = DEFAULT_OFF_CPU_THRESHOLD_NS;
+  const th = get('off-cpu-threshold');
+  if (th !== undefined) {
+    if (!offCpu) throw new UsageError('--off-cpu-threshold needs --off-cpu');
+    const ns = parseDurationNs(th);
+    if (ns === undefined || ns > MAX_OFF_CPU_THRESHOLD_NS) {
+      throw new UsageError(`invalid off-CPU threshold '${th}' (examples: 0, 100us, 1ms; at most 1h)`);
+    }
+    offCpuThresholdNs = ns;
+  }
+  const value = get('value');
+  const views = offCpu ? ['samples', 'cpu', 'off_cpu', 'wall'] : ['samples', 'cpu'];
+  if (value !== undefined && !views.includes(value)) {
+    throw new UsageError(`invalid --value '${value}' (one of: ${views.join(', ')}${offCpu ? '' : '; off_cpu and wall need --off-cpu'})`);
+  }
+
   const output = get('output') ?? 'flamewire.pb.gz';
   let format: OutputFormat;
   try {
@@ -115,7 +141,9 @@ function parseRecord(args: string[]): Parsed {
       pids,
       durationMs,
       frequency,
-      offCpu: values.has('off-cpu'),
+      offCpu,
+      offCpuThresholdNs,
+      value,
       output,
       format,
       command,
@@ -182,7 +210,13 @@ Run 'flamewire record --help' for the options.`,
   -p, --pid <pid[,pid...]>   only these processes (default: the command, else the whole machine)
   -d, --duration <time>      e.g. 500ms, 10s, 2m (default: until the command exits or Ctrl-C)
   -F, --frequency <hz>       on-CPU samples per second per CPU (default ${DEFAULT_FREQUENCY})
-      --off-cpu              also record off-CPU (blocked) time
+      --off-cpu              also record off-CPU time: where threads block, and for how
+                             long; the profile gets off_cpu and wall (CPU + blocked) values
+      --off-cpu-threshold <t>  shorter blocks are counted, not recorded (default 100us;
+                             e.g. 0, 50us, 1ms)
+      --value <type>         the value folded/speedscope files carry and the flame graph shows
+                             first: samples | cpu | off_cpu | wall (default: wall with
+                             --off-cpu, else samples for folded, cpu otherwise)
   -o, --output <file>        format from the extension: .pb.gz/.pprof → pprof,
                              .folded/.txt → folded stacks, .html → flame graph,
                              .json → speedscope (default flamewire.pb.gz)

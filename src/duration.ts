@@ -1,18 +1,27 @@
 // Durations on the command line: 500ms, 10s, 1.5s, 2m, 1h, 1m30s; a bare number means seconds.
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const NS: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
 
 /** Milliseconds, or undefined when `text` is not a duration. */
 export function parseDuration(text: string): number | undefined {
+  const ns = parseDurationNs(text, false);
+  return ns === undefined ? undefined : Math.round(ns / 1e6);
+}
+
+/**
+ * Nanoseconds, or undefined when `text` is not a duration. With `small`, the units under a
+ * millisecond are accepted too: 100us (or 100µs), 5000ns.
+ */
+export function parseDurationNs(text: string, small = true): number | undefined {
   const t = text.trim();
   if (t === '') return undefined;
-  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
-  const part = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1e9);
+  const part = small ? /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy : /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
   let total = 0;
   let end = 0;
   let m: RegExpExecArray | null;
   while ((m = part.exec(t)) !== null) {
-    total += Number(m[1]) * UNITS[m[2]];
+    total += Number(m[1]) * NS[m[2]];
     end = part.lastIndex;
   }
   if (end !== t.length || end === 0) return undefined;

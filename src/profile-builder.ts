@@ -16,12 +16,21 @@ export interface BuildInput {
   /** The process table entry an entry's user addresses resolve in (default: its pid). */
   symbolPid?: (e: StackEntry) => number;
   frequency: number;
+  /** The profile has off_cpu and wall sample types (see buildProfile). */
+  offCpu?: boolean;
   timeNanos: bigint;
   durationNanos: bigint;
   comments: string[];
 }
 
 export const KERNEL_MAPPING_FILE = '[kernel.kallsyms]';
+
+/**
+ * Off-CPU kernel stacks are taken inside the sched_switch tracepoint: their leaf frames are
+ * the BPF program and the tracepoint's plumbing, not where the thread blocked. Matched by
+ * name, so a kernel that nests them differently still loses exactly those.
+ */
+const TRACING_FRAME = /^(\[unknown\]|\[kernel\]|bpf_prog_\w+|bpf_trace_run\d+|__traceiter_\w+|__bpf_trace_\w+)$/;
 
 export function buildProfile(input: BuildInput): Profile {
   const period = Math.round(1e9 / input.frequency);
@@ -79,7 +88,11 @@ export function buildProfile(input: BuildInput): Profile {
   for (const e of input.stacks) {
     const spid = symbolPid(e);
     const stack: number[] = [];
-    for (let i = 0; i < e.kernel.length; i++) {
+    let k0 = 0;
+    if (e.state !== '') {
+      while (k0 < e.kernel.length - 1 && TRACING_FRAME.test(input.kernel(lookupAddress(e.kernel[k0], k0)).frames[0]?.name ?? '[unknown]')) k0++;
+    }
+    for (let i = k0; i < e.kernel.length; i++) {
       const a = e.kernel[i];
       const la = lookupAddress(a, i);
       stack.push(...framesFor(`k${a}:${la === a ? 0 : 1}`, a, () => input.kernel(la), true));
@@ -91,20 +104,29 @@ export function buildProfile(input: BuildInput): Profile {
       const la = lookupAddress(a, i);
       stack.push(...framesFor(`u${spid}:${a}:${la === a ? 0 : 1}`, a, () => input.user(spid, la), false));
     }
-    samples.push({
-      stack,
-      values: [e.count, e.count * period],
-      labels: { 'thread.name': e.comm, 'process.name': input.processName(spid) },
-      numLabels: { 'thread.id': e.tid, 'process.pid': e.pid },
-    });
+    const labels: Record<string, string> = { 'thread.name': e.comm, 'process.name': input.processName(spid) };
+    let values: number[];
+    if (!input.offCpu) {
+      values = [e.count, e.count * period];
+    } else if (e.state === '') {
+      values = [e.count, e.count * period, 0, e.count * period];
+    } else {
+      values = [0, 0, e.offCpuNs, e.offCpuNs];
+      labels['thread.state'] = e.state;
+    }
+    samples.push({ stack, values, labels, numLabels: { 'thread.id': e.tid, 'process.pid': e.pid } });
   }
 
+  // With off-CPU time: on-CPU samples carry samples and cpu, off-CPU blocks off_cpu, and both
+  // carry wall (CPU time plus blocked time), the view shown first.
+  const sampleTypes = [
+    { type: 'samples', unit: 'count' },
+    { type: 'cpu', unit: 'nanoseconds' },
+  ];
+  if (input.offCpu) sampleTypes.push({ type: 'off_cpu', unit: 'nanoseconds' }, { type: 'wall', unit: 'nanoseconds' });
   return {
-    sampleTypes: [
-      { type: 'samples', unit: 'count' },
-      { type: 'cpu', unit: 'nanoseconds' },
-    ],
-    defaultSampleType: 1,
+    sampleTypes,
+    defaultSampleType: input.offCpu ? 3 : 1,
     periodType: { type: 'cpu', unit: 'nanoseconds' },
     period,
     timeNanos: input.timeNanos,

@@ -94,6 +94,9 @@ export interface RawSample {
   snapAt: number;
   snapLen: number;
   framesAt: number;
+  /** 0 for on-CPU samples; see OnCpuSample.offCpuNs. */
+  offCpuNs: number;
+  taskState: number;
 }
 
 export interface RecordHandlers {
@@ -149,7 +152,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
   const u32 = new Uint32Array(ab, base, len >>> 2);
   const u64 = new BigUint64Array(ab, base, len >>> 3);
   const raw: RawSample | undefined = handlers.rawSample
-    ? { batch, u32, pid: 0, tid: 0, comm: '', flags: 0, kernelFrames: 0, userFrames: 0, rec: 0, snapAt: 0, snapLen: 0, framesAt: 0 }
+    ? { batch, u32, pid: 0, tid: 0, comm: '', flags: 0, kernelFrames: 0, userFrames: 0, rec: 0, snapAt: 0, snapLen: 0, framesAt: 0, offCpuNs: 0, taskState: 0 }
     : undefined;
   // comm is usually the same as the previous sample of the thread: skip re-decoding it.
   let lastComm = '';
@@ -166,7 +169,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
     }
     const w = rec >>> 2;
     const kind = u32[w]!;
-    if (kind === RECORD_KIND.sample) {
+    if (kind === RECORD_KIND.sample || kind === RECORD_KIND.offCpu) {
       if (recLen < S.size) throw new RecordDecodeError(`sample record of ${recLen} bytes, need ${S.size}`, off);
       const kernelFrames = u32[w + (S.kernel_frames >>> 2)]!;
       const userFrames = u32[w + (S.user_frames >>> 2)]!;
@@ -194,6 +197,12 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
       const q = rec >>> 3;
       // Variable part: the stack top (a whole number of words), then the frames.
       const snapAt = rec + S.size;
+      let offCpuNs = 0;
+      let taskState = 0;
+      if (kind === RECORD_KIND.offCpu) {
+        offCpuNs = u32[w + (S.off_cpu_ns >>> 2) + 1]! * 0x1_0000_0000 + u32[w + (S.off_cpu_ns >>> 2)]!;
+        taskState = u32[w + (S.task_state >>> 2)]!;
+      }
       if (raw !== undefined) {
         raw.pid = u32[w + (S.pid >>> 2)]!;
         raw.tid = u32[w + (S.tid >>> 2)]!;
@@ -205,6 +214,8 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
         raw.snapAt = snapAt;
         raw.snapLen = snapLen;
         raw.framesAt = snapAt + snapLen;
+        raw.offCpuNs = offCpuNs;
+        raw.taskState = taskState;
         if (handlers.rawSample!(raw)) {
           off = rec + padded;
           continue;
@@ -225,6 +236,8 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
             : null,
         stackSnapshot: snapLen ? batch.subarray(snapAt, snapAt + snapLen) : EMPTY_BUF,
         flags,
+        offCpuNs,
+        taskState,
       });
     } else if (kind === RECORD_KIND.exec) {
       const L = RECORD_LAYOUT.exec;

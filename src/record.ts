@@ -23,10 +23,9 @@ export class RecordError extends Error {
 
 /** Runs a recording; resolves with the process exit status. */
 export async function record(opts: RecordOptions, out: NodeJS.WriteStream = process.stderr): Promise<number> {
-  if (opts.offCpu) throw new UsageError('--off-cpu is not available in this version yet (on-CPU only)');
   checkPreconditions(opts);
 
-  const capture = new OnCpuCapture({ frequency: opts.frequency, oneShot: true });
+  const capture = new OnCpuCapture({ frequency: opts.frequency, offCpu: opts.offCpu, oneShot: true });
   const startWall = process.hrtime.bigint();
   const timeNanos = BigInt(Date.now()) * 1_000_000n;
 
@@ -41,6 +40,8 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
       frequency: opts.frequency,
       pids: command ? [command.pid] : filterPids,
       followChildren: command !== undefined,
+      offCpu: opts.offCpu,
+      offCpuThresholdNs: opts.offCpuThresholdNs,
     });
   } catch (e) {
     command?.kill('SIGKILL');
@@ -98,21 +99,26 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     if (code === -1) command.kill('SIGKILL');
   }
 
+  const what = opts.offCpu ? `on-CPU and off-CPU (blocks of ${formatNs(opts.offCpuThresholdNs)} and longer)` : 'on-CPU';
   const comments = [
-    `flamewire record: on-CPU, ${opts.frequency} Hz per CPU, ${formatDuration(Number(durationNanos) / 1e6)}, stopped: ${stopReason}`,
+    `flamewire record: ${what}, ${opts.frequency} Hz per CPU, ${formatDuration(Number(durationNanos) / 1e6)}, stopped: ${stopReason}`,
     `target: ${command ? `command ${opts.command.join(' ')} and its descendants` : filterPids ? `pids ${filterPids.join(',')}` : 'whole machine'}`,
     dropComment(stats),
   ];
+  if (opts.offCpu) comments.push(offCpuComment(stats));
   const profile = await capture.finish({ timeNanos, durationNanos, comments });
 
   logger().debug(memoryFigures(), 'profile built');
   const written = await writeWithFallback(profile, opts);
   logger().debug(memoryFigures(), 'output written');
-  if (capture.sampleCount === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
+  if (capture.sampleCount === 0 && capture.offCpuRecords === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
   if (!opts.quiet) {
+    const offCpu = opts.offCpu
+      ? ` and ${capture.offCpuRecords.toLocaleString('en-US')} off-CPU blocks (${formatNs(capture.offCpuNs)} blocked; ${offCpuDetail(stats)})`
+      : '';
     out.write(
-      `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
-        ` (${dropDetail(stats)}); wrote ${written.path}\n`,
+      `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples${offCpu} from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
+        ` (${dropDetail(stats)}); wrote ${written.path}${written.view ? ` (${written.view})` : ''}\n`,
     );
   }
   await capture.close();
@@ -147,16 +153,17 @@ function checkPreconditions(opts: RecordOptions): void {
   if (existsSync(opts.output) && statSync(opts.output).isDirectory()) throw new UsageError(`cannot write ${opts.output}: it is a directory`);
 }
 
-async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opts: RecordOptions): Promise<{ ok: boolean; path: string }> {
+async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opts: RecordOptions): Promise<{ ok: boolean; path: string; view?: string }> {
+  const wopts = { format: opts.format, sampleType: opts.value, html: opts.value === undefined ? undefined : { sampleType: profile.sampleTypes.findIndex((t) => t.type === opts.value) } };
   try {
-    await writeOutput(profile, opts.output, { format: opts.format });
-    return { ok: true, path: opts.output };
+    const { view }: { format: unknown; view?: string } = await writeOutput(profile, opts.output, wopts);
+    return { ok: true, path: opts.output, view };
   } catch (e) {
     const ext = extname(opts.output) || '.out';
     const fallback = join(tmpdir(), `flamewire-${process.pid}-${basename(opts.output, ext)}${opts.output.endsWith('.pb.gz') ? '.pb.gz' : ext}`);
     process.stderr.write(`flamewire: ${(e as Error).message}; saving to ${fallback} instead\n`);
-    await writeOutput(profile, fallback, { format: opts.format });
-    return { ok: false, path: fallback };
+    const { view }: { format: unknown; view?: string } = await writeOutput(profile, fallback, wopts);
+    return { ok: false, path: fallback, view };
   }
 }
 
@@ -166,6 +173,26 @@ export function dropCount(s: OnCpuStats): number {
 
 export function dropDetail(s: OnCpuStats): string {
   return `ring buffer full ${s.ringBufferFull}, kernel stack failed ${s.kernelStackErrors}, user stack failed ${s.userStackErrors}, stack snapshot failed ${s.snapshotErrors}`;
+}
+
+/** Off-CPU time not in the profile: blocks under the threshold, and records dropped. */
+export function offCpuDetail(s: OnCpuStats): string {
+  return (
+    `${s.offCpuShort.toLocaleString('en-US')} shorter blocks (${formatNs(s.offCpuShortNs)}) not recorded, ` +
+    `${s.offCpuRingBufferFull} dropped (${formatNs(s.offCpuDroppedNs)}), ${s.offCpuNoStorage} switch-outs not tracked`
+  );
+}
+
+function offCpuComment(s: OnCpuStats): string {
+  return `off-CPU: ${s.offCpuRecords} blocks (${formatNs(s.offCpuNs)}) recorded; ${offCpuDetail(s)}`;
+}
+
+/** 1.2s, 350ms, 80us, 500ns. */
+export function formatNs(ns: number): string {
+  if (ns >= 1e9) return formatDuration(ns / 1e6);
+  if (ns >= 1e6) return `${+(ns / 1e6).toFixed(1)}ms`;
+  if (ns >= 1e3) return `${+(ns / 1e3).toFixed(1)}us`;
+  return `${Math.round(ns)}ns`;
 }
 
 function dropComment(s: OnCpuStats): string {

@@ -26,4 +26,9 @@ export interface OnCpuSample {
   stackSnapshot: Buffer;
   /** Bit set of FW_SAMPLE_* flags from bpf/oncpu.h (e.g. user stack read failed). */
   flags: number;
+  /** Off-CPU records: nanoseconds the thread was blocked from timeNs on (the stacks are where
+   * it blocked). 0 for on-CPU samples. */
+  offCpuNs: number;
+  /** Off-CPU records: the task state it blocked in (TASK_INTERRUPTIBLE, ...); 0 otherwise. */
+  taskState: number;
 }
