@@ -42,6 +42,8 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
       followChildren: command !== undefined,
       offCpu: opts.offCpu,
       offCpuThresholdNs: opts.offCpuThresholdNs,
+      // For tests and comparisons: the raw_tp flavour even where tp_btf works.
+      offCpuFlavour: process.env.FLAMEWIRE_OFF_CPU_FLAVOUR === 'raw_tp' ? 'raw_tp' : 'auto',
     });
   } catch (e) {
     command?.kill('SIGKILL');
