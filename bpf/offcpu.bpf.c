@@ -72,13 +72,17 @@ static __always_inline bool want_switch_out(__u32 tgid, bool has_mm, __u32 state
 	return tgid != 0 && has_mm && !(state & FW_TASK_DEAD) && pid_wanted(tgid);
 }
 
-/* Captures the current (leaving) thread's record into p. */
+/*
+ * Captures the current (leaving) thread's record into p. `kernel_stack`: the kernel stack now
+ * (raw_tp); tp_btf leaves it out and takes it at switch-in, from the blocked task, only for
+ * blocks that pass the threshold: it is most of the cost of a capture.
+ */
 static __always_inline void park(void *ctx, struct parked *p, bool preempt, __u32 state, __u64 ip,
-				 __u64 sp, __u64 fp)
+				 __u64 sp, __u64 fp, const bool kernel_stack)
 {
 	__u32 zero = 0;
 	struct sample_buf *buf;
-	__u32 flags = FW_SAMPLE_KERNEL_MODE | FW_SAMPLE_USER_REGS;
+	__u32 flags = FW_SAMPLE_USER_REGS | (kernel_stack ? FW_SAMPLE_KERNEL_MODE : 0);
 	long size;
 
 	buf = bpf_map_lookup_elem(&scratch, &zero);
@@ -103,35 +107,107 @@ static __always_inline void park(void *ctx, struct parked *p, bool preempt, __u3
 	p->start_ns = buf->sample.time_ns;
 }
 
-/* Emits p's record with the time since it was parked, or counts it as short or dropped. */
-static __always_inline void emit_parked(struct parked *p, __u64 now, __u64 rb_flags)
+/*
+ * Takes p's record (p is empty afterwards) and returns the time since it was parked, or 0
+ * when the block was under the threshold (counted as short).
+ */
+static __always_inline __u64 unpark(struct parked *p, __u64 now)
 {
-	struct fw_sample *s;
 	__u64 blocked;
-	__u32 size = p->size;
 
-	if (size == 0)
-		return;
+	if (p->size == 0)
+		return 0;
 	p->size = 0;
 	blocked = now - p->start_ns;
-	if (blocked < off_cpu_threshold_ns) {
+	if (blocked < off_cpu_threshold_ns || blocked == 0) {
 		count(FW_METRIC_OFF_CPU_SHORT);
 		add(FW_METRIC_OFF_CPU_SHORT_NS, blocked);
-		return;
+		return 0;
 	}
-	s = (struct fw_sample *)p->rec;
-	s->off_cpu_ns = blocked;
+	return blocked;
+}
+
+static __always_inline void emit(void *rec, __u32 size, __u64 blocked, __u64 rb_flags)
+{
 	barrier_var(size);
 	size &= FW_OFF_CPU_RECORD_MASK;
 	if (size < sizeof(struct fw_sample))
 		return;
-	if (bpf_ringbuf_output(&events, p->rec, size, rb_flags)) {
+	if (bpf_ringbuf_output(&events, rec, size, rb_flags)) {
 		count(FW_METRIC_OFF_CPU_RINGBUF_FULL);
 		add(FW_METRIC_OFF_CPU_DROPPED_NS, blocked);
 		return;
 	}
 	count(FW_METRIC_OFF_CPU_EMITTED);
 	add(FW_METRIC_OFF_CPU_EMITTED_NS, blocked);
+}
+
+/* raw_tp: the parked record is complete; it goes out as it is, with the blocked time. */
+static __always_inline void emit_parked(struct parked *p, __u64 now, __u64 rb_flags)
+{
+	__u32 size = p->size;
+	__u64 blocked = unpark(p, now);
+
+	if (blocked == 0)
+		return;
+	((struct fw_sample *)p->rec)->off_cpu_ns = blocked;
+	emit(p->rec, size, blocked, rb_flags);
+}
+
+/*
+ * tp_btf: the parked record has no kernel stack yet. The task has not run since it was parked,
+ * so its kernel stack is still the one it blocked in: read it now (bpf_get_task_stack) and
+ * assemble the record in the scratch buffer in record order: header and stack top, kernel
+ * frames, user frames.
+ */
+static __always_inline void emit_parked_task(struct parked *p, struct task_struct *task, __u64 now,
+					     __u64 rb_flags)
+{
+	struct fw_sample *parked = (struct fw_sample *)p->rec;
+	__u32 zero = 0, snap, ubytes;
+	struct sample_buf *buf;
+	__u64 blocked;
+	long kbytes;
+
+	if (p->size == 0)
+		return;
+	snap = parked->snapshot_len;
+	ubytes = parked->user_frames * sizeof(__u64);
+	blocked = unpark(p, now);
+	if (blocked == 0)
+		return;
+	buf = bpf_map_lookup_elem(&scratch, &zero);
+	if (!buf) {
+		count(FW_METRIC_SCRATCH_MISSING);
+		return;
+	}
+	if (snap > FW_OFF_CPU_MAX_SNAPSHOT_BYTES)
+		snap = FW_OFF_CPU_MAX_SNAPSHOT_BYTES;
+	barrier_var(snap);
+	snap &= FW_SNAPSHOT_MASK;
+	if (ubytes > FW_MAX_USER_FRAMES * sizeof(__u64))
+		ubytes = FW_MAX_USER_FRAMES * sizeof(__u64);
+	barrier_var(ubytes);
+	ubytes &= FW_USER_BYTES_MASK;
+	if (bpf_probe_read_kernel(buf, sizeof(struct fw_sample) + snap, parked))
+		return;
+	kbytes = bpf_get_task_stack(task, buf->data + snap, FW_MAX_KERNEL_FRAMES * sizeof(__u64), 0);
+	if (kbytes < 0) {
+		buf->sample.flags |= FW_SAMPLE_KERNEL_STACK_FAILED;
+		count(FW_METRIC_KERNEL_STACK_FAILED);
+		kbytes = 0;
+	}
+	if (kbytes > FW_MAX_KERNEL_FRAMES * sizeof(__u64))
+		kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
+	barrier_var(kbytes);
+	kbytes &= FW_KERNEL_BYTES_MASK;
+	if (ubytes > 0 &&
+	    bpf_probe_read_kernel(buf->data + snap + kbytes, ubytes, p->rec + sizeof(struct fw_sample) + snap))
+		return;
+	buf->sample.flags |= FW_SAMPLE_KERNEL_MODE;
+	buf->sample.kernel_frames = kbytes / sizeof(__u64);
+	buf->sample.off_cpu_ns = blocked;
+	emit(buf, sizeof(struct fw_sample) + snap + kbytes + ubytes, blocked, rb_flags);
 }
 
 /*
@@ -151,7 +227,7 @@ int BPF_PROG(off_cpu_switch_btf, bool preempt, struct task_struct *prev, struct 
 			struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(prev);
 
 			park(ctx, p, preempt, state, FW_REGS_IP(uregs), FW_REGS_SP(uregs),
-			     FW_REGS_FP(uregs));
+			     FW_REGS_FP(uregs), false);
 		} else {
 			count(FW_METRIC_OFF_CPU_NO_STORAGE);
 		}
@@ -159,7 +235,7 @@ int BPF_PROG(off_cpu_switch_btf, bool preempt, struct task_struct *prev, struct 
 	if (next->tgid != 0) {
 		p = bpf_task_storage_get(&parked_threads, next, NULL, 0);
 		if (p)
-			emit_parked(p, bpf_ktime_get_ns(), BPF_RB_NO_WAKEUP);
+			emit_parked_task(p, next, bpf_ktime_get_ns(), BPF_RB_NO_WAKEUP);
 	}
 	return 0;
 }
@@ -195,7 +271,7 @@ int BPF_PROG(off_cpu_switch_raw, bool preempt, struct task_struct *prev, struct 
 		}
 		if (p && !bpf_probe_read_kernel(&regs, sizeof(regs), fw_task_pt_regs_raw(prev)))
 			park(ctx, p, preempt, state, FW_REGS_IP(&regs), FW_REGS_SP(&regs),
-			     FW_REGS_FP(&regs));
+			     FW_REGS_FP(&regs), true);
 		else
 			count(FW_METRIC_OFF_CPU_NO_STORAGE);
 	}
@@ -232,7 +308,7 @@ int off_cpu_flush_btf(struct bpf_iter__task *ctx)
 		return 0;
 	p = bpf_task_storage_get(&parked_threads, task, NULL, 0);
 	if (p)
-		emit_parked(p, bpf_ktime_get_ns(), 0);
+		emit_parked_task(p, task, bpf_ktime_get_ns(), 0);
 	return 0;
 }
 

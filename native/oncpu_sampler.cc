@@ -308,34 +308,34 @@ int OnCpuSampler::ReadMetrics(std::vector<uint64_t> *values, const char **what) 
   return own_walk_ ? skel_->progs.on_cpu_sample : skel_->progs.on_cpu_sample_fp;
 }
 
-int OnCpuSampler::ReadProgramStats(OnCpuProgramStats *stats, const char **what) {
+namespace {
+
+// The kernel's run-time statistics of one loaded program (kernel.bpf_stats_enabled).
+int ReadStatsOf(::bpf_program *prog, OnCpuProgramStats *stats) {
   struct bpf_prog_info info;
   __u32 len = sizeof(info);
   memset(&info, 0, sizeof(info));
-  int err = bpf_obj_get_info_by_fd(bpf_program__fd(SampleProgram()), &info, &len);
-  if (err) {
-    *what = "reading the sampling program's info";
-    return err;
-  }
+  int err = bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len);
+  if (err) return err;
   stats->run_time_ns = info.run_time_ns;
   stats->run_count = info.run_cnt;
   return 0;
 }
 
+}  // namespace
+
+int OnCpuSampler::ReadProgramStats(OnCpuProgramStats *stats, const char **what) {
+  int err = ReadStatsOf(SampleProgram(), stats);
+  if (err) *what = "reading the sampling program's info";
+  return err;
+}
+
 int OnCpuSampler::ReadOffCpuProgramStats(OnCpuProgramStats *stats, const char **what) {
   *stats = OnCpuProgramStats();
   if (!SwitchProgram()) return 0;
-  struct bpf_prog_info info;
-  __u32 len = sizeof(info);
-  memset(&info, 0, sizeof(info));
-  int err = bpf_obj_get_info_by_fd(bpf_program__fd(SwitchProgram()), &info, &len);
-  if (err) {
-    *what = "reading the off-CPU program's info";
-    return err;
-  }
-  stats->run_time_ns = info.run_time_ns;
-  stats->run_count = info.run_cnt;
-  return 0;
+  int err = ReadStatsOf(SwitchProgram(), stats);
+  if (err) *what = "reading the off-CPU program's info";
+  return err;
 }
 
 int OnCpuSampler::ring_buffer_fd() const { return bpf_map__fd(skel_->maps.events); }
