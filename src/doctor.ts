@@ -81,6 +81,7 @@ export async function runChecks(): Promise<Check[]> {
   });
 
   checks.push(await probeSampler(canBpf && !btf));
+  checks.push(await probeOffCpu(canBpf && !btf));
   return checks;
 }
 
@@ -102,6 +103,25 @@ async function probeSampler(possible: boolean): Promise<Check> {
     return { name, status: 'ok', detail: `loaded, attached on every CPU, ${s.samples} samples through the ring buffer` };
   } catch (e) {
     return { name, status: 'fail', detail: (e as Error).message.split('\n')[0], fix: 'see the error; run with root privileges on a BTF kernel ≥ 5.8' };
+  }
+}
+
+/** Loads and attaches the off-CPU program for a moment, and blocks so that it has a record. */
+async function probeOffCpu(possible: boolean): Promise<Check> {
+  const name = 'off-CPU (sched_switch)';
+  if (!possible) return { name, status: 'warn', detail: 'not tried: privileges or BTF missing (see above)' };
+  try {
+    const { openOnCpuSampler } = await import('./native.js');
+    const sampler = openOnCpuSampler({ frequency: 49, pids: [process.pid], offCpu: true });
+    sampler.start(() => undefined);
+    // Off the CPU for 20 ms, twice: each block becomes a record when the thread wakes.
+    for (let i = 0; i < 2; i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    const flavour = sampler.info().offCpu;
+    sampler.stop();
+    const s = sampler.stats();
+    return { name, status: 'ok', detail: `${flavour} program loaded and attached, ${s.offCpuRecords} blocks recorded (record --off-cpu works)` };
+  } catch (e) {
+    return { name, status: 'warn', detail: `${(e as Error).message.split('\n')[0]} (record --off-cpu will not work; on-CPU recording is not affected)` };
   }
 }
 

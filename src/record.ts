@@ -120,7 +120,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
       : '';
     out.write(
       `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples${offCpu} from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
-        ` (${dropDetail(stats)}); wrote ${written.path}${written.view ? ` (${written.view})` : ''}\n`,
+        ` (${dropDetail(stats)}); wrote ${written.path}${opts.offCpu && written.view ? ` (${written.view})` : ''}\n`,
     );
   }
   await capture.close();

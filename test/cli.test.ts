@@ -167,6 +167,7 @@ describe('flamewire doctor', () => {
     const r = run(['doctor']);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /\[ok {2}\] bpf\(\) \+ perf_event \+ ring buffer +loaded, attached/);
+    assert.match(r.stdout, /\[ok {2}\] off-CPU \(sched_switch\) +tp_btf program loaded and attached, [1-9]\d* blocks recorded/);
     assert.match(r.stdout, /flamewire can record on this machine/);
   });
 

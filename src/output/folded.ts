@@ -12,33 +12,31 @@
 // - inlined frames are ordinary frames (they are real calls in the source);
 // - `;` inside a name would split it, so it becomes `:`; line breaks and tabs become spaces;
 // - identical folded stacks are merged, lines are sorted, zero values are left out.
+//
+// A profile with off-CPU time is written in its default sample type (wall: on-CPU plus
+// off-CPU nanoseconds), not in sample counts, which cover on-CPU time only. Its file then starts
+// with one comment line naming the value, e.g.
+//
+//   # flamewire folded stacks: wall nanoseconds (on-CPU + off-CPU time)
+//
+// flamegraph.pl, inferno and speedscope skip lines that do not end in a number, and this one
+// ends in `)`. On-CPU profiles get no comment, so their files stay plain stackcollapse output.
 
 import type { Profile } from '../profile-model.js';
+import { hasOffCpu, sampleTypeIndex, sampleTypeTitle } from './sample-type.js';
 
 export interface FoldedOptions {
   /**
-   * Which sample type gives the value: its index or its `type` name. Default: `samples`
-   * (the count, as stackcollapse-perf prints), else the profile's default sample type.
+   * Which sample type gives the value: its index or its `type` name. Default: for a profile
+   * with off-CPU time its default sample type (wall), else `samples` (the count, as
+   * stackcollapse-perf prints), else the profile's default sample type.
    */
   sampleType?: number | string;
 }
 
-/** Resolves a sample type by index or name; throws RangeError naming the choices. */
-export function sampleTypeIndex(profile: Profile, choice: number | string | undefined, fallbackNames: string[]): number {
-  const types = profile.sampleTypes;
-  if (typeof choice === 'number') {
-    if (Number.isInteger(choice) && choice >= 0 && choice < types.length) return choice;
-  } else if (typeof choice === 'string') {
-    const i = types.findIndex((t) => t.type === choice);
-    if (i >= 0) return i;
-  } else {
-    for (const name of fallbackNames) {
-      const i = types.findIndex((t) => t.type === name);
-      if (i >= 0) return i;
-    }
-    if (profile.defaultSampleType >= 0 && profile.defaultSampleType < types.length) return profile.defaultSampleType;
-  }
-  throw new RangeError(`unknown sample type ${JSON.stringify(choice)}: the profile has ${types.map((t) => t.type).join(', ') || 'none'}`);
+/** The sample type renderFolded writes for `choice` (see FoldedOptions). */
+export function foldedSampleType(profile: Profile, choice?: number | string): number {
+  return sampleTypeIndex(profile, choice, hasOffCpu(profile) ? [] : ['samples']);
 }
 
 /** The root frame for a sample's labels (see the file comment). */
@@ -52,7 +50,7 @@ export function sanitizeFoldedName(name: string): string {
 
 /** The folded-stacks text: one line per unique stack, each ending in `\n`. */
 export function renderFolded(profile: Profile, opts: FoldedOptions = {}): string {
-  const vi = sampleTypeIndex(profile, opts.sampleType, ['samples']);
+  const vi = foldedSampleType(profile, opts.sampleType);
   const frames = profile.frames;
   const names: (string | undefined)[] = new Array(frames.length);
   const nameOf = (fi: number): string => {
@@ -78,7 +76,7 @@ export function renderFolded(profile: Profile, opts: FoldedOptions = {}): string
     totals.set(key, (totals.get(key) ?? 0) + value);
   }
   const keys = [...totals.keys()].sort();
-  let out = '';
+  let out = hasOffCpu(profile) ? `# flamewire folded stacks: ${sampleTypeTitle(profile, vi)}\n` : '';
   for (const key of keys) out += `${key} ${totals.get(key)}\n`;
   return out;
 }

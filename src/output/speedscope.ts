@@ -8,6 +8,10 @@
 //   pprof labels. Samples without a pid share one profile.
 // - Weights are the CPU nanoseconds (`cpu`, else the first nanoseconds sample type), unit
 //   "nanoseconds"; a profile without any time type falls back to sample counts, unit "none".
+//   A profile with off-CPU time is weighted by its default sample type (wall: on-CPU plus
+//   off-CPU nanoseconds), and the file and every profile name say which value it holds
+//   (`myserver (pid 100) — wall nanoseconds (on-CPU + off-CPU time)`), since the viewer
+//   shows only a unit. On-CPU profiles keep their plain names.
 // - Our samples are aggregated, not a timeline, so identical stacks are merged and sorted by
 //   frame names: speedscope's "time order" view then reads like a flame graph.
 // - A speedscope frame is a function: (name, file), where `file` is the source file, else the
@@ -16,7 +20,8 @@
 //   function into several boxes; its `line` means the function's own line, which we lack.
 
 import type { Profile } from '../profile-model.js';
-import { processName, sampleTypeIndex } from './folded.js';
+import { processName } from './folded.js';
+import { hasOffCpu, sampleTypeIndex, sampleTypeTitle } from './sample-type.js';
 
 export const SPEEDSCOPE_SCHEMA = 'https://www.speedscope.app/file-format-schema.json';
 
@@ -50,8 +55,9 @@ export interface SpeedscopeOptions {
   sampleType?: number | string;
 }
 
-function weightIndex(profile: Profile, choice: number | string | undefined): number {
-  if (choice !== undefined) return sampleTypeIndex(profile, choice, []);
+/** The sample type toSpeedscope weights by for `choice` (see the file comment). */
+export function speedscopeSampleType(profile: Profile, choice?: number | string): number {
+  if (choice !== undefined || hasOffCpu(profile)) return sampleTypeIndex(profile, choice, []);
   const cpu = profile.sampleTypes.findIndex((t) => t.type === 'cpu' && t.unit === 'nanoseconds');
   if (cpu >= 0) return cpu;
   const ns = profile.sampleTypes.findIndex((t) => t.unit === 'nanoseconds');
@@ -69,7 +75,8 @@ interface Group {
 }
 
 export function toSpeedscope(profile: Profile, opts: SpeedscopeOptions = {}): SpeedscopeFile {
-  const wi = weightIndex(profile, opts.sampleType);
+  const wi = speedscopeSampleType(profile, opts.sampleType);
+  const view = hasOffCpu(profile) ? ` — ${sampleTypeTitle(profile, wi)}` : '';
   const unit = profile.sampleTypes[wi]!.unit === 'nanoseconds' ? 'nanoseconds' : 'none';
   const frames = profile.frames;
 
@@ -139,7 +146,7 @@ export function toSpeedscope(profile: Profile, opts: SpeedscopeOptions = {}): Sp
     const order = g.stacks.map((_, i) => i).sort((a, b) => byNames(g.stacks[a]!, g.stacks[b]!));
     return {
       type: 'sampled',
-      name: g.name,
+      name: g.name + view,
       unit,
       startValue: 0,
       endValue: g.total,
@@ -147,10 +154,10 @@ export function toSpeedscope(profile: Profile, opts: SpeedscopeOptions = {}): Sp
       weights: order.map((i) => g.weights[i]!),
     };
   });
-  const name = profile.comments.length > 0 ? `flamewire: ${profile.comments.join(', ')}` : 'flamewire';
+  const name = `flamewire${view}` + (profile.comments.length > 0 ? `: ${profile.comments.join(', ')}` : '');
   if (profiles.length === 0) {
     // Keep one (empty) profile so the viewer has something to open and its name says why.
-    profiles.push({ type: 'sampled', name: 'no samples', unit, startValue: 0, endValue: 0, samples: [], weights: [] });
+    profiles.push({ type: 'sampled', name: 'no samples' + view, unit, startValue: 0, endValue: 0, samples: [], weights: [] });
   }
   return { $schema: SPEEDSCOPE_SCHEMA, shared: { frames: shared }, profiles, name, activeProfileIndex: 0, exporter: 'flamewire' };
 }

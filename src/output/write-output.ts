@@ -7,12 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { open, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Profile } from '../profile-model.js';
-import { renderFolded } from './folded.js';
+import { foldedSampleType, renderFolded } from './folded.js';
 import type { HtmlOptions } from './html.js';
 import { outputFormatFor, type OutputFormat } from './format.js';
 import { encodePprof } from './pprof.js';
-import { renderSpeedscope } from './speedscope.js';
+import { describeSampleType } from './sample-type.js';
+import { renderSpeedscope, speedscopeSampleType } from './speedscope.js';
 
+export { describeSampleType } from './sample-type.js';
 
 export interface WriteOutputOptions {
   /** `--format`: overrides the extension. */
@@ -27,6 +29,31 @@ export class OutputWriteError extends Error {
   override name = 'OutputWriteError';
   constructor(message: string, readonly path: string, readonly code: string | undefined) {
     super(message);
+  }
+}
+
+/**
+ * One line saying which value a file of `format` holds, or shows first, e.g. "wall
+ * nanoseconds: on-CPU + off-CPU time"; for pprof and HTML also the other sample types inside.
+ * undefined for a profile without sample types (only an empty HTML page can be written then).
+ */
+export function describeOutput(profile: Profile, format: OutputFormat, opts: WriteOutputOptions = {}): string | undefined {
+  const types = profile.sampleTypes;
+  if (types.length === 0) return undefined;
+  const others = (shown: number): string => types.filter((_, i) => i !== shown).map((t) => t.type).join(', ');
+  switch (format) {
+    case 'folded':
+      return describeSampleType(profile, foldedSampleType(profile, opts.sampleType));
+    case 'speedscope':
+      return describeSampleType(profile, speedscopeSampleType(profile, opts.sampleType));
+    case 'html': {
+      const shown = opts.html?.sampleType ?? profile.defaultSampleType;
+      return describeSampleType(profile, shown) + (types.length > 1 ? `; the Value menu also has ${others(shown)}` : '');
+    }
+    case 'pprof': {
+      const shown = profile.defaultSampleType;
+      return `default sample type ${describeSampleType(profile, shown)}` + (types.length > 1 ? `; also ${others(shown)} (-sample_index)` : '');
+    }
   }
 }
 
@@ -48,11 +75,12 @@ export async function renderOutput(profile: Profile, format: OutputFormat, opts:
 }
 
 /**
- * Writes `profile` to `path` in the format its extension (or `opts.format`) names.
+ * Writes `profile` to `path` in the format its extension (or `opts.format`) names; `view` is
+ * describeOutput's line, for the "wrote <path>" message.
  * Throws OutputFormatError for an unknown format, OutputWriteError when the path is not
  * writable; on failure no temporary file is left behind.
  */
-export async function writeOutput(profile: Profile, path: string, opts: WriteOutputOptions = {}): Promise<{ format: OutputFormat; bytes: number }> {
+export async function writeOutput(profile: Profile, path: string, opts: WriteOutputOptions = {}): Promise<{ format: OutputFormat; bytes: number; view?: string }> {
   const format = outputFormatFor(path, opts.format);
   // Fail before the (possibly long) rendering when the target is obviously wrong.
   const target = await checkTarget(path);
@@ -63,7 +91,7 @@ export async function writeOutput(profile: Profile, path: string, opts: WriteOut
   } else {
     await writeFileAtomic(target.path, data, path);
   }
-  return { format, bytes };
+  return { format, bytes, view: describeOutput(profile, format, opts) };
 }
 
 /**

@@ -8,6 +8,7 @@
 
 import { gzipSync } from 'node:zlib';
 import type { FrameKind, Profile } from '../../profile-model.js';
+import { hasOffCpu, sampleTypeLabel } from '../sample-type.js';
 
 /** Kinds as numbers in the function table; the page has the same list. */
 export const KIND_CODES: readonly string[] = ['kernel', 'native', 'go', 'unknown', 'process', 'root'];
@@ -19,7 +20,12 @@ export const PAYLOAD_MAGIC = 'FWG1';
 
 export interface FlameMeta {
   title: string;
-  sampleTypes: { type: string; unit: string }[];
+  /**
+   * `label` names the type in the page ("Off-CPU", "Wall (CPU + off-CPU)"); set for profiles
+   * with off-CPU time, where the bare type names are easy to confuse. Without it the page
+   * shows "type (unit)".
+   */
+  sampleTypes: { type: string; unit: string; label?: string }[];
   defaultType: number;
   /** Unique strings: function names, files, process labels. */
   strings: string[];
@@ -162,10 +168,11 @@ export function buildFlameTree(profile: Profile, title: string, defaultType: num
     }
   }
 
+  const labelled = hasOffCpu(profile);
   return {
     meta: {
       title,
-      sampleTypes: profile.sampleTypes.map((s) => ({ type: s.type, unit: s.unit })),
+      sampleTypes: profile.sampleTypes.map((s, t) => (labelled ? { type: s.type, unit: s.unit, label: sampleTypeLabel(profile, t) } : { type: s.type, unit: s.unit })),
       defaultType,
       strings: strings.list,
       funcs,

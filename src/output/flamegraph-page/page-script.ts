@@ -136,6 +136,16 @@ export const PAGE_SCRIPT = String.raw`
     if (u === 'count' || u === '') return grouped(v) + ' ' + (st.type || 'samples');
     return grouped(v) + ' ' + u;
   }
+  // Profiles with off-CPU time name their types ("Off-CPU"); others show "cpu (nanoseconds)".
+  function typeLabel(t) {
+    var st = meta.sampleTypes[t];
+    return st.label || st.type + (st.unit ? ' (' + st.unit + ')' : '');
+  }
+  // A value with the type's name, unless the value says it already ("125 samples").
+  function namedValue(v, t) {
+    var st = meta.sampleTypes[t];
+    return st.label && st.unit !== 'count' && st.unit !== '' ? st.label + ' ' + fmtValue(v, t) : fmtValue(v, t);
+  }
   function pct(v, of) { return (of > 0 ? (100 * v / of) : 0).toFixed(2) + '%'; }
 
   // ---- colours --------------------------------------------------------------------------
@@ -266,11 +276,12 @@ export const PAGE_SCRIPT = String.raw`
     var fi = func[node] * 5;
     var desc = kind === 'root' ? 'all samples' : kind === 'process' ? 'process' : kind + ' frame' + (meta.funcs[fi + 4] ? ' (inlined)' : '');
     lines.push(desc);
-    lines.push(meta.sampleTypes.length ? fmtValue(tot[node], type) + ' \u2014 ' + pct(tot[node], all) + ' of total' +
+    var named = meta.sampleTypes.length && meta.sampleTypes[type].label ? meta.sampleTypes[type].label + ': ' : '';
+    lines.push(meta.sampleTypes.length ? named + fmtValue(tot[node], type) + ' \u2014 ' + pct(tot[node], all) + ' of total' +
       (p >= 0 ? ', ' + pct(tot[node], tot[p]) + ' of parent' : '') : '');
     if (selfs[type] && selfs[type][node] > 0) lines.push('self: ' + fmtValue(selfs[type][node], type) + ' (' + pct(selfs[type][node], all) + ')');
     for (var t = 0; t < meta.sampleTypes.length; t++) {
-      if (t !== type) lines.push(meta.sampleTypes[t].type + ': ' + fmtValue(totals[t][node], t));
+      if (t !== type) lines.push((meta.sampleTypes[t].label || meta.sampleTypes[t].type) + ': ' + fmtValue(totals[t][node], t));
     }
     var file = meta.funcs[fi + 1], line = meta.funcs[fi + 2];
     if (file >= 0) lines.push(meta.strings[file] + (line > 0 ? ':' + line : ''));
@@ -356,7 +367,7 @@ export const PAGE_SCRIPT = String.raw`
   // ---- page -----------------------------------------------------------------------------
   function summary() {
     var parts = [];
-    for (var t = 0; t < meta.sampleTypes.length; t++) parts.push(fmtValue(totals[t][0], t));
+    for (var t = 0; t < meta.sampleTypes.length; t++) parts.push(namedValue(totals[t][0], t));
     var text = 'Total: ' + (parts.join(' \u00b7 ') || 'no samples');
     var dur = Number(meta.durationNanos);
     if (dur > 0) text += ' \u00b7 duration ' + (dur / 1e9).toFixed(dur >= 1e10 ? 0 : 2) + ' s';
@@ -386,10 +397,10 @@ export const PAGE_SCRIPT = String.raw`
 
   function setup() {
     if (meta.sampleTypes.length > 1) {
-      meta.sampleTypes.forEach(function (st, t) {
+      meta.sampleTypes.forEach(function (_, t) {
         var o = document.createElement('option');
         o.value = String(t);
-        o.textContent = st.type + (st.unit ? ' (' + st.unit + ')' : '');
+        o.textContent = typeLabel(t);
         typeEl.appendChild(o);
       });
     } else {
