@@ -38,7 +38,10 @@ export function buildProfile(input: BuildInput): Profile {
   const mappings: Mapping[] = [];
   const mappingIndex = new Map<string, number>();
   const frameIndex = new Map<string, number[]>();
-  let kernelMapping = -1;
+  // The kernel's mapping goes last, once every frame is known: pprof takes the first mapping
+  // as the profile's main binary ("File:"), and that should be a program, not the kernel.
+  const KERNEL_PENDING = -2;
+  let hasKernel = false;
 
   const mappingFor = (m: SymbolizedMapping | undefined): number => {
     if (!m) return -1;
@@ -66,11 +69,8 @@ export function buildProfile(input: BuildInput): Profile {
     const r = resolve();
     let mapping: number;
     if (kernel) {
-      if (kernelMapping < 0) {
-        kernelMapping = mappings.length;
-        mappings.push({ start: 0n, end: 0n, offset: 0n, file: KERNEL_MAPPING_FILE, buildId: '', hasFunctions: true, hasFilenames: false, hasLineNumbers: false });
-      }
-      mapping = kernelMapping;
+      hasKernel = true;
+      mapping = KERNEL_PENDING;
     } else {
       mapping = mappingFor(r.mapping);
     }
@@ -115,6 +115,12 @@ export function buildProfile(input: BuildInput): Profile {
       labels['thread.state'] = e.state;
     }
     samples.push({ stack, values, labels, numLabels: { 'thread.id': e.tid, 'process.pid': e.pid } });
+  }
+
+  if (hasKernel) {
+    const kernelMapping = mappings.length;
+    mappings.push({ start: 0n, end: 0n, offset: 0n, file: KERNEL_MAPPING_FILE, buildId: '', hasFunctions: true, hasFilenames: false, hasLineNumbers: false });
+    for (const f of frames) if (f.mapping === KERNEL_PENDING) f.mapping = kernelMapping;
   }
 
   // With off-CPU time: on-CPU samples carry samples and cpu, off-CPU blocks off_cpu, and both
