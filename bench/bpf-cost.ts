@@ -29,39 +29,45 @@ export interface BpfCostResult {
  * the same pids, i.e. two 127-frame kernel stack walks per sample and a map update: the naive
  * sampler the issue's 2.4 µs reference figure describes.
  */
-class BpftracePeer {
+export class BpftracePeer {
   private constructor(
     private readonly child: ReturnType<typeof spawn>,
     private readonly progIds: number[],
+    private readonly progType: string,
   ) {}
 
-  static async start(frequency: number, pids: number[]): Promise<BpftracePeer> {
-    const before = new Set(perfEventProgs().map((p) => p.id));
+  static start(frequency: number, pids: number[]): Promise<BpftracePeer> {
     const filter = pids.map((p) => `pid == ${p}`).join(' || ');
-    const child = spawn('bpftrace', ['-e', `profile:hz:${frequency} /${filter}/ { @[kstack, ustack] = count(); }`], { stdio: 'ignore' });
+    return BpftracePeer.run(`profile:hz:${frequency} /${filter}/ { @[kstack, ustack] = count(); }`, 'perf_event');
+  }
+
+  /** Runs a bpftrace script whose programs are of kernel type `progType`, once they are loaded. */
+  static async run(script: string, progType: string): Promise<BpftracePeer> {
+    const before = new Set(progsOf(progType).map((p) => p.id));
+    const child = spawn('bpftrace', ['-e', script], { stdio: 'ignore' });
     let exited = false;
     child.once('exit', () => (exited = true));
-    // Its programs: the perf_event programs that were not there before it started. (Its
+    // Its programs: the ones of that type that were not there before it started. (Its
     // "Attaching" line is no signal: piped stdout is block-buffered.)
     let ids: number[] = [];
     for (let waited = 0; ids.length === 0 && !exited && waited < 30_000; waited += 100) {
       await new Promise((done) => setTimeout(done, 100));
-      ids = perfEventProgs().filter((p) => !before.has(p.id)).map((p) => p.id);
+      ids = progsOf(progType).filter((p) => !before.has(p.id)).map((p) => p.id);
     }
     if (ids.length === 0) {
       child.kill('SIGKILL');
-      throw new Error('bpf-cost: bpftrace did not load its profile program');
+      throw new Error(`bench: bpftrace did not load its ${progType} program`);
     }
     // Loaded comes just before attached.
     await new Promise((done) => setTimeout(done, 300));
-    return new BpftracePeer(child, ids);
+    return new BpftracePeer(child, ids, progType);
   }
 
   /** Summed run time and count of its programs so far. */
   stats(): { ns: number; runs: number } {
     let ns = 0;
     let runs = 0;
-    for (const p of perfEventProgs()) {
+    for (const p of progsOf(this.progType)) {
       if (!this.progIds.includes(p.id)) continue;
       ns += p.run_time_ns ?? 0;
       runs += p.run_cnt ?? 0;
@@ -75,14 +81,14 @@ class BpftracePeer {
   }
 }
 
-function perfEventProgs(): Array<{ id: number; run_time_ns?: number; run_cnt?: number }> {
+function progsOf(type: string): Array<{ id: number; run_time_ns?: number; run_cnt?: number }> {
   const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8', maxBuffer: 64 << 20 })) as Array<{
     id: number;
     type: string;
     run_time_ns?: number;
     run_cnt?: number;
   }>;
-  return all.filter((p) => p.type === 'perf_event');
+  return all.filter((p) => p.type === type);
 }
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

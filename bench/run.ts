@@ -3,7 +3,7 @@
 // comparison is a ratio.
 //
 //   FLAMEWIRE_BENCH_QUICK=1 shortens every run (for trying the bench itself, not for figures).
-//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss runs only those.
+//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu runs only those.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import { OnCpuCapture } from '../src/capture.js';
 import { openOnCpuSampler } from '../src/native.js';
 import { encodePprof } from '../src/output/pprof.js';
 import { measureBpfCost } from './bpf-cost.js';
+import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
 import { buildSplitWorkload } from '../test/workloads.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -302,6 +303,93 @@ async function attribution(): Promise<void> {
   add('attribution: inclusive share of the 75% caller of a frameless leaf', `flamewire ${fwPct.toFixed(1)}%, perf -g ${m ? m[1] : '0.0'}%`, '75 ± 3', Math.abs(fwPct - 75) <= 3);
 }
 
+async function offCpu(): Promise<void> {
+  // Per-run cost of the sched_switch program, as bpfCost does for the sampler: the job's
+  // switches (our pid filter; in the flavour loaded, and in raw_tp), every user thread's (whole
+  // machine), and switches the filter turns away (the job outside it: what profiling one
+  // process costs the rest of the machine). The bpftrace peer runs beside the first, so the
+  // ratio holds when the machine's speed does not.
+  const costTrips = quick ? 20_000 : 100_000;
+  const costReps = quick ? 1 : 3;
+  log(`off-CPU BPF cost per context switch (ping-pong, ${costTrips.toLocaleString('en-US')} round trips)`);
+  const cost: Record<SwitchFilter | 'rawTp', SwitchCostResult[]> = { job: [], rawTp: [], machine: [], none: [] };
+  for (let i = 0; i < costReps; i++) {
+    cost.job.push(await measureSwitchCost({ trips: costTrips, filter: 'job', peer: true }));
+    cost.rawTp.push(await measureSwitchCost({ trips: costTrips, filter: 'job', flavour: 'raw_tp' }));
+    cost.machine.push(await measureSwitchCost({ trips: costTrips, filter: 'machine' }));
+    cost.none.push(await measureSwitchCost({ trips: costTrips, filter: 'none' }));
+  }
+  const ns = (f: keyof typeof cost) => median(cost[f].map((r) => r.nsPerSwitch));
+  const share = (f: keyof typeof cost) => `${(100 * median(cost[f].map((r) => r.wantedShare))).toFixed(0)}%`;
+  const peerRatios = cost.job.filter((r) => r.peerNsPerSwitch).map((r) => r.nsPerSwitch / r.peerNsPerSwitch!);
+  const peer = median(cost.job.filter((r) => r.peerNsPerSwitch).map((r) => r.peerNsPerSwitch!));
+  const job = `2-thread pipe ping-pong on one CPU, ${costTrips.toLocaleString('en-US')} round trips`;
+  add(
+    `off-CPU BPF cost per context switch (run_time_ns/run_cnt of sched_switch, ${cost.job[0].flavour}), ${job}, -p job`,
+    `${ns('job').toFixed(0)} ns (${share('job')} of switches ended a block of the job); ` +
+      (peerRatios.length
+        ? `bpftrace offcputime (stack ids at switch-out, sum at switch-in, ≥ 100 µs) on the job at the same time ${peer.toFixed(0)} ns ` +
+          `(ours ${(100 * median(peerRatios)).toFixed(0)}%; ratios ${peerRatios.map((x) => x.toFixed(2)).join(', ')}); `
+        : '') +
+      `${(costTrips / median(cost.job.map((r) => r.elapsedS))).toFixed(0)} round trips/s; median of ${costReps}`,
+    '(reported)',
+    undefined,
+  );
+  add(
+    `  same, ${cost.rawTp[0].flavour} flavour (records parked in a tid-keyed hash map, not task storage)`,
+    `${ns('rawTp').toFixed(0)} ns (${share('rawTp')} of switches ended a block of the job)`,
+    '(reported)',
+    undefined,
+  );
+  add(
+    `  same, whole machine (every user thread's switches captured)`,
+    `${ns('machine').toFixed(0)} ns (${share('machine')} of switches ended a block of a user thread)`,
+    '(reported)',
+    undefined,
+  );
+  add(`  same, the job outside the pid filter (what a switch of an unwanted thread pays)`, `${ns('none').toFixed(0)} ns`, '(reported)', undefined);
+
+  // Slowdown, on the job's own timing of its round trips: baseline, on-CPU only, off-CPU at
+  // the default threshold and at 0 (every block a record), all for the job's pid at -F 99.
+  // Paired as in slowdown(), and the order turns round every repetition so that none of the
+  // profiled runs always sits next to the baseline. A run is ~1 s and the machine's speed
+  // swings by ±15% between neighbouring ones: nine pairs, for a median that holds to a few %.
+  const trips = quick ? 30_000 : 120_000;
+  const reps = quick ? 1 : 9;
+  log(`off-CPU slowdown and records (ping-pong, ${trips.toLocaleString('en-US')} round trips, ${reps} repetitions)`);
+  const configs: Array<[string, PingPongProfile | undefined]> = [
+    ['baseline', undefined],
+    ['onCpu', { offCpu: false }],
+    ['offCpu', { offCpu: true }],
+    ['offCpu0', { offCpu: true, offCpuThresholdNs: 0 }],
+  ];
+  const runs: Record<string, PingPongRun[]> = Object.fromEntries(configs.map(([k]) => [k, []]));
+  for (let i = 0; i < reps; i++) {
+    for (const [name, profile] of i % 2 ? [...configs].reverse() : configs) runs[name][i] = await timePingPong(trips, profile);
+  }
+  const rel = (k: string) => runs[k].map((r, i) => r.elapsedS / runs.baseline[i].elapsedS - 1);
+  const wall = (k: string) => `${median(runs[k].map((r) => r.elapsedS)).toFixed(2)} s`;
+  const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
+  const offShare = median(runs.offCpu.map((r, i) => (r.elapsedS - runs.onCpu[i].elapsedS) / runs.baseline[i].elapsedS));
+  add(
+    `slowdown of the ping-pong (${trips.toLocaleString('en-US')} round trips on one CPU), -p job -F 99, elapsed time paired with the baseline run beside it`,
+    `off-CPU on ${pct(median(rel('offCpu')))} (${wall('offCpu')}), on-CPU only ${pct(median(rel('onCpu')))} (${wall('onCpu')}); ` +
+      `off-CPU's share ${pct(offShare)} of the baseline; baseline ${wall('baseline')} (spread ${spread(runs.baseline.map((r) => r.elapsedS))}); median of ${reps}`,
+    '(reported)',
+    undefined,
+  );
+  const rate = (k: string, f: (r: PingPongRun) => number) => median(runs[k].map((r) => f(r) / r.elapsedS));
+  const n = (x: number) => Math.round(x).toLocaleString('en-US');
+  add(
+    `off-CPU records reaching user space, same runs: default threshold (${DEFAULT_THRESHOLD_NS / 1000} µs) vs 0`,
+    `${DEFAULT_THRESHOLD_NS / 1000} µs: ${n(rate('offCpu', (r) => r.offCpuRecords))} records/s, ${n(rate('offCpu', (r) => r.offCpuShort))} shorter blocks/s only counted; ` +
+      `0: ${n(rate('offCpu0', (r) => r.offCpuRecords))} records/s (${(rate('offCpu0', (r) => r.bytesRead) / 1e6).toFixed(0)} MB/s of batches), ` +
+      `another ${n(rate('offCpu0', (r) => r.offCpuRingBufferFull))}/s dropped (ring buffer full), job ${pct(median(rel('offCpu0')))} (${wall('offCpu0')})`,
+    '(reported)',
+    undefined,
+  );
+}
+
 function printTable(): void {
   const head = { what: 'benchmark', value: 'measured', target: 'target', verdict: '' };
   const all = [head, ...rows];
@@ -324,6 +412,7 @@ async function main(): Promise<void> {
     attribution,
     slowdown: () => slowdown(job),
     rss: () => peakRss(job),
+    offcpu: offCpu,
   };
   for (const [name, run] of Object.entries(benches)) if (!only || only.includes(name)) await run();
   printTable();
