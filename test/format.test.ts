@@ -8,12 +8,17 @@ import { Profile as PprofProfile } from 'pprof-format';
 import { outputFormatFor, OutputFormatError } from '../src/output/format.js';
 import { renderFolded } from '../src/output/folded.js';
 import { encodePprof } from '../src/output/pprof.js';
+import { buildFlameTree } from '../src/output/flamegraph-page/flame-tree.js';
 import { toSpeedscope } from '../src/output/speedscope.js';
-import { OutputWriteError, renderOutput, writeOutput } from '../src/output/write-output.js';
-import { knownProfile, largeProfile } from './fixtures/output-profile.js';
+import { describeSampleType, OutputWriteError, renderOutput, writeOutput } from '../src/output/write-output.js';
+import type { Profile } from '../src/profile-model.js';
+import { knownProfile, largeProfile, offCpuProfile, PERIOD } from './fixtures/output-profile.js';
 import { workDir } from './helpers.js';
 
 const dir = workDir('format');
+
+const WALL = 'wall nanoseconds: on-CPU + off-CPU time';
+const OFF_CPU = 'off_cpu nanoseconds: off-CPU time: blocked or waiting for a CPU';
 
 function fresh(name: string): string {
   const d = join(dir, name);
@@ -124,6 +129,51 @@ describe('writeOutput', () => {
     assert.deepEqual(readdirSync(d), ['stacks.fifo']);
   });
 
+  it('says which value each file of an off-CPU profile holds or shows first', async () => {
+    const d = fresh('view');
+    const profile = offCpuProfile();
+    const views = async (p: Profile, opts: Parameters<typeof writeOutput>[2] = {}) => {
+      const out: Record<string, string | undefined> = {};
+      for (const name of ['cpu.pb.gz', 'stacks.folded', 'flame.html', 'profile.json']) out[name] = (await writeOutput(p, join(d, name), opts)).view;
+      return out;
+    };
+    assert.deepEqual(await views(profile), {
+      'cpu.pb.gz': `default sample type ${WALL}; also samples, cpu, off_cpu (-sample_index)`,
+      'stacks.folded': WALL,
+      'flame.html': `${WALL}; the Value menu also has samples, cpu, off_cpu`,
+      'profile.json': WALL,
+    });
+    assert.match(readFileSync(join(d, 'stacks.folded'), 'utf8'), /^# flamewire folded stacks: wall nanoseconds \(on-CPU \+ off-CPU time\)\n/);
+
+    // --value off_cpu: record.ts passes the name for folded and speedscope, the index for HTML.
+    assert.deepEqual(await views(profile, { sampleType: 'off_cpu', html: { sampleType: 2 } }), {
+      'cpu.pb.gz': `default sample type ${WALL}; also samples, cpu, off_cpu (-sample_index)`,
+      'stacks.folded': OFF_CPU,
+      'flame.html': `${OFF_CPU}; the Value menu also has samples, cpu, wall`,
+      'profile.json': OFF_CPU,
+    });
+    assert.equal(readFileSync(join(d, 'stacks.folded'), 'utf8'), await renderOutput(profile, 'folded', { sampleType: 2 }));
+    assert.equal(readFileSync(join(d, 'profile.json'), 'utf8'), await renderOutput(profile, 'speedscope', { sampleType: 2 }));
+    assert.equal(JSON.parse(readFileSync(join(d, 'profile.json'), 'utf8')).profiles[0].endValue, 1_000_000_000);
+
+    // Without off-CPU time the files are unchanged, and the view still says what they hold.
+    assert.deepEqual(await views(knownProfile()), {
+      'cpu.pb.gz': 'default sample type cpu nanoseconds: on-CPU time; also samples (-sample_index)',
+      'stacks.folded': 'samples: on-CPU sample count',
+      'flame.html': 'cpu nanoseconds: on-CPU time; the Value menu also has samples',
+      'profile.json': 'cpu nanoseconds: on-CPU time',
+    });
+    assert.equal(readFileSync(join(d, 'stacks.folded'), 'utf8'), renderFolded(knownProfile()));
+  });
+
+  it('describes every sample type flamewire writes', () => {
+    const p = offCpuProfile();
+    assert.deepEqual(p.sampleTypes.map((_, i) => describeSampleType(p, i)), ['samples: on-CPU sample count', 'cpu nanoseconds: on-CPU time', OFF_CPU, WALL]);
+    p.sampleTypes.push({ type: 'alloc_space', unit: 'bytes' });
+    assert.equal(describeSampleType(p, 4), 'alloc_space bytes');
+    assert.throws(() => describeSampleType(p, 5), RangeError);
+  });
+
   it('checks the format before touching the disk', async () => {
     const d = fresh('format-first');
     await assert.rejects(writeOutput(knownProfile(), join(d, 'cpu.svg')), OutputFormatError);
@@ -132,6 +182,47 @@ describe('writeOutput', () => {
 });
 
 describe('the outputs', () => {
+  it('agree on wall time for each leaf of an off-CPU profile, and the folded comment is no stack', () => {
+    const profile = offCpuProfile();
+    const pp = PprofProfile.decode(gunzipSync(encodePprof(profile)));
+    const str = pp.stringTable.strings;
+    assert.equal(str[Number(pp.defaultSampleType)], 'wall');
+    const fnName = new Map(pp.function.map((f) => [Number(f.id), str[Number(f.name)]!]));
+    const leafOf = new Map(pp.location.map((l) => [Number(l.id), fnName.get(Number(l.line[0]!.functionId))!]));
+    const pprofWall = new Map<string, number>();
+    for (const s of pp.sample) {
+      const leaf = leafOf.get(Number(s.locationId[0]))!.replace(/;/g, ':').replace(/\n/g, ' ');
+      pprofWall.set(leaf, (pprofWall.get(leaf) ?? 0) + Number(s.value[3]));
+    }
+
+    const [comment, ...lines] = renderFolded(profile).trimEnd().split('\n');
+    assert.equal(comment, '# flamewire folded stacks: wall nanoseconds (on-CPU + off-CPU time)');
+    const foldedWall = new Map<string, number>();
+    for (const line of lines) {
+      const m = /^(.*) (\d+)$/.exec(line)!;
+      const leaf = m[1]!.slice(m[1]!.lastIndexOf(';') + 1).replace(/_\[k\]$/, '');
+      foldedWall.set(leaf, (foldedWall.get(leaf) ?? 0) + Number(m[2]));
+    }
+    assert.deepEqual(foldedWall, pprofWall);
+
+    const ss = toSpeedscope(profile);
+    const ssWall = new Map<string, number>();
+    for (const p of ss.profiles) {
+      p.samples.forEach((stack, i) => {
+        const leaf = ss.shared.frames[stack[stack.length - 1]!]!.name.replace(/;/g, ':').replace(/\n/g, ' ');
+        ssWall.set(leaf, (ssWall.get(leaf) ?? 0) + p.weights[i]!);
+      });
+    }
+    assert.deepEqual(ssWall, pprofWall);
+    assert.equal(pprofWall.get('schedule'), 1_050_000_000);
+
+    // The flame graph's root holds every type's total; wall is CPU plus off-CPU time.
+    const tree = buildFlameTree(profile, 't', profile.defaultSampleType);
+    const totals = tree.self.map((col) => col.reduce((a, b) => a + b, 0));
+    assert.deepEqual(totals, [16, 16 * PERIOD, 1_050_000_000, 16 * PERIOD + 1_050_000_000]);
+    assert.equal([...pprofWall.values()].reduce((a, b) => a + b, 0), totals[3]);
+  });
+
   for (const [name, make] of [['the known profile', knownProfile], ['a large profile', () => largeProfile(20_000, 16)]] as const) {
     it(`agree on totals and on each leaf's total for ${name}`, () => {
       const profile = make();

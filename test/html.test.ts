@@ -7,10 +7,12 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { buildFlameTree } from '../src/output/flamegraph-page/flame-tree.js';
+import { buildFlameTree, type FlameMeta } from '../src/output/flamegraph-page/flame-tree.js';
 import { renderHtml } from '../src/output/html.js';
 import type { Frame, Profile, Sample } from '../src/profile-model.js';
+import { withOffCpuTypes } from './fixtures/output-profile.js';
 import { repoRoot, workDir } from './helpers.js';
 
 const CHROMIUM = process.env.FLAMEWIRE_CHROMIUM || '/usr/bin/chromium';
@@ -74,6 +76,36 @@ function smallProfile(): Profile {
   };
 }
 
+/**
+ * smallProfile() as recorded with --off-cpu (profile-builder.ts): four sample types, wall shown
+ * first; on-CPU samples carry [n, cpu, 0, cpu]. Off-CPU: server blocks 1 s in sys_write
+ * (uninterruptible), worker-thread sleeps 0.5 s in worker_loop. CPU 2.05 s, wall 3.55 s.
+ */
+function offCpuProfile(): Profile {
+  const p = withOffCpuTypes(smallProfile());
+  const schedule = p.frames.length;
+  p.frames.push(frame('schedule', 'kernel'));
+  p.samples.push(
+    { stack: [schedule, 4, 3, 1, 0], values: [0, 0, 1e9, 1e9], labels: { 'process.name': 'server', 'thread.name': 't43', 'thread.state': 'uninterruptible' }, numLabels: { 'process.pid': 42, 'thread.id': 43 } },
+    { stack: [schedule, 7], values: [0, 0, 5e8, 5e8], labels: { 'thread.name': 'worker-thread', 'thread.state': 'sleeping' }, numLabels: { 'process.pid': 7, 'thread.id': 7 } },
+  );
+  return p;
+}
+
+/** The JSON part of the page's payload (see encodeFlameTree), read back from the HTML. */
+function payloadMeta(html: string): FlameMeta {
+  const b64 = /<script id="flamewire-data" type="application\/octet-stream">([^<]*)<\/script>/.exec(html)![1]!;
+  const b = gunzipSync(Buffer.from(b64, 'base64'));
+  assert.equal(b.subarray(0, 4).toString('latin1'), 'FWG1');
+  let pos = 4, len = 0, mul = 1, x: number;
+  do {
+    x = b[pos++]!;
+    len += (x & 0x7f) * mul;
+    mul *= 128;
+  } while (x & 0x80);
+  return JSON.parse(b.subarray(pos, pos + len).toString('utf8')) as FlameMeta;
+}
+
 /** Deterministic synthetic profile: `count` distinct stacks of depth 16..24 sharing prefixes. */
 function bigProfile(count: number): Profile {
   let seed = 12345;
@@ -124,6 +156,25 @@ describe('flame graph tree', () => {
     assert.equal(html.match(/<script/g)?.length, 2);
     assert.ok(!/https?:\/\//.test(html.replace(/<script id="flamewire-data"[^>]*>[^<]*<\/script>/, '')), 'no network references');
     assert.throws(() => renderHtml(smallProfile(), { sampleType: 2 }), RangeError);
+  });
+
+  it('names the sample types of an off-CPU profile for the page and starts on wall time', () => {
+    const meta = payloadMeta(renderHtml(offCpuProfile()));
+    assert.deepEqual(meta.sampleTypes, [
+      { type: 'samples', unit: 'count', label: 'Samples' },
+      { type: 'cpu', unit: 'nanoseconds', label: 'CPU' },
+      { type: 'off_cpu', unit: 'nanoseconds', label: 'Off-CPU' },
+      { type: 'wall', unit: 'nanoseconds', label: 'Wall (CPU + off-CPU)' },
+    ]);
+    assert.equal(meta.defaultType, 3);
+    assert.equal(payloadMeta(renderHtml(offCpuProfile(), { sampleType: 2 })).defaultType, 2);
+    // On-CPU profiles keep the bare names the page shows as "cpu (nanoseconds)".
+    assert.deepEqual(payloadMeta(renderHtml(smallProfile())).sampleTypes, [{ type: 'samples', unit: 'count' }, { type: 'cpu', unit: 'nanoseconds' }]);
+    const tree = buildFlameTree(offCpuProfile(), 't', 3);
+    const names = Array.from(tree.func, (f) => tree.meta.strings[tree.meta.funcs[f * 5]!]);
+    const sysWrite = names.indexOf('sys_write');
+    assert.deepEqual(tree.self.map((col) => col[sysWrite]), [30, 30 * CPU, 0, 30 * CPU]);
+    assert.deepEqual(tree.self.map((col) => col[sysWrite + 1]), [0, 0, 1e9, 1e9], 'schedule under sys_write');
   });
 });
 
@@ -301,6 +352,57 @@ describe('html flame graph in chromium', () => {
     assert.match((await tip.textContent())!, /go frame \(inlined\)[\s\S]*malloc\.go:100/);
     await page.mouse.move(box.x + 5, box.y + box.height + 40);
     assert.ok(!(await tip.isVisible()));
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it('switches an off-CPU profile between wall, off-CPU, CPU and samples, with times in summary and tooltip', async (t) => {
+    const o = await open(t, 'offcpu.html', renderHtml(offCpuProfile(), { title: 'off-CPU' }));
+    if (!o) return;
+    const { page, errors } = o;
+    assert.deepEqual(await page.locator('#type option').allTextContents(), ['Samples', 'CPU', 'Off-CPU', 'Wall (CPU + off-CPU)']);
+    assert.equal(await page.locator('#type').inputValue(), '3');
+    const state = () => page.evaluate(() => window.__flamewire.state());
+    assert.deepEqual([(await state()).sampleType, (await state()).total], [3, 3.55e9]);
+    assert.match((await page.locator('#summary').textContent())!,
+      /^Total: 125 samples · CPU 2\.05 s · Off-CPU 1\.50 s · Wall \(CPU \+ off-CPU\) 3\.55 s · duration 10 s · /);
+
+    // Wall: sys_write is 300 ms on the CPU plus 1 s blocked below it.
+    let frames = await visible(page);
+    const ratio = (name: string) => byName(frames, name).width / byName(frames, 'all').width;
+    assert.ok(Math.abs(ratio('sys_write') - 1.3 / 3.55) < 0.01);
+    assert.ok(Math.abs(ratio('parseJSON') - 0.6 / 3.55) < 0.01);
+    const f = byName(frames, 'sys_write');
+    const box = (await page.locator('#flame').boundingBox())!;
+    await page.mouse.move(box.x + f.x + f.width / 2, box.y + f.y + f.height / 2);
+    const tip = (await page.locator('#tip').textContent())!;
+    for (const want of ['Wall (CPU + off-CPU): 1.30 s \u2014 36.62% of total', 'self: 300.00 ms', 'Samples: 30 samples', 'CPU: 300.00 ms', 'Off-CPU: 1.00 s']) {
+      assert.ok(tip.includes(want), `tooltip has "${want}": ${tip}`);
+    }
+
+    // Zoomed into a frame that has no off-CPU time, switching to Off-CPU zooms out.
+    await click(page, byName(frames, 'parseJSON'));
+    assert.equal((await state()).zoom, 'parseJSON');
+    await page.locator('#type').selectOption({ label: 'Off-CPU' });
+    assert.deepEqual([(await state()).sampleType, (await state()).zoom, (await state()).total], [2, 'all', 1.5e9]);
+    frames = await visible(page);
+    assert.ok(!frames.some((v) => v.name === 'parseJSON' || v.name === WEIRD), 'on-CPU-only frames are gone');
+    assert.ok(Math.abs(ratio('sys_write') - 1 / 1.5) < 0.01);
+    assert.ok(Math.abs(ratio('worker_loop') - 0.5 / 1.5) < 0.01);
+    await page.locator('#search').fill('^schedule$');
+    assert.equal(await page.locator('#match').textContent(), 'Matched: 100.00% (1.50 s)');
+    await page.locator('#search').fill('');
+
+    await page.locator('#type').selectOption({ label: 'CPU' });
+    frames = await visible(page);
+    assert.equal((await state()).total, 2.05e9);
+    assert.ok(!frames.some((v) => v.name === 'schedule'), 'off-CPU-only frames are gone');
+    assert.ok(Math.abs(ratio('parseJSON') - 0.6 / 2.05) < 0.01);
+    await page.locator('#type').selectOption({ label: 'Samples' });
+    assert.equal((await state()).total, 125);
+    await page.locator('#type').selectOption({ label: 'Wall (CPU + off-CPU)' });
+    assert.equal((await state()).total, 3.55e9);
+    await page.screenshot({ path: join(dir, 'offcpu.png'), fullPage: true });
     assert.deepEqual(errors, []);
     await page.close();
   });

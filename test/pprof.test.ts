@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { Profile as PprofProfile } from 'pprof-format';
 import { encodePprof, ProfileModelError, toPprof } from '../src/output/pprof.js';
-import { EXE_BUILD_ID, knownProfile, largeProfile, LIBC_BUILD_ID, PERIOD, TOTAL_SAMPLES } from './fixtures/output-profile.js';
+import { EXE_BUILD_ID, knownProfile, largeProfile, LIBC_BUILD_ID, offCpuProfile, PERIOD, TOTAL_SAMPLES } from './fixtures/output-profile.js';
 import { workDir } from './helpers.js';
 
 const dir = workDir('pprof');
@@ -164,6 +164,53 @@ describe('pprof', () => {
     assert.equal(s(kernel.filename), '[kernel.kallsyms]');
     const unknown = [...loc.values()].find((l) => fn.get(Number(l.line[0]!.functionId)) === '[unknown]')!;
     assert.equal(Number(unknown.mappingId), 0, 'a frame without a module has no mapping');
+  });
+
+  it('carries off-CPU time: four sample types, wall by default, thread.state labels', () => {
+    const file = join(dir, 'offcpu.pb.gz');
+    writeFileSync(file, encodePprof(offCpuProfile()));
+    const wallNs = TOTAL_SAMPLES * PERIOD + 1_050_000_000;
+    const raw = goPprof(file, '-raw');
+    assert.match(raw, /^samples\/count cpu\/nanoseconds off_cpu\/nanoseconds wall\/nanoseconds\[dflt\]$/m);
+
+    const top = goPprof(file, '-top', '-unit=ns', '-nodecount=100');
+    assert.match(top, /^Type: wall$/m);
+    assert.match(top, new RegExp(`of ${wallNs}ns total`));
+    const wall = parseTop(top);
+    assert.deepEqual(wall.get('schedule'), ['1050000000ns', '1050000000ns']);
+    assert.deepEqual(wall.get('ksys_write'), [`${5 * PERIOD}ns`, `${5 * PERIOD + 300_000_000}ns`]);
+    assert.deepEqual(wall.get('pthread_cond_wait'), ['0', '700000000ns']);
+    assert.deepEqual(wall.get('futex_wait'), ['0', '700000000ns']);
+    assert.deepEqual(wall.get('main'), ['0', `${12 * PERIOD + 1_000_000_000}ns`]);
+
+    // The on-CPU views are those of the same profile recorded without off-CPU time.
+    const cpu = goPprof(file, '-top', '-unit=ns', '-sample_index=cpu', '-nodecount=100');
+    assert.match(cpu, new RegExp(`of ${TOTAL_SAMPLES * PERIOD}ns total`));
+    assert.equal(parseTop(cpu).get('schedule'), undefined);
+    assert.deepEqual(parseTop(goPprof(file, '-top', '-sample_index=samples', '-nodecount=100')), parseTop(goPprof(writeKnown(), '-top', '-sample_index=samples', '-nodecount=100')));
+
+    const traces = parseTraces(goPprof(file, '-traces', '-sample_index=off_cpu')).filter((t) => t.value !== '0');
+    assert.deepEqual(traces.map((t) => `${t.labels.get('thread.id')}/${t.labels.get('thread.name')}/${t.labels.get('thread.state')} ${t.value} ${t.frames.join(' < ')}`).sort(), [
+      '101/myserver/uninterruptible 300ms schedule < ksys_write < entry_SYSCALL_64 < write < handle_request < main',
+      '102/worker/sleeping 700ms schedule < futex_wait < pthread_cond_wait < handle_request < main',
+      '200/other/runnable 50ms schedule < [unknown]',
+    ]);
+    const tags = goPprof(file, '-tags', '-sample_index=off_cpu');
+    assert.match(tags, /thread\.state: Total 1\.05s of 1\.05s[^\n]*\n\s+700ms \(66\.67%\): sleeping\n\s+300ms \(28\.57%\): uninterruptible\n\s+50ms \( 4\.76%\): runnable/);
+    const uninterruptible = parseTop(goPprof(file, '-top', '-unit=ns', '-sample_index=off_cpu', '-tagfocus=thread.state=uninterruptible', '-nodecount=100'));
+    assert.deepEqual(uninterruptible.get('schedule'), ['300000000ns', '300000000ns']);
+    assert.equal(uninterruptible.get('pthread_cond_wait'), undefined);
+
+    const p = PprofProfile.decode(gunzipSync(encodePprof(offCpuProfile())));
+    const s = (i: unknown): string => p.stringTable.strings[Number(i)]!;
+    assert.deepEqual(p.sampleType.map((t) => `${s(t.type)}/${s(t.unit)}`), ['samples/count', 'cpu/nanoseconds', 'off_cpu/nanoseconds', 'wall/nanoseconds']);
+    assert.equal(s(p.defaultSampleType), 'wall');
+    const states = p.sample.map((x) => [x.value.map(Number).join(','), x.label.filter((l) => s(l.key) === 'thread.state').map((l) => s(l.str)).join()]);
+    assert.deepEqual(states, [
+      [`3,${3 * PERIOD},0,${3 * PERIOD}`, ''], [`2,${2 * PERIOD},0,${2 * PERIOD}`, ''], [`5,${5 * PERIOD},0,${5 * PERIOD}`, ''],
+      [`1,${PERIOD},0,${PERIOD}`, ''], [`4,${4 * PERIOD},0,${4 * PERIOD}`, ''], [`1,${PERIOD},0,${PERIOD}`, ''],
+      ['0,0,300000000,300000000', 'uninterruptible'], ['0,0,700000000,700000000', 'sleeping'], ['0,0,50000000,50000000', 'runnable'],
+    ]);
   });
 
   it('rejects a stack that points past the frame table', () => {

@@ -3,17 +3,32 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { Ajv } from 'ajv';
+import { renderFolded } from '../src/output/folded.js';
 import { renderSpeedscope, toSpeedscope, type SpeedscopeFile } from '../src/output/speedscope.js';
-import { chromium } from 'playwright-core';
-import { knownProfile, largeProfile, PERIOD, scalingRatio, TOTAL_SAMPLES } from './fixtures/output-profile.js';
+import { chromium, type Page } from 'playwright-core';
+import { knownProfile, largeProfile, offCpuProfile, PERIOD, scalingRatio, TOTAL_SAMPLES } from './fixtures/output-profile.js';
 import { workDir } from './helpers.js';
+
+const WALL = 'wall nanoseconds (on-CPU + off-CPU time)';
 
 // The schema speedscope itself publishes, from the devDependency (not a copy of ours).
 const require = createRequire(import.meta.url);
 const schema = JSON.parse(readFileSync(require.resolve('speedscope/dist/release/file-format-schema.json'), 'utf8')) as object;
 const validate = new Ajv({ allErrors: true }).compile(schema);
+
+/** Chromium on PATH, and a file written for the real speedscope app; undefined (the test skipped) without chromium. */
+function forSpeedscope(t: TestContext, name: string, text: string): { exe: string; file: string } | undefined {
+  const exe = findChromium();
+  if (exe === undefined) {
+    t.skip('no chromium on PATH');
+    return undefined;
+  }
+  const file = join(workDir('speedscope'), name);
+  writeFileSync(file, text);
+  return { exe, file };
+}
 
 function findChromium(): string | undefined {
   for (const d of (process.env.PATH ?? '').split(delimiter)) {
@@ -24,8 +39,11 @@ function findChromium(): string | undefined {
   return undefined;
 }
 
-/** Loads a file into the real speedscope app (from the devDependency); returns its title. */
-async function openInSpeedscope(executablePath: string, file: string): Promise<{ title: string; log: string[] }> {
+/**
+ * Loads a file into the real speedscope app (from the devDependency), lets `read` take what it
+ * needs from the page once the import is under way, and returns that with the page's log.
+ */
+async function inSpeedscope<T extends object>(executablePath: string, file: string, read: (page: Page) => Promise<T>): Promise<T & { log: string[] }> {
   const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
   try {
     const page = await browser.newPage();
@@ -34,13 +52,30 @@ async function openInSpeedscope(executablePath: string, file: string): Promise<{
     page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
     await page.goto(pathToFileURL(require.resolve('speedscope/dist/release/index.html')).href);
     await page.setInputFiles('input[type=file]', file);
-    // The toolbar shows "<profile name> (i/n)" once the import succeeded.
-    const title = page.getByText(/\(\d+\/\d+\)$/);
-    await title.first().waitFor({ timeout: 30_000 }).catch(() => undefined);
-    return { title: await title.first().locator('..').innerText().catch(() => ''), log };
+    return { ...(await read(page)), log };
   } finally {
     await browser.close();
   }
+}
+
+/** Loads a file into the real speedscope app; returns its title. */
+function openInSpeedscope(executablePath: string, file: string): Promise<{ title: string; log: string[] }> {
+  return inSpeedscope(executablePath, file, async (page) => {
+    // The toolbar shows "<profile name> (i/n)" once the import succeeded.
+    const title = page.getByText(/\(\d+\/\d+\)$/);
+    await title.first().waitFor({ timeout: 30_000 }).catch(() => undefined);
+    return { title: await title.first().locator('..').innerText().catch(() => '') };
+  });
+}
+
+/** Imports a file into the real speedscope app and returns its log and the Sandwich view's table as text. */
+function sandwichInSpeedscope(executablePath: string, file: string): Promise<{ table: string; log: string[] }> {
+  return inSpeedscope(executablePath, file, async (page) => {
+    // The view buttons appear once the import succeeded.
+    await page.getByText('Sandwich').click({ timeout: 30_000 });
+    await page.getByText('Symbol Name').waitFor({ timeout: 30_000 });
+    return { table: await page.locator('body').innerText() };
+  });
 }
 
 function assertValid(file: unknown): void {
@@ -63,12 +98,9 @@ describe('speedscope', () => {
   });
 
   it('opens in the real speedscope app', async (t) => {
-    const exe = findChromium();
-    if (exe === undefined) return t.skip('no chromium on PATH');
-    const dir = workDir('speedscope');
-    const file = join(dir, 'known.speedscope.json');
-    writeFileSync(file, renderSpeedscope(knownProfile()));
-    const { title, log } = await openInSpeedscope(exe, file);
+    const known = forSpeedscope(t, 'known.speedscope.json', renderSpeedscope(knownProfile()));
+    if (known === undefined) return;
+    const { title, log } = await openInSpeedscope(known.exe, known.file);
     assert.equal(title, 'myserver (pid 100) (1/2)', log.join('\n'));
     assert.ok(log.includes('Importing as speedscope json file'), log.join('\n'));
     assert.deepEqual(log.filter((l) => /error/i.test(l)), []);
@@ -116,6 +148,69 @@ describe('speedscope', () => {
   it('falls back to sample counts when asked', () => {
     const file = toSpeedscope(knownProfile(), { sampleType: 'samples' });
     assert.deepEqual(file.profiles.map((p) => [p.unit, p.endValue]), [['none', 12], ['none', 4]]);
+  });
+
+  it('weights a profile with off-CPU time by wall nanoseconds and names the view', () => {
+    const file = toSpeedscope(offCpuProfile());
+    assertValid(file);
+    assert.equal(file.name, `flamewire — ${WALL}: frequency=99Hz, lost=0`);
+    assert.deepEqual(file.profiles.map((p) => [p.name, p.unit, p.endValue]), [
+      [`myserver (pid 100) — ${WALL}`, 'nanoseconds', 12 * PERIOD + 1_000_000_000],
+      [`other (pid 200) — ${WALL}`, 'nanoseconds', 4 * PERIOD + 50_000_000],
+    ]);
+    assert.deepEqual(stackNames(file, 0), [
+      `main > handle_request > memcpy = ${2 * PERIOD}`,
+      `main > handle_request > parse_header = ${4 * PERIOD}`,
+      'main > handle_request > pthread_cond_wait > futex_wait > schedule = 700000000',
+      `main > handle_request > write > entry_SYSCALL_64 > ksys_write = ${5 * PERIOD}`,
+      'main > handle_request > write > entry_SYSCALL_64 > ksys_write > schedule = 300000000',
+      `main > odd;name\nwith newline = ${PERIOD}`,
+    ]);
+    assert.equal(renderSpeedscope(offCpuProfile(), { sampleType: 'wall' }), JSON.stringify(file));
+  });
+
+  it('weights an off-CPU profile by any chosen sample type, named in every profile', () => {
+    const off = toSpeedscope(offCpuProfile(), { sampleType: 'off_cpu' });
+    assertValid(off);
+    const OFF = 'off_cpu nanoseconds (off-CPU time: blocked or waiting for a CPU)';
+    assert.deepEqual(off.profiles.map((p) => [p.name, p.unit, p.endValue]), [
+      [`myserver (pid 100) — ${OFF}`, 'nanoseconds', 1_000_000_000],
+      [`other (pid 200) — ${OFF}`, 'nanoseconds', 50_000_000],
+    ]);
+    assert.deepEqual(stackNames(off, 1), ['[unknown] > schedule = 50000000']);
+
+    const cpu = toSpeedscope(offCpuProfile(), { sampleType: 'cpu' });
+    const plain = toSpeedscope(knownProfile());
+    assert.deepEqual(cpu.profiles.map((p) => p.name), ['myserver (pid 100) — cpu nanoseconds (on-CPU time)', 'other (pid 200) — cpu nanoseconds (on-CPU time)']);
+    assert.deepEqual(cpu.profiles.map((p) => stackNames(cpu, cpu.profiles.indexOf(p))), plain.profiles.map((_, i) => stackNames(plain, i)));
+
+    const counts = toSpeedscope(offCpuProfile(), { sampleType: 0 });
+    assert.deepEqual(counts.profiles.map((p) => [p.name, p.unit, p.endValue]), [
+      ['myserver (pid 100) — samples (on-CPU sample count)', 'none', 12],
+      ['other (pid 200) — samples (on-CPU sample count)', 'none', 4],
+    ]);
+    const empty = offCpuProfile();
+    empty.samples = [];
+    assert.deepEqual(toSpeedscope(empty).profiles.map((p) => [p.name, p.unit]), [[`no samples — ${WALL}`, 'nanoseconds']]);
+  });
+
+  it('opens an off-CPU profile, and its folded stacks with the comment line, in the real speedscope app', async (t) => {
+    const json = forSpeedscope(t, 'offcpu.speedscope.json', renderSpeedscope(offCpuProfile()));
+    if (json === undefined) return;
+    const opened = await openInSpeedscope(json.exe, json.file);
+    assert.equal(opened.title, `myserver (pid 100) — ${WALL} (1/2)`, opened.log.join('\n'));
+    assert.deepEqual(opened.log.filter((l) => /error/i.test(l)), []);
+
+    // Detected by content, not by name: the comment line must not make it look like anything
+    // else, and it is no frame. Totals are in wall nanoseconds (speedscope groups digits).
+    const folded = forSpeedscope(t, 'offcpu-stacks.txt', renderFolded(offCpuProfile()))!;
+    const { table, log } = await sandwichInSpeedscope(folded.exe, folded.file);
+    assert.ok(log.includes('Importing as collapsed stack format'), log.join('\n'));
+    const group = (n: number) => n.toLocaleString('en-US');
+    assert.match(table, /^1,050,000,000 \(\d+%\)\s+1,050,000,000 \(\d+%\)\s+schedule_\[k\]$/m);
+    assert.match(table, new RegExp(`^${group(12 * PERIOD + 1_000_000_000)} \\(\\d+%\\)\\s+0 \\(<0\\.01%\\)\\s+myserver$`, 'm'));
+    assert.doesNotMatch(table, /flamewire|#/);
+    assert.deepEqual(log.filter((l) => /error/i.test(l)), []);
   });
 
   it('renders 100k distinct stacks in time that grows linearly', () => {
