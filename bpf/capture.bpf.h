@@ -194,6 +194,23 @@ static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 pos, _
 
 
 /*
+ * The bytes of kernel stack a stack helper returned, bounded for the verifier; a failure
+ * (negative) is flagged, counted, and becomes an empty stack.
+ */
+static __always_inline long kernel_stack_bytes(long kbytes, __u32 *flags)
+{
+	if (kbytes < 0) {
+		*flags |= FW_SAMPLE_KERNEL_STACK_FAILED;
+		count(FW_METRIC_KERNEL_STACK_FAILED);
+		kbytes = 0;
+	}
+	if (kbytes > FW_MAX_KERNEL_FRAMES * sizeof(__u64))
+		kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
+	barrier_var(kbytes);
+	return kbytes & FW_KERNEL_BYTES_MASK;
+}
+
+/*
  * Fills buf with a record of kind `kind` for the current task: the stack top read at sp (at
  * most max_snap bytes), the kernel stack (when flags has FW_SAMPLE_KERNEL_MODE), the user
  * stack from ip/fp (when flags has FW_SAMPLE_USER_REGS), and the header. `own_walk` picks how
@@ -247,15 +264,7 @@ static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __
 
 	if (flags & FW_SAMPLE_KERNEL_MODE) {
 		kbytes = bpf_get_stack(ctx, buf->data + snap, FW_MAX_KERNEL_FRAMES * sizeof(__u64), 0);
-		if (kbytes < 0) {
-			flags |= FW_SAMPLE_KERNEL_STACK_FAILED;
-			count(FW_METRIC_KERNEL_STACK_FAILED);
-			kbytes = 0;
-		}
-		if (kbytes > FW_MAX_KERNEL_FRAMES * sizeof(__u64))
-			kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
-		barrier_var(kbytes);
-		kbytes &= FW_KERNEL_BYTES_MASK;
+		kbytes = kernel_stack_bytes(kbytes, &flags);
 	}
 
 	if (flags & FW_SAMPLE_USER_REGS) {

@@ -192,15 +192,7 @@ static __always_inline void emit_parked_task(struct parked *p, struct task_struc
 	if (bpf_probe_read_kernel(buf, sizeof(struct fw_sample) + snap, parked))
 		return;
 	kbytes = bpf_get_task_stack(task, buf->data + snap, FW_MAX_KERNEL_FRAMES * sizeof(__u64), 0);
-	if (kbytes < 0) {
-		buf->sample.flags |= FW_SAMPLE_KERNEL_STACK_FAILED;
-		count(FW_METRIC_KERNEL_STACK_FAILED);
-		kbytes = 0;
-	}
-	if (kbytes > FW_MAX_KERNEL_FRAMES * sizeof(__u64))
-		kbytes = FW_MAX_KERNEL_FRAMES * sizeof(__u64);
-	barrier_var(kbytes);
-	kbytes &= FW_KERNEL_BYTES_MASK;
+	kbytes = kernel_stack_bytes(kbytes, &buf->sample.flags);
 	if (ubytes > 0 &&
 	    bpf_probe_read_kernel(buf->data + snap + kbytes, ubytes, p->rec + sizeof(struct fw_sample) + snap))
 		return;
