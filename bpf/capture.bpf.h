@@ -53,6 +53,17 @@ struct {
 	__type(value, __u64);
 } metrics SEC(".maps") __weak;
 
+/* Set by user space once go_procs has an entry: until then no sample pays for the lookup. */
+volatile __u32 go_procs_used __weak;
+
+/* Go processes and where their goroutine ids are (see fw_go_proc); filled by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FW_DEFAULT_MAX_GO_PROCS);
+	__type(key, __u32);
+	__type(value, struct fw_go_proc);
+} go_procs SEC(".maps") __weak;
+
 #define FW_MAX_FRAMES (FW_MAX_KERNEL_FRAMES + FW_MAX_USER_FRAMES)
 /* All-ones masks that cover the largest value of each part of a record (verifier bounds). */
 #define FW_USER_BYTES_MASK 1023
@@ -194,6 +205,39 @@ static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 pos, _
 
 
 /*
+ * The goroutine the current thread runs, in a Go process user space told us about: g from
+ * thread-local storage, then g->m->curg. 0 when none (or not Go, or unreadable).
+ */
+static __always_inline __u64 current_goid(__u32 tgid)
+{
+	struct fw_go_proc *go;
+	__u64 g = 0, m = 0, curg = 0, goid = 0;
+
+	if (!go_procs_used)
+		return 0;
+	go = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!go)
+		return 0;
+#if defined(__TARGET_ARCH_x86)
+	{
+		struct task_struct *task = bpf_get_current_task_btf();
+		__u64 fsbase = task->thread.fsbase;
+
+		if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + go->g_tls_offset)))
+			return 0;
+	}
+#else
+	/* arm64 keeps g in R28: not wired yet. */
+	return 0;
+#endif
+	if (!g || bpf_probe_read_user(&m, sizeof(m), (void *)(g + go->g_m)) || !m ||
+	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + go->m_curg)) || !curg ||
+	    bpf_probe_read_user(&goid, sizeof(goid), (void *)(curg + go->g_goid)))
+		return 0;
+	return goid;
+}
+
+/*
  * The bytes of kernel stack a stack helper returned, bounded for the verifier; a failure
  * (negative) is flagged, counted, and becomes an empty stack.
  */
@@ -297,6 +341,7 @@ static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __
 	s->off_cpu_ns = 0;
 	s->task_state = 0;
 	s->reserved = 0;
+	s->goid = current_goid(s->pid);
 	return sizeof(*s) + kbytes + ubytes + snap;
 }
 

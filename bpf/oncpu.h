@@ -27,6 +27,7 @@
 #define FW_SNAPSHOT_BOUNDARY 4096
 #define FW_DEFAULT_RINGBUF_BYTES (8u << 20)
 #define FW_DEFAULT_MAX_PIDS 8192
+#define FW_DEFAULT_MAX_GO_PROCS 4096
 #define FW_DEFAULT_MAX_SAMPLED_PIDS 32768
 /* Off-CPU: blocks shorter than this are counted (number and time) but not emitted. */
 #define FW_DEFAULT_OFF_CPU_THRESHOLD_NS 100000ull
@@ -111,7 +112,22 @@ struct fw_sample {
 	__u64 off_cpu_ns;
 	__u32 task_state;
 	__u32 reserved;
+	/* Go processes (see go_procs): the id of the goroutine the thread was running, 0 for
+	 * none (the scheduler, or not a Go process). */
+	__u64 goid;
 	/* __u8 snapshot[snapshot_len]; __u64 frames[kernel_frames + user_frames]; */
+};
+
+/*
+ * Where a Go process keeps its current goroutine, from user space per process (the offsets
+ * depend on the Go release; see src/go/). amd64: the g pointer is at fs_base + g_tls_offset;
+ * the goroutine is g->m->curg (g itself when it is a user goroutine; g0 or gsignal otherwise).
+ */
+struct fw_go_proc {
+	__s32 g_tls_offset;
+	__u32 g_m;     /* offsetof(runtime.g, m) */
+	__u32 m_curg;  /* offsetof(runtime.m, curg) */
+	__u32 g_goid;  /* offsetof(runtime.g, goid) */
 };
 
 /* The process replaced its image: cached mappings of pid are stale. */

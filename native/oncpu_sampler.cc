@@ -284,6 +284,20 @@ int OnCpuSampler::AddPid(uint32_t pid, const char **what) {
   return err;
 }
 
+int OnCpuSampler::SetGoProcess(uint32_t pid, const struct fw_go_proc &go, const char **what) {
+  int err = bpf_map__update_elem(skel_->maps.go_procs, &pid, sizeof(pid), &go, sizeof(go), BPF_ANY);
+  if (err) {
+    *what = "adding a Go process";
+    return err;
+  }
+  skel_->bss->go_procs_used = 1;
+  return 0;
+}
+
+void OnCpuSampler::RemoveGoProcess(uint32_t pid) {
+  bpf_map__delete_elem(skel_->maps.go_procs, &pid, sizeof(pid), 0);
+}
+
 int OnCpuSampler::ReadMetrics(std::vector<uint64_t> *values, const char **what) {
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus < 0) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 struct oncpu_bpf;
+struct fw_go_proc;
 struct bpf_link;
 struct bpf_program;
 
@@ -53,6 +54,10 @@ class OnCpuSampler {
   int FlushOffCpu(const char **what);
 
   int AddPid(uint32_t pid, const char **what);
+  // A Go process: where its goroutine ids are (fw_go_proc). Samples of it carry the goroutine
+  // id from then on; RemoveGoProcess when its image goes (exec, exit).
+  int SetGoProcess(uint32_t pid, const struct fw_go_proc &go, const char **what);
+  void RemoveGoProcess(uint32_t pid);
   // Sums the per-CPU metrics; values has FW_METRIC_COUNT entries afterwards.
   int ReadMetrics(std::vector<uint64_t> *values, const char **what);
   int ReadProgramStats(OnCpuProgramStats *stats, const char **what);

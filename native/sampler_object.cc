@@ -1,5 +1,6 @@
 #include "sampler_object.h"
 
+#include <math.h>
 #include <unistd.h>
 
 #include <memory>
@@ -63,6 +64,8 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
                        {
                            InstanceMethod("start", &SamplerObject::Start),
                            InstanceMethod("addPid", &SamplerObject::AddPid),
+                           InstanceMethod("setGoProcess", &SamplerObject::SetGoProcess),
+                           InstanceMethod("removeGoProcess", &SamplerObject::RemoveGoProcess),
                            InstanceMethod("stats", &SamplerObject::Stats),
                            InstanceMethod("programStats", &SamplerObject::ProgramStats),
                            InstanceMethod("info", &SamplerObject::Info),
@@ -263,6 +266,52 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     const char *what = "";
     int err = sampler_->AddPid(static_cast<uint32_t>(d), &what);
     if (err) ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+
+  Napi::Value SetGoProcess(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    constexpr const char *kUsage =
+        "usage: sampler.setGoProcess(pid, { gTlsOffset: number, gM: number, mCurg: number, gGoid: number })";
+    double d = info.Length() == 2 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 1 && d <= kMaxPid) || d != static_cast<double>(static_cast<uint32_t>(d)) || !info[1].IsObject()) {
+      ThrowUsage(env, kUsage);
+      return env.Undefined();
+    }
+    Napi::Object o = info[1].As<Napi::Object>();
+    struct fw_go_proc go = {};
+    auto field = [&](const char *key, double min, double max, double *out) {
+      Napi::Value v = o.Get(key);
+      double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+      if (!(x >= min && x <= max) || x != static_cast<double>(static_cast<int64_t>(x))) return false;
+      *out = x;
+      return true;
+    };
+    double tls = 0, gm = 0, curg = 0, goid = 0;
+    if (!field("gTlsOffset", -65536, 65536, &tls) || !field("gM", 0, 65536, &gm) ||
+        !field("mCurg", 0, 65536, &curg) || !field("gGoid", 0, 65536, &goid)) {
+      ThrowUsage(env, kUsage);
+      return env.Undefined();
+    }
+    go.g_tls_offset = static_cast<int32_t>(tls);
+    go.g_m = static_cast<uint32_t>(gm);
+    go.m_curg = static_cast<uint32_t>(curg);
+    go.g_goid = static_cast<uint32_t>(goid);
+    if (!CheckUsable(env, "setGoProcess")) return env.Undefined();
+    const char *what = "";
+    int err = sampler_->SetGoProcess(static_cast<uint32_t>(d), go, &what);
+    if (err) ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+
+  Napi::Value RemoveGoProcess(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    double d = info.Length() == 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 1 && d <= kMaxPid) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+      ThrowUsage(env, "usage: sampler.removeGoProcess(pid)");
+      return env.Undefined();
+    }
+    if (sampler_) sampler_->RemoveGoProcess(static_cast<uint32_t>(d));
     return env.Undefined();
   }
 

@@ -18,6 +18,8 @@ export interface StackEntry {
   state: string;
   /** Off-CPU: nanoseconds blocked, summed. 0 for on-CPU entries. */
   offCpuNs: number;
+  /** Go: the goroutine (0 for none). */
+  goid: number;
 }
 
 export class Aggregator {
@@ -31,8 +33,8 @@ export class Aggregator {
    * latin1), after the identity. Kernel frame count disambiguates where the kernel part ends.
    * `state` is '' for on-CPU samples, the thread state for off-CPU time.
    */
-  static key(pid: number, gen: number, tid: number, comm: string, state: string, kernelFrames: number, stackBytes: string): string {
-    return `${pid}\u0000${gen}\u0000${tid}\u0000${comm}\u0000${state}\u0000${kernelFrames}\u0000${stackBytes}`;
+  static key(pid: number, gen: number, tid: number, goid: number, comm: string, state: string, kernelFrames: number, stackBytes: string): string {
+    return `${pid}\u0000${gen}\u0000${tid}\u0000${goid}\u0000${comm}\u0000${state}\u0000${kernelFrames}\u0000${stackBytes}`;
   }
 
   /**
@@ -51,13 +53,13 @@ export class Aggregator {
    * Counts one on-CPU sample, or with `state` set, one off-CPU block of offCpuNs. Stacks are
    * leaf first; `user` is the repaired user stack.
    */
-  add(pid: number, gen: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array, state = '', offCpuNs = 0): void {
-    const key = Aggregator.key(pid, gen, tid, comm, state, kernel.length, bytesKey(kernel) + bytesKey(user));
+  add(pid: number, gen: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array, state = '', offCpuNs = 0, goid = 0): void {
+    const key = Aggregator.key(pid, gen, tid, goid, comm, state, kernel.length, bytesKey(kernel) + bytesKey(user));
     let e = this.entries.get(key);
     if (e !== undefined) {
       e.count++;
     } else {
-      e = { pid, gen, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1, state, offCpuNs: 0 };
+      e = { pid, gen, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1, state, offCpuNs: 0, goid };
       this.entries.set(key, e);
     }
     this.count(offCpuNs, e);

@@ -129,7 +129,7 @@ export class OnCpuCapture {
       user = repairUserStack(s, lookup);
     }
     const state = s.offCpuNs > 0 ? threadStateName(s.taskState, s.flags) : '';
-    this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user, state, s.offCpuNs);
+    this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user, state, s.offCpuNs, s.goid);
   }
 
   /**
@@ -199,7 +199,7 @@ export class OnCpuCapture {
       }
     }
     const state = r.offCpuNs > 0 ? threadStateName(r.taskState, r.flags) : '';
-    const key = Aggregator.key(r.pid, this.generation.get(r.pid) ?? 0, r.tid, r.comm, state, r.kernelFrames, bytes);
+    const key = Aggregator.key(r.pid, this.generation.get(r.pid) ?? 0, r.tid, r.goid, r.comm, state, r.kernelFrames, bytes);
     if (!this.aggregator.bump(key, r.offCpuNs)) return false;
     this.fastPathSamples++;
     return true;

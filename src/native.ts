@@ -92,6 +92,10 @@ export interface OnCpuSampler {
   start(onBatch: (batch: Buffer) => void): void;
   /** Adds a process to the filter (only for samplers opened with pids). */
   addPid(pid: number): void;
+  /** A Go process: samples of it carry goroutine ids from now on (see bpf/oncpu.h fw_go_proc). */
+  setGoProcess(pid: number, go: GoProcessOffsets): void;
+  /** The process's image went (exec, exit): forget its Go offsets. */
+  removeGoProcess(pid: number): void;
   /** What was loaded: CPUs sampled, tracepoint flavour, how user stacks are walked. */
   info(): SamplerInfo;
   stats(): OnCpuStats;
@@ -101,9 +105,20 @@ export interface OnCpuSampler {
   stop(): void;
 }
 
+/** Where a Go process keeps its current goroutine's id (struct fw_go_proc). */
+export interface GoProcessOffsets {
+  /** The g pointer's offset from the thread pointer (fs_base on amd64). */
+  gTlsOffset: number;
+  gM: number;
+  mCurg: number;
+  gGoid: number;
+}
+
 interface NativeSampler {
   start(onBatch: (batch: Buffer) => void): void;
   addPid(pid: number): void;
+  setGoProcess(pid: number, go: GoProcessOffsets): void;
+  removeGoProcess(pid: number): void;
   stats(): OnCpuStats;
   programStats(): BpfProgramStats;
   info(): SamplerInfo;
@@ -214,6 +229,8 @@ export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
       }
     },
     addPid: (pid) => native.addPid(pid),
+    setGoProcess: (pid, go) => native.setGoProcess(pid, go),
+    removeGoProcess: (pid) => native.removeGoProcess(pid),
     info: () => native.info(),
     stats: () => native.stats(),
     programStats: () => native.programStats(),

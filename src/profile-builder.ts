@@ -114,7 +114,9 @@ export function buildProfile(input: BuildInput): Profile {
       values = [0, 0, e.offCpuNs, e.offCpuNs];
       labels['thread.state'] = e.state;
     }
-    samples.push({ stack, values, labels, numLabels: { 'thread.id': e.tid, 'process.pid': e.pid } });
+    const numLabels: Record<string, number> = { 'thread.id': e.tid, 'process.pid': e.pid };
+    if (e.goid > 0) numLabels.goroutine = e.goid;
+    samples.push({ stack, values, labels, numLabels });
   }
 
   if (hasKernel) {

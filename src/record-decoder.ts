@@ -8,7 +8,7 @@ export const RECORD_LAYOUT = {
   batchPrefixBytes: 8,
   batchAlign: 8,
   sample: {
-    size: 96,
+    size: 104,
     kind: 0,
     pid: 4,
     tid: 8,
@@ -25,6 +25,7 @@ export const RECORD_LAYOUT = {
     off_cpu_ns: 80,
     task_state: 88,
     reserved: 92,
+    goid: 96,
   },
   exec: { size: 32, kind: 0, pid: 4, time_ns: 8, comm: 16 },
   exit: { size: 16, kind: 0, pid: 4, time_ns: 8 },
@@ -97,6 +98,8 @@ export interface RawSample {
   /** 0 for on-CPU samples; see OnCpuSample.offCpuNs. */
   offCpuNs: number;
   taskState: number;
+  /** See OnCpuSample.goid. */
+  goid: number;
 }
 
 export interface RecordHandlers {
@@ -152,7 +155,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
   const u32 = new Uint32Array(ab, base, len >>> 2);
   const u64 = new BigUint64Array(ab, base, len >>> 3);
   const raw: RawSample | undefined = handlers.rawSample
-    ? { batch, u32, pid: 0, tid: 0, comm: '', flags: 0, kernelFrames: 0, userFrames: 0, rec: 0, snapAt: 0, snapLen: 0, framesAt: 0, offCpuNs: 0, taskState: 0 }
+    ? { batch, u32, pid: 0, tid: 0, comm: '', flags: 0, kernelFrames: 0, userFrames: 0, rec: 0, snapAt: 0, snapLen: 0, framesAt: 0, offCpuNs: 0, taskState: 0, goid: 0 }
     : undefined;
   // comm is usually the same as the previous sample of the thread: skip re-decoding it.
   let lastComm = '';
@@ -203,6 +206,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
         offCpuNs = u32[w + (S.off_cpu_ns >>> 2) + 1]! * 0x1_0000_0000 + u32[w + (S.off_cpu_ns >>> 2)]!;
         taskState = u32[w + (S.task_state >>> 2)]!;
       }
+      const goid = u32[w + (S.goid >>> 2) + 1]! * 0x1_0000_0000 + u32[w + (S.goid >>> 2)]!;
       if (raw !== undefined) {
         raw.pid = u32[w + (S.pid >>> 2)]!;
         raw.tid = u32[w + (S.tid >>> 2)]!;
@@ -216,6 +220,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
         raw.framesAt = snapAt + snapLen;
         raw.offCpuNs = offCpuNs;
         raw.taskState = taskState;
+        raw.goid = goid;
         if (handlers.rawSample!(raw)) {
           off = rec + padded;
           continue;
@@ -238,6 +243,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
         flags,
         offCpuNs,
         taskState,
+        goid,
       });
     } else if (kind === RECORD_KIND.exec) {
       const L = RECORD_LAYOUT.exec;

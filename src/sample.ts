@@ -31,4 +31,6 @@ export interface OnCpuSample {
   offCpuNs: number;
   /** Off-CPU records: the task state it blocked in (TASK_INTERRUPTIBLE, ...); 0 otherwise. */
   taskState: number;
+  /** Go processes: the goroutine the thread was running (0: none, or not Go). */
+  goid: number;
 }

@@ -18,7 +18,7 @@ int main(void) {
   printf("\\"sample\\":{"); F(fw_sample, kind); F(fw_sample, pid); F(fw_sample, tid); F(fw_sample, cpu);
   F(fw_sample, time_ns); F(fw_sample, comm); F(fw_sample, flags); F(fw_sample, kernel_frames);
   F(fw_sample, user_frames); F(fw_sample, snapshot_len); F(fw_sample, user_ip); F(fw_sample, user_sp);
-  F(fw_sample, user_bp); F(fw_sample, off_cpu_ns); F(fw_sample, task_state); F(fw_sample, reserved); printf("\\"size\\":%zu},", sizeof(struct fw_sample));
+  F(fw_sample, user_bp); F(fw_sample, off_cpu_ns); F(fw_sample, task_state); F(fw_sample, reserved); F(fw_sample, goid); printf("\\"size\\":%zu},", sizeof(struct fw_sample));
   printf("\\"exec\\":{"); F(fw_exec_record, kind); F(fw_exec_record, pid); F(fw_exec_record, time_ns);
   F(fw_exec_record, comm); printf("\\"size\\":%zu},", sizeof(struct fw_exec_record));
   printf("\\"exit\\":{"); F(fw_exit_record, kind); F(fw_exit_record, pid); F(fw_exit_record, time_ns);
