@@ -20,6 +20,11 @@ export interface CaptureOptions {
   frequency: number;
   /** Off-CPU time is recorded too: the profile gets off_cpu and wall sample types. */
   offCpu?: boolean;
+  /**
+   * Called for every process the first time it has samples, and again when it execs (its
+   * image changed): the recorder registers Go processes with the sampler here.
+   */
+  onProcess?: (pid: number, event: 'new' | 'exec') => void;
   /** Turn off the leaf repair (for comparisons with a plain frame-pointer walk). */
   noRepair?: boolean;
   /** Decode every sample fully, never counting from the raw record (tests compare the two). */
@@ -123,6 +128,7 @@ export class OnCpuCapture {
       lookup = this.ruleLookup(s.pid);
       this.lookups.set(s.pid, lookup);
       this.processesSeen++;
+      this.opts.onProcess?.(s.pid, 'new');
     }
     let user = s.userStack;
     if (!this.opts.noRepair && s.userRegs !== null && user.length > 0) {
@@ -229,6 +235,7 @@ export class OnCpuCapture {
     this.generation.set(pid, gen + 1);
     this.frameKinds.delete(pid);
     this.processes.refresh(pid);
+    this.opts.onProcess?.(pid, 'exec');
   }
 
   /**

@@ -10,6 +10,7 @@ import { UsageError, type RecordOptions } from './cli-args.js';
 import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
 import { formatDuration } from './duration.js';
+import { commandPath, goBinaryOffsets, goProcessOffsets } from './go-processes.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
 import { writeOutput } from './output/write-output.js';
@@ -25,12 +26,23 @@ export class RecordError extends Error {
 export async function record(opts: RecordOptions, out: NodeJS.WriteStream = process.stderr): Promise<number> {
   checkPreconditions(opts);
 
-  const capture = new OnCpuCapture({ frequency: opts.frequency, offCpu: opts.offCpu, oneShot: true });
+  let sampler: OnCpuSampler | undefined;
+  const capture = new OnCpuCapture({
+    frequency: opts.frequency,
+    offCpu: opts.offCpu,
+    oneShot: true,
+    // Go programs: samples carry goroutine ids once the sampler knows the runtime's offsets.
+    onProcess: (pid, event) => {
+      if (!sampler) return;
+      const go = goProcessOffsets(pid);
+      if (go) sampler.setGoProcess(pid, go);
+      else if (event === 'exec') sampler.removeGoProcess(pid);
+    },
+  });
   const startWall = process.hrtime.bigint();
   const timeNanos = BigInt(Date.now()) * 1_000_000n;
 
   let command: GatedCommand | undefined;
-  let sampler: OnCpuSampler;
   const filterPids = opts.pids.length > 0 ? opts.pids : undefined;
   try {
     // First: loading the BPF object parses the kernel's BTF, the first big allocations of a run.
@@ -52,6 +64,13 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   for (const pid of filterPids ?? []) capture.processes.ensure(pid);
 
   sampler.start((batch) => capture.addBatch(batch));
+  if (command) {
+    // A Go command gets goroutine ids from its first sample: its pid is the gate shell's, and
+    // the exec record would come a poll interval late.
+    const exe = commandPath(opts.command[0]!);
+    const go = exe === undefined ? undefined : goBinaryOffsets(exe);
+    if (go) sampler.setGoProcess(command.pid, go);
+  }
   command?.release();
   logger().debug({ frequency: opts.frequency, pids: filterPids, command: opts.command }, 'recording');
 

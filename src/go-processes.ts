@@ -1,0 +1,67 @@
+// Which processes are Go programs, and where the BPF sampler finds their goroutine: the
+// runtime offsets for the binary's Go release (src/go/runtime-offsets.ts), worked out once per
+// binary and handed to the sampler per process (bpf/oncpu.h fw_go_proc).
+
+import { accessSync, constants, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ElfFile } from './elf/elf-file.js';
+import { readGoBuildInfo } from './elf/go-buildinfo.js';
+import { goRuntimeOffsets } from './go/runtime-offsets.js';
+import { logger } from './logger.js';
+import type { GoProcessOffsets } from './native.js';
+
+/** The file `command` (as given after `--`) runs: a path, or looked up in PATH like the shell does. */
+export function commandPath(command: string): string | undefined {
+  if (command.includes('/')) return command;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const p = join(dir || '.', command);
+    try {
+      accessSync(p, constants.X_OK);
+      if (statSync(p).isFile()) return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Binaries seen, by device and inode: undefined when not Go, or not supported. */
+const byBinary = new Map<string, GoProcessOffsets | undefined>();
+
+/**
+ * The goroutine offsets for process `pid`'s current image, or undefined when it is not a Go
+ * program or its goroutines cannot be found (unsupported release, architecture, unknown TLS).
+ */
+export function goProcessOffsets(pid: number, procRoot = '/proc'): GoProcessOffsets | undefined {
+  return goBinaryOffsets(`${procRoot}/${pid}/exe`);
+}
+
+/** The same for an executable file. */
+export function goBinaryOffsets(exe: string): GoProcessOffsets | undefined {
+  let key: string;
+  try {
+    const st = statSync(exe);
+    key = `${st.dev}:${st.ino}:${st.mtimeMs}`;
+  } catch {
+    return undefined; // gone, or a kernel thread
+  }
+  if (byBinary.has(key)) return byBinary.get(key);
+  let found: GoProcessOffsets | undefined;
+  try {
+    found = ElfFile.withFile(exe, (elf) => {
+      const info = readGoBuildInfo(elf);
+      if (!info) return undefined;
+      const o = goRuntimeOffsets(elf, info.goVersion);
+      if (!o || o.tls.arch !== 'amd64' || o.tls.offset === undefined) {
+        logger().debug({ exe, goVersion: info.goVersion, tls: o?.tls }, 'Go process without goroutine ids');
+        return undefined;
+      }
+      return { gTlsOffset: o.tls.offset, gM: o.g.m, mCurg: o.m.curg, gGoid: o.g.goid };
+    });
+  } catch {
+    found = undefined; // not ELF, unreadable: not ours to report here
+  }
+  if (byBinary.size >= 1024) byBinary.clear();
+  byBinary.set(key, found);
+  return found;
+}
