@@ -169,6 +169,21 @@ describe('gopclntab', () => {
     compareWithOracle(tab, runOracle(oracle, stripped));
   });
 
+  it('finds the table and runtime.text without section headers', () => {
+    const bare = join(dir, 'prog-no-sections');
+    const bytes = readFileSync(stripped);
+    bytes.writeBigUInt64LE(0n, 40); // e_shoff
+    bytes.writeUInt16LE(0, 60); // e_shnum
+    bytes.writeUInt16LE(0, 62); // e_shstrndx
+    writeFileSync(bare, bytes);
+    const tab = ElfFile.withFile(bare, (elf) => {
+      assert.equal(elf.sections.length, 0);
+      return GoPclnTab.open(elf);
+    });
+    assert.ok(tab);
+    compareWithOracle(tab, runOracle(oracle, stripped));
+  });
+
   it('expands inlined frames, innermost first', () => {
     for (const b of [bin, stripped]) {
       const tab = ElfFile.withFile(b, (elf) => GoPclnTab.open(elf))!;

@@ -1,6 +1,6 @@
 // Shared test helpers: real programs built by the tests, in a scratch folder per test file.
 
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +39,163 @@ export function buildGo(dir: string, name: string, source: string, flags: string
     env: { ...process.env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local', ...env },
   });
   return out;
+}
+
+/**
+ * Builds a Go module from several files (`files` maps paths inside the module, such as
+ * `main.go` or `util/util.go`, to their text) without blocking, so that builds can run side by
+ * side; resolves to the binary's path. The module is `module` (default example.com/<name>)
+ * with go.mod's go directive `go` (default 1.21), then the lines `goMod` (require, replace).
+ * Environment defaults as in buildGo (GOTOOLCHAIN=local unless env says otherwise). A failed
+ * build rejects with the compiler's output in the message.
+ */
+export function buildGoModule(
+  dir: string,
+  name: string,
+  files: Record<string, string>,
+  opts: { flags?: string[]; env?: NodeJS.ProcessEnv; module?: string; go?: string; goMod?: string } = {},
+): Promise<string> {
+  const pkg = join(dir, name + '-src');
+  for (const [file, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(pkg, file)), { recursive: true });
+    writeFileSync(join(pkg, file), text);
+  }
+  writeFileSync(join(pkg, 'go.mod'), `module ${opts.module ?? `example.com/${name}`}\n\ngo ${opts.go ?? '1.21'}\n${opts.goMod ?? ''}`);
+  const out = join(dir, name);
+  return new Promise((resolve, reject) => {
+    execFile(
+      'go',
+      ['build', '-o', out, ...(opts.flags ?? []), '.'],
+      { cwd: pkg, maxBuffer: 16 << 20, env: { ...process.env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local', ...opts.env } },
+      (err, _stdout, stderr) => (err ? reject(new Error(`go build ${name}: ${stderr.trim() || err.message}`)) : resolve(out)),
+    );
+  });
+}
+
+// ---- debug/gosym as an oracle ------------------------------------------------------------------
+// A Go program that prints, for each binary named on its command line, "B path", then per
+// function "F entry end name" and, at its entry, three inner addresses and its last byte,
+// "L pc line function file" (debug/gosym knows nothing of inlining: the function is the physical
+// one, file:line the innermost position). The text start is runtime.text when the symbol table
+// has it, else .text; the table is .gopclntab, else .data.rel.ro.gopclntab, else
+// runtime.pclntab–runtime.epclntab (as cmd/internal/objfile does).
+
+const GOSYM_ORACLE = `package main
+
+import (
+	"bufio"
+	"debug/elf"
+	"debug/gosym"
+	"fmt"
+	"os"
+)
+
+func main() {
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	for _, path := range os.Args[1:] {
+		fmt.Fprintf(out, "B\\t%s\\n", path)
+		if err := dump(out, path); err != nil {
+			fmt.Fprintf(out, "E\\t%v\\n", err)
+		}
+	}
+}
+
+func dump(out *bufio.Writer, path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	text := f.Section(".text").Addr
+	var pclntab, epclntab uint64
+	if syms, err := f.Symbols(); err == nil {
+		for _, s := range syms {
+			switch s.Name {
+			case "runtime.text":
+				text = s.Value
+			case "runtime.pclntab":
+				pclntab = s.Value
+			case "runtime.epclntab":
+				epclntab = s.Value
+			}
+		}
+	}
+	var pcln []byte
+	sect := f.Section(".gopclntab")
+	if sect == nil {
+		sect = f.Section(".data.rel.ro.gopclntab") // PIE before Go 1.26
+	}
+	if sect != nil {
+		if pcln, err = sect.Data(); err != nil {
+			return err
+		}
+	} else {
+		// Externally linked PIE: inside .data.rel.ro, between two symbols.
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_LOAD && pclntab >= p.Vaddr && epclntab <= p.Vaddr+p.Filesz && pclntab < epclntab {
+				pcln = make([]byte, epclntab-pclntab)
+				if _, err := p.ReadAt(pcln, int64(pclntab-p.Vaddr)); err != nil {
+					return err
+				}
+			}
+		}
+		if pcln == nil {
+			return fmt.Errorf("no pclntab")
+		}
+	}
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(pcln, text))
+	if err != nil {
+		return err
+	}
+	for _, fn := range tab.Funcs {
+		fmt.Fprintf(out, "F\\t%x\\t%x\\t%s\\n", fn.Entry, fn.End, fn.Name)
+		size := fn.End - fn.Entry
+		for _, pc := range []uint64{fn.Entry, fn.Entry + size/4, fn.Entry + size/2, fn.Entry + size*3/4, fn.End - 1} {
+			file, line, g := tab.PCToLine(pc)
+			name := ""
+			if g != nil {
+				name = g.Name
+			}
+			fmt.Fprintf(out, "L\\t%x\\t%d\\t%s\\t%s\\n", pc, line, name, file)
+		}
+	}
+	return nil
+}
+`;
+
+export interface GosymAnswer {
+  funcs: Array<{ entry: number; end: number; name: string }>;
+  lines: Array<{ pc: number; line: number; name: string; file: string }>;
+}
+
+/**
+ * Builds the debug/gosym oracle in `dir` (with the Go `env` selects: GOTOOLCHAIN) and returns a
+ * function that runs it over binaries: per path, its answer, or an Error saying why it had none.
+ */
+export async function buildGosymOracle(dir: string, env: NodeJS.ProcessEnv = {}): Promise<(paths: string[]) => Promise<Map<string, GosymAnswer | Error>>> {
+  const bin = await buildGoModule(dir, 'gosym-oracle', { 'main.go': GOSYM_ORACLE }, { env });
+  return (paths) =>
+    new Promise((resolve, reject) => {
+      execFile(bin, paths, { maxBuffer: 1 << 30 }, (err, stdout) => (err ? reject(err) : resolve(parseGosym(stdout))));
+    });
+}
+
+function parseGosym(out: string): Map<string, GosymAnswer | Error> {
+  const res = new Map<string, GosymAnswer | Error>();
+  let path = '';
+  let cur: GosymAnswer | undefined;
+  for (const l of out.split('\n')) {
+    const p = l.split('\t');
+    if (p[0] === 'B') {
+      path = p[1];
+      cur = { funcs: [], lines: [] };
+      res.set(path, cur);
+    } else if (p[0] === 'E') res.set(path, new Error(p[1]));
+    else if (p[0] === 'F') cur!.funcs.push({ entry: parseInt(p[1], 16), end: parseInt(p[2], 16), name: p[3] });
+    else if (p[0] === 'L') cur!.lines.push({ pc: parseInt(p[1], 16), line: Number(p[2]), name: p[3], file: p[4] });
+  }
+  return res;
 }
 
 /** A test program that printed one line of hex addresses and waits for a byte on stdin to exit. */

@@ -1,14 +1,21 @@
 // Go's pclntab: the runtime's own table of functions, pc→file:line, pc→SP delta and inlining,
 // present in every Go binary even when stripped (the runtime needs it for tracebacks and GC).
-// Supported layouts: Go 1.20+ (magic 0xfffffff1, what Go 1.20–1.26 write), 1.18–1.19
-// (0xfffffff0) and 1.16–1.17 (0xfffffffa). The table is found through the .gopclntab section,
-// or, for binaries without it (external linking puts it inside .data.rel.ro, some tools strip
-// section headers), by searching the loaded segments for a header whose fields check out.
+// Supported layouts: Go 1.20+ (magic 0xfffffff1, what Go 1.20–1.27 write), 1.18–1.19
+// (0xfffffff0) and 1.16–1.17 (0xfffffffa). The table is found through the .gopclntab section
+// (.data.rel.ro.gopclntab in PIEs before 1.26), or, for binaries without it (external linking
+// puts it inside .data.rel.ro, some tools strip section headers), by searching the loaded
+// segments for a header whose fields check out.
+// Function entries are offsets from runtime.text (1.18+), read from runtime.firstmoduledata:
+// the header's copy is unrelocated in some PIEs and 1.26+ no longer write it; the .text section
+// is only the last resort (external linking puts C code first). Inline trees live in go:func.*,
+// at moduledata.gofunc (1.18+; inside the pclntab from 1.26) or behind absolute pointers
+// (1.16–1.17). 1.27 grew the module data, which moved gofunc (see findModuledata).
 // Everything is read once into memory at open(); lookups never touch the file again, so the
 // ElfFile may be closed afterwards. Malformed tables make lookups return undefined, never throw.
 
 import type { ElfFile } from './elf-file.js';
 import { PF_X, PT_LOAD, SHT_NOBITS } from './elf-file.js';
+import { readGoBuildId } from './go-buildid.js';
 
 const MAGIC_120 = 0xfffffff1;
 const MAGIC_118 = 0xfffffff0;
@@ -30,10 +37,14 @@ type Version = '1.16' | '1.18' | '1.20';
 
 interface Layout {
   version: Version;
+  /** The runtime.moduledata layout that was recognised (1.20+ only; see findModuledata). */
+  moduledata?: '1.20' | '1.26' | '1.27';
   quantum: number;
   ptrSize: number;
   nfunc: number;
   textStart: number;
+  /** The header's text start (0 when the header has none: before 1.18, and 1.26+). */
+  headerText: number;
   funcnameOff: number;
   cuOff: number;
   filetabOff: number;
@@ -87,6 +98,25 @@ export class GoPclnTab {
   /** Go version family of the table layout. */
   get version(): string {
     return this.L.version;
+  }
+
+  /**
+   * The Go releases that write a table like this one: "go1.16-go1.17", "go1.18-go1.19",
+   * "go1.20-go1.25", "go1.26", "go1.27+"; "go1.20+" when the module data was not found.
+   */
+  get versionRange(): string {
+    if (this.L.version === '1.16') return 'go1.16-go1.17';
+    if (this.L.version === '1.18') return 'go1.18-go1.19';
+    switch (this.L.moduledata) {
+      case '1.20':
+        return 'go1.20-go1.25';
+      case '1.26':
+        return 'go1.26';
+      case '1.27':
+        return 'go1.27+';
+      default:
+        return 'go1.20+';
+    }
   }
 
   /** Number of functions. */
@@ -262,17 +292,45 @@ export class GoPclnTab {
     if (nfuncdata <= FUNCDATA_INL_TREE) return undefined;
     const fdStart = f + ff.pcdata + npcdata * 4;
     if (this.L.version === '1.16') {
-      const aligned = Math.ceil(fdStart / this.L.ptrSize) * this.L.ptrSize;
-      const p = this.uptr(aligned + FUNCDATA_INL_TREE * this.L.ptrSize);
-      // Go 1.16 stores absolute pointers; the linker put the trees inside the pclntab region.
+      const p = this.funcdataPtr116(fdStart, FUNCDATA_INL_TREE);
+      // Go 1.16–1.17 store absolute pointers, into go.func.* in .rodata (read at open()).
+      if (p === 0) return undefined;
+      const g = this.gofunc;
+      if (g && p >= g.vaddr && p - g.vaddr < g.data.length) return { buf: g.data, off: p - g.vaddr };
       const inTable = p - this.vaddr;
-      return p !== 0 && inTable >= 0 && inTable < this.data.length ? { buf: this.data, off: inTable } : undefined;
+      return inTable >= 0 && inTable < this.data.length ? { buf: this.data, off: inTable } : undefined;
     }
     const rel = this.u32(fdStart + FUNCDATA_INL_TREE * 4);
     if (rel === 0xffffffff || !this.gofunc) return undefined;
     const off = this.gofunc.base + rel;
     if (off >= this.gofunc.data.length) return undefined;
     return { buf: this.gofunc.data, off };
+  }
+
+  /** Go 1.16–1.17: funcdata pointer `i` of the function whose pcdata offsets end at fdStart. */
+  private funcdataPtr116(fdStart: number, i: number): number {
+    const aligned = Math.ceil(fdStart / this.L.ptrSize) * this.L.ptrSize;
+    return this.uptr(aligned + i * this.L.ptrSize);
+  }
+
+  /**
+   * Go 1.16–1.17: the lowest inline-tree pointer of any function (the start of what go.func.*
+   * data lookups need), 0 when there is none.
+   */
+  lowestInlineTree116(): number {
+    let low = 0;
+    const ff = this.funcFields;
+    for (let i = 0; i < this.L.nfunc; i++) {
+      try {
+        const f = this.funcOffset(i);
+        if (this.data[this.check(f + ff.nfuncdata, 1)] <= FUNCDATA_INL_TREE) continue;
+        const p = this.funcdataPtr116(f + ff.pcdata + this.u32(f + ff.npcdata) * 4, FUNCDATA_INL_TREE);
+        if (p !== 0 && (low === 0 || p < low)) low = p;
+      } catch {
+        // a bad entry: skip it
+      }
+    }
+    return low;
   }
 
   /** Decodes a pc-value table at pctab offset `off` for a function starting at `entry`. */
@@ -344,16 +402,16 @@ function parseHeader(d: Buffer, textSection: number | undefined): Layout | undef
   const w = (i: number) => (ptrSize === 8 ? Number(d.readBigUInt64LE(8 + i * 8)) : d.readUInt32LE(8 + i * 4));
   const nfunc = w(0);
   let i = 2;
-  let textStart = 0;
-  if (version !== '1.16') textStart = w(i++);
+  let headerText = 0;
+  if (version !== '1.16') headerText = w(i++);
   const L: Layout = {
     version,
     quantum,
     ptrSize,
     nfunc,
-    // The header's textStart may be left unrelocated (0, or a PIE's link-time value); the .text
-    // section start is what the linker used, so prefer it (debug/gosym does the same).
-    textStart: textSection ?? textStart,
+    // Provisional: openTable() settles it (module data, then header, then this).
+    textStart: textSection ?? headerText,
+    headerText,
     funcnameOff: w(i++),
     cuOff: w(i++),
     filetabOff: w(i++),
@@ -391,7 +449,9 @@ function openTable(elf: ElfFile): GoPclnTab | undefined {
   let data: Buffer | undefined;
   let vaddr = 0;
   let L: Layout | undefined;
-  const sec = elf.section('.gopclntab');
+  // PIE binaries from Go 1.25 and older have it in .data.rel.ro.gopclntab when linked internally
+  // (and unnamed, inside .data.rel.ro, when linked externally).
+  const sec = elf.section('.gopclntab') ?? elf.section('.data.rel.ro.gopclntab');
   if (sec && sec.type !== SHT_NOBITS && sec.size > 0) {
     data = elf.sectionData(sec);
     vaddr = sec.addr;
@@ -399,16 +459,24 @@ function openTable(elf: ElfFile): GoPclnTab | undefined {
   }
   if (!L) {
     // Reading every segment is only worth it for files that say they are Go.
-    if (!sec && elf.goBuildId === '' && !elf.section('.go.buildinfo')) return undefined;
+    if (!sec && readGoBuildId(elf) === '' && !elf.section('.go.buildinfo')) return undefined;
     const found = searchMagic(elf, textAddr);
     if (!found) return undefined;
     ({ data, vaddr, L } = found);
   }
-  const md = L.version === '1.16' ? undefined : findModuledata(elf, data!, vaddr, L);
+  if (L.version === '1.16') {
+    // No go:func base in 1.16–1.17: funcdata are absolute pointers. Read from the lowest inline
+    // tree to the end of its segment.
+    const low = GoPclnTab.create(data!, vaddr, L, undefined).lowestInlineTree116();
+    return GoPclnTab.create(data!, vaddr, L, low ? gofuncRegion(elf, data!, vaddr, low) : undefined);
+  }
+  const md = findModuledata(elf, data!, vaddr, L);
   // moduledata.text is runtime.text, what function offsets are relative to. With external
   // linking the .text section starts with the C runtime's code, so the section address is only
-  // the fallback (and the header's textStart is left 0 by current linkers).
+  // the last resort; before 1.26 the header has a copy (1.26+ leave that field 0).
   if (md?.text) L.textStart = md.text;
+  else if (L.headerText && inText(elf, L.headerText)) L.textStart = L.headerText;
+  L.moduledata = md?.layout;
   return GoPclnTab.create(data!, vaddr, L, md?.region);
 }
 
@@ -438,24 +506,34 @@ function searchMagic(elf: ElfFile, textAddr: number | undefined): { data: Buffer
   return undefined;
 }
 
+function inText(elf: ElfFile, vaddr: number): boolean {
+  return elf.segments.some((p) => p.type === PT_LOAD && (p.flags & PF_X) !== 0 && vaddr >= p.vaddr && vaddr < p.vaddr + p.memsz);
+}
+
 /**
  * Finds runtime.firstmoduledata (it starts with a pointer to the pclntab, then funcnametab's
  * slice whose data pointer is pclntab + funcnameOffset) and reads its gofunc field, the base of
  * go:func.* that funcdata offsets are relative to, and its text field (runtime.text).
+ *
+ * Word indexes (pointer-sized words from the start): text is 22 in every release. gofunc is 38
+ * in 1.18–1.19; 1.20 added covctrs/ecovctrs before it, so 40 in 1.20–1.26; 1.27 added
+ * typedesclen, itaboffset and itabsize, so 43. 1.26 added epclntab right after gofunc and moved
+ * go:func.* into the pclntab's range, which tells the layouts apart: gofunc lies in
+ * [pclntab, epclntab) with epclntab the word after it (43/44 for 1.27, 40/41 for 1.26).
  */
 function findModuledata(
   elf: ElfFile,
   table: Buffer,
   tableVaddr: number,
   L: Layout,
-): { region: { data: Buffer; base: number; vaddr: number } | undefined; text: number } | undefined {
+): { region: { data: Buffer; base: number; vaddr: number } | undefined; text: number; layout: Layout['moduledata'] } | undefined {
   const ps = L.ptrSize;
   const want = Buffer.alloc(ps * 2);
   const put = (b: Buffer, off: number, v: number) => (ps === 8 ? b.writeBigUInt64LE(BigInt(v), off) : b.writeUInt32LE(v, off));
   put(want, 0, tableVaddr);
   put(want, ps, tableVaddr + L.funcnameOff);
-  const gofuncWord = L.version === '1.18' ? 38 : 40;
   const textWord = 22;
+  const lastWord = 44;
   const candidates = ['.go.module', '.noptrdata', '.data', '.data.rel.ro'];
   const areas: Array<{ offset: number; size: number }> = [];
   for (const name of candidates) {
@@ -469,15 +547,21 @@ function findModuledata(
     const buf = elf.read(a.offset, a.size);
     let at = buf.indexOf(want);
     while (at >= 0) {
-      if (at % ps === 0 && at + (gofuncWord + 1) * ps <= buf.length) {
+      if (at % ps === 0 && at + (lastWord + 1) * ps <= buf.length) {
         const word = (i: number) => (ps === 8 ? Number(buf.readBigUInt64LE(at + i * ps)) : buf.readUInt32LE(at + i * ps));
-        const gofunc = word(gofuncWord);
+        // gofunc in [pclntab, epclntab), epclntab no further than the table reaches.
+        const inTable = (g: number) => {
+          const end = word(g + 1);
+          return end > tableVaddr && end <= tableVaddr + table.length && word(g) >= tableVaddr && word(g) < end;
+        };
+        const layout: Layout['moduledata'] = L.version === '1.18' ? undefined : inTable(43) ? '1.27' : inTable(40) ? '1.26' : '1.20';
+        const gofunc = word(L.version === '1.18' ? 38 : layout === '1.27' ? 43 : 40);
         const text = word(textWord);
         const region = gofuncRegion(elf, table, tableVaddr, gofunc);
-        // On disk a PIE's moduledata may still hold unrelocated zeros: keep text only if it
-        // lies in executable code.
-        const plausibleText = elf.segments.some((p) => p.type === PT_LOAD && (p.flags & PF_X) !== 0 && text >= p.vaddr && text < p.vaddr + p.memsz) ? text : 0;
-        if (region || plausibleText) return { region, text: plausibleText };
+        // On disk a PIE's moduledata may hold unrelocated zeros (if a linker leaves the value
+        // to the dynamic relocation): keep text only if it lies in executable code.
+        const plausibleText = inText(elf, text) ? text : 0;
+        if (region || plausibleText) return { region, text: plausibleText, layout };
       }
       at = buf.indexOf(want, at + 1);
     }
@@ -487,7 +571,7 @@ function findModuledata(
 
 function gofuncRegion(elf: ElfFile, table: Buffer, tableVaddr: number, gofunc: number): { data: Buffer; base: number; vaddr: number } | undefined {
   if (gofunc === 0) return undefined;
-  // Go 1.22+ places go:func.* inside the pclntab's range: share the buffer.
+  // Go 1.26+ place go:func.* inside the pclntab's range: share the buffer.
   if (gofunc >= tableVaddr && gofunc < tableVaddr + table.length) return { data: table, base: gofunc - tableVaddr, vaddr: tableVaddr };
   for (const p of elf.segments) {
     if (p.type === PT_LOAD && gofunc >= p.vaddr && gofunc < p.vaddr + p.filesz) {
