@@ -118,6 +118,9 @@ describe('go-buildinfo', () => {
       assert.match(id, /^[\w-]{20}\/[\w-]{20}\/[\w-]{20}\/[\w-]{20}$/);
       assert.equal(read(b)!.buildId, id);
       assert.equal(ElfFile.withFile(b, readGoBuildId), id);
+      // ElfFile's own note lookup (used by the symbolizer's caches) finds it too: Go pads the
+      // note's owner to "Go\0\0".
+      assert.equal(ElfFile.withFile(b, (e) => e.goBuildId), id);
     }
   });
 

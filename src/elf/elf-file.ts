@@ -235,7 +235,8 @@ export class ElfFile {
         const descOff = nameOff + align4(namesz);
         const next = descOff + align4(descsz);
         if (descOff + descsz > data.length || namesz > data.length) break;
-        const name = data.toString('latin1', nameOff, nameOff + Math.max(0, namesz - 1));
+        // The owner is NUL-terminated and may be NUL-padded: Go writes "Go\0\0" (namesz 4).
+        const name = data.toString('latin1', nameOff, nameOff + namesz).replace(/\0+$/, '');
         if (name === owner && ntype === type) return Buffer.from(data.subarray(descOff, descOff + descsz));
         p = next;
       }
