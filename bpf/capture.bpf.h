@@ -90,11 +90,27 @@ struct walk_state {
  * frames.
  */
 /* Sized for the masked maxima (see FW_*_MASK), so every masked offset is provably inside. */
-#define FW_MAX_DATA_BYTES (FW_SNAPSHOT_MASK + 1 + FW_KERNEL_BYTES_MASK + 1 + FW_USER_BYTES_MASK + 1)
+#define FW_MAX_DATA_BYTES                                                                    \
+	(FW_SNAPSHOT_MASK + 1 + FW_KERNEL_BYTES_MASK + 1 + FW_USER_BYTES_MASK + 1 +               \
+	 FW_MAX_GO_LABEL_BYTES + 2 + FW_MAX_GO_LABEL_KEY + FW_MAX_GO_LABEL_VALUE + 8)
+/* copy_go_labels() under way (see there): the bucket or slice it reads, what it wrote. */
+struct label_state {
+	__u64 key_base; /* user address of the first key (a Go string: ptr, len) */
+	__u64 val_base; /* user address of the first value */
+	__u64 stride;   /* bytes from one key (value) to the next */
+	__u32 n;        /* cells to look at */
+	__u32 pos;      /* byte offset in data[] where the labels start */
+	__u32 out;      /* label bytes written so far */
+	__u32 is_map;
+	__u32 truncated;
+	__u8 tophash[8]; /* map: which cells of the bucket are in use */
+};
+
 struct sample_buf {
 	struct fw_sample sample;
 	__u8 data[FW_MAX_DATA_BYTES];
 	struct walk_state walk;
+	struct label_state labels;
 };
 
 struct {
@@ -206,18 +222,20 @@ static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 pos, _
 
 /*
  * The goroutine the current thread runs, in a Go process user space told us about: g from
- * thread-local storage, then g->m->curg. 0 when none (or not Go, or unreadable).
+ * thread-local storage, then g->m->curg (g itself for a user goroutine; from g0 or gsignal,
+ * the goroutine they serve). 0 when none (or not Go, or unreadable); *go is its settings.
  */
-static __always_inline __u64 current_goid(__u32 tgid)
+static __always_inline __u64 current_g(__u32 tgid, struct fw_go_proc **go_out)
 {
 	struct fw_go_proc *go;
-	__u64 g = 0, m = 0, curg = 0, goid = 0;
+	__u64 g = 0, m = 0, curg = 0;
 
 	if (!go_procs_used)
 		return 0;
 	go = bpf_map_lookup_elem(&go_procs, &tgid);
 	if (!go)
 		return 0;
+	*go_out = go;
 #if defined(__TARGET_ARCH_x86)
 	{
 		struct task_struct *task = bpf_get_current_task_btf();
@@ -231,10 +249,137 @@ static __always_inline __u64 current_goid(__u32 tgid)
 	return 0;
 #endif
 	if (!g || bpf_probe_read_user(&m, sizeof(m), (void *)(g + go->g_m)) || !m ||
-	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + go->m_curg)) || !curg ||
-	    bpf_probe_read_user(&goid, sizeof(goid), (void *)(curg + go->g_goid)))
+	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + go->m_curg)))
 		return 0;
-	return goid;
+	return curg;
+}
+
+/* Go's map bucket for map[string]string (Go 1.21-1.23): tophash[8], keys[8], values[8]. */
+#define FW_GO_BUCKET_KEYS 8
+#define FW_GO_BUCKET_VALUES 136
+#define FW_GO_MIN_TOPHASH 5
+
+/* Sized for the masked maxima, like FW_MAX_DATA_BYTES: where the labels may start. */
+#define FW_LABELS_POS_MAX (FW_SNAPSHOT_MASK + FW_KERNEL_BYTES_MASK + FW_USER_BYTES_MASK)
+
+/*
+ * One label: cell i of the bucket or slice to data[pos + out...]. Returns 1 to stop.
+ *
+ * Everything that varies from label to label (out above all, the offset of every write) lives
+ * in the scratch map value, whose contents the verifier does not track, and is bounded again
+ * here. Kept in registers, as first written, each label's offsets depended on every earlier
+ * branch taken (label present, cut, ...): the verifier could prune nothing and walked every
+ * combination, ~500,000 instructions and most of a second of CPU per program load.
+ */
+static __always_inline long copy_go_label(struct sample_buf *buf, __u32 i)
+{
+	struct label_state *st = &buf->labels;
+	__u64 k[2], v[2], pos, out, klen, vlen, at;
+
+	if (i >= st->n || i >= FW_MAX_GO_LABELS)
+		return 1;
+	if (st->is_map && st->tophash[i & 7] < FW_GO_MIN_TOPHASH)
+		return 0;
+	if (bpf_probe_read_user(k, sizeof(k), (void *)(st->key_base + st->stride * i)) ||
+	    bpf_probe_read_user(v, sizeof(v), (void *)(st->val_base + st->stride * i)))
+		return 1;
+	klen = k[1] > FW_MAX_GO_LABEL_KEY ? FW_MAX_GO_LABEL_KEY : k[1];
+	vlen = v[1] > FW_MAX_GO_LABEL_VALUE ? FW_MAX_GO_LABEL_VALUE : v[1];
+	out = st->out;
+	/* Below the limit, not up to it: out stays under the mask below, padded at most to it. */
+	if (klen == 0 || out + 2 + klen + vlen >= FW_MAX_GO_LABEL_BYTES) {
+		st->truncated = 1;
+		return 1;
+	}
+	if (klen < k[1] || vlen < v[1])
+		st->truncated = 1;
+	pos = st->pos;
+	/* For the verifier (clang may bound a copy): bounds and masks that are no-ops here. */
+	barrier_var(pos);
+	if (pos > FW_LABELS_POS_MAX)
+		return 1;
+	barrier_var(pos);
+	barrier_var(out);
+	out &= FW_MAX_GO_LABEL_BYTES - 1;
+	barrier_var(klen);
+	klen &= 2 * FW_MAX_GO_LABEL_KEY - 1;
+	barrier_var(vlen);
+	vlen &= 2 * FW_MAX_GO_LABEL_VALUE - 1;
+	at = pos + out;
+	buf->data[at] = klen;
+	buf->data[at + 1] = vlen;
+	if (bpf_probe_read_user(buf->data + at + 2, klen, (void *)k[0]) ||
+	    bpf_probe_read_user(buf->data + at + 2 + klen, vlen, (void *)v[0]))
+		return 1;
+	st->out = out + 2 + klen + vlen;
+	return 0;
+}
+
+/*
+ * Copies goroutine g's pprof labels to buf->data[pos...] (see struct fw_sample), sets the
+ * header's labels_len (a multiple of 8) and LABELS_TRUNCATED flag, and returns pos +
+ * labels_len: the bytes of data[] the record uses. Go 1.24+ keeps labels in a sorted slice;
+ * 1.21-1.23 in a map, of which the first bucket is read: a map of up to 8 labels has only that
+ * one. The end is computed from pos as stored in the map value, not from the caller's
+ * registers, so that no path into here (snapshot read or not, kernel stack or not, ...) is
+ * kept apart from the others: the verifier checks the copy once, not once per path.
+ */
+static __always_inline __u64 copy_go_labels(struct sample_buf *buf, __u32 pos, struct fw_go_proc *go,
+					    __u64 g)
+{
+	struct label_state *st = &buf->labels;
+	__u64 p = 0, hdr[4] = {}, start, out;
+
+	st->pos = pos;
+	st->out = 0;
+	st->truncated = 0;
+	if (go->labels_format == FW_GO_LABELS_NONE ||
+	    bpf_probe_read_user(&p, sizeof(p), (void *)(g + go->g_labels)) || !p)
+		goto done;
+	if (go->labels_format == FW_GO_LABELS_MAP) {
+		/* The map variable holds the *hmap: count, flags, B, ..., buckets, oldbuckets. */
+		if (bpf_probe_read_user(&p, sizeof(p), (void *)p) || !p ||
+		    bpf_probe_read_user(hdr, sizeof(hdr), (void *)p) || !hdr[2] ||
+		    bpf_probe_read_user(st->tophash, sizeof(st->tophash), (void *)hdr[2]))
+			goto done;
+		if (((hdr[1] >> 8) & 0xff) != 0 || hdr[3] != 0)
+			st->truncated = 1;
+		st->is_map = 1;
+		st->key_base = hdr[2] + FW_GO_BUCKET_KEYS;
+		st->val_base = hdr[2] + FW_GO_BUCKET_VALUES;
+		st->stride = 16;
+		st->n = 8;
+	} else {
+		if (bpf_probe_read_user(hdr, 2 * sizeof(__u64), (void *)p))
+			goto done;
+		st->is_map = 0;
+		st->key_base = hdr[0];
+		st->val_base = hdr[0] + 16;
+		st->stride = 32;
+		st->n = hdr[1] > FW_MAX_GO_LABELS ? FW_MAX_GO_LABELS : hdr[1];
+		if (hdr[1] > FW_MAX_GO_LABELS)
+			st->truncated = 1;
+	}
+#pragma unroll
+	for (int i = 0; i < FW_MAX_GO_LABELS; i++)
+		if (copy_go_label(buf, i))
+			break;
+done:
+	start = st->pos;
+	barrier_var(start);
+	if (start > FW_LABELS_POS_MAX)
+		return 0;
+	barrier_var(start);
+	out = st->out;
+	barrier_var(out);
+	out &= FW_MAX_GO_LABEL_BYTES - 1;
+	/* Zero padding to 8 bytes: a key length of 0 ends the list. */
+	*(__u64 *)(buf->data + start + out) = 0;
+	out = (out + 7) & ~7ull;
+	buf->sample.labels_len = out;
+	if (st->truncated)
+		buf->sample.flags |= FW_SAMPLE_LABELS_TRUNCATED;
+	return start + out;
 }
 
 /*
@@ -340,8 +485,18 @@ static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __
 	s->snapshot_len = snap;
 	s->off_cpu_ns = 0;
 	s->task_state = 0;
-	s->reserved = 0;
-	s->goid = current_goid(s->pid);
+	s->goid = 0;
+	s->labels_len = 0;
+	{
+		struct fw_go_proc *go = NULL;
+		__u64 g = current_g(s->pid, &go);
+
+		if (g && go) {
+			if (bpf_probe_read_user(&s->goid, sizeof(s->goid), (void *)(g + go->g_goid)))
+				s->goid = 0;
+			return sizeof(*s) + copy_go_labels(buf, snap + kbytes + ubytes, go, g);
+		}
+	}
 	return sizeof(*s) + kbytes + ubytes + snap;
 }
 

@@ -24,10 +24,17 @@ const volatile __u64 task_stack_bytes = 16384;
 
 #define FW_OFF_CPU_RECORD_MAX                                                          \
 	(sizeof(struct fw_sample) + FW_OFF_CPU_MAX_SNAPSHOT_BYTES +                      \
-	 FW_MAX_KERNEL_FRAMES * sizeof(__u64) + FW_MAX_USER_FRAMES * sizeof(__u64))
+	 FW_MAX_KERNEL_FRAMES * sizeof(__u64) + FW_MAX_USER_FRAMES * sizeof(__u64) +            \
+	 FW_MAX_GO_LABEL_BYTES + 8)
 /* All-ones mask at or above the largest record (verifier bounds for the copies). */
 #define FW_OFF_CPU_RECORD_MASK 4095
 _Static_assert(FW_OFF_CPU_RECORD_MAX <= FW_OFF_CPU_RECORD_MASK, "off-CPU record exceeds the mask");
+
+/* What follows the kernel frames in a record: user frames, then goroutine labels. */
+#define FW_OFF_CPU_TAIL_MAX (FW_MAX_USER_FRAMES * sizeof(__u64) + FW_MAX_GO_LABEL_BYTES + 8)
+/* All-ones mask at or above FW_OFF_CPU_TAIL_MAX (verifier bounds for the copy). */
+#define FW_OFF_CPU_TAIL_MASK 2047
+_Static_assert(FW_OFF_CPU_TAIL_MAX <= FW_OFF_CPU_TAIL_MASK, "off-CPU record tail exceeds the mask");
 
 /* TASK_DEAD (include/linux/sched.h): the thread's last switch-out, it never comes back. */
 #define FW_TASK_DEAD 0x80
@@ -172,7 +179,8 @@ static __always_inline void emit_parked_task(struct parked *p, struct task_struc
 	if (p->size == 0)
 		return;
 	snap = parked->snapshot_len;
-	ubytes = parked->user_frames * sizeof(__u64);
+	/* The user frames and, for goroutines, their labels: both follow the kernel frames. */
+	ubytes = parked->user_frames * sizeof(__u64) + parked->labels_len;
 	blocked = unpark(p, now);
 	if (blocked == 0)
 		return;
@@ -185,10 +193,10 @@ static __always_inline void emit_parked_task(struct parked *p, struct task_struc
 		snap = FW_OFF_CPU_MAX_SNAPSHOT_BYTES;
 	barrier_var(snap);
 	snap &= FW_SNAPSHOT_MASK;
-	if (ubytes > FW_MAX_USER_FRAMES * sizeof(__u64))
-		ubytes = FW_MAX_USER_FRAMES * sizeof(__u64);
+	if (ubytes > FW_OFF_CPU_TAIL_MAX)
+		ubytes = FW_OFF_CPU_TAIL_MAX;
 	barrier_var(ubytes);
-	ubytes &= FW_USER_BYTES_MASK;
+	ubytes &= FW_OFF_CPU_TAIL_MASK;
 	if (bpf_probe_read_kernel(buf, sizeof(struct fw_sample) + snap, parked))
 		return;
 	kbytes = bpf_get_task_stack(task, buf->data + snap, FW_MAX_KERNEL_FRAMES * sizeof(__u64), 0);

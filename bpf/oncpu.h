@@ -61,6 +61,8 @@ enum fw_sample_flag {
 	FW_SAMPLE_KERNEL_THREAD = 1u << 6,
 	/* Off-CPU: the thread was preempted while runnable (task_state is then meaningless). */
 	FW_SAMPLE_PREEMPTED = 1u << 7,
+	/* Go: the goroutine had labels that did not all fit (see FW_MAX_GO_LABEL*). */
+	FW_SAMPLE_LABELS_TRUNCATED = 1u << 8,
 };
 
 /* Index into the per-CPU "metrics" array. */
@@ -111,11 +113,14 @@ struct fw_sample {
 	 * (TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE, ...) when it left. 0 in on-CPU samples. */
 	__u64 off_cpu_ns;
 	__u32 task_state;
-	__u32 reserved;
+	/* Bytes of goroutine labels after the user frames (a multiple of 8; see fw_go_proc). */
+	__u32 labels_len;
 	/* Go processes (see go_procs): the id of the goroutine the thread was running, 0 for
 	 * none (the scheduler, or not a Go process). */
 	__u64 goid;
-	/* __u8 snapshot[snapshot_len]; __u64 frames[kernel_frames + user_frames]; */
+	/* __u8 snapshot[snapshot_len]; __u64 frames[kernel_frames + user_frames];
+	 * __u8 labels[labels_len]: per label [__u8 key_len][__u8 value_len][key][value], until
+	 * labels_len or a key_len of 0 (padding). */
 };
 
 /*
@@ -128,7 +133,24 @@ struct fw_go_proc {
 	__u32 g_m;     /* offsetof(runtime.g, m) */
 	__u32 m_curg;  /* offsetof(runtime.m, curg) */
 	__u32 g_goid;  /* offsetof(runtime.g, goid) */
+	__u32 g_labels; /* offsetof(runtime.g, labels): pprof labels (*labelMap) */
+	__u32 labels_format; /* enum fw_go_labels */
 };
+
+/* How a Go release keeps a goroutine's pprof labels (what g.labels points to). */
+enum fw_go_labels {
+	FW_GO_LABELS_NONE = 0,
+	/* Go 1.21-1.23: *map[string]string; an hmap whose 8-cell buckets hold the strings. */
+	FW_GO_LABELS_MAP = 1,
+	/* Go 1.24+: *struct { []struct { key, value string } }, sorted by key. */
+	FW_GO_LABELS_SLICE = 2,
+};
+
+/* Label limits: longer keys and values are cut, further labels dropped (flagged). */
+#define FW_MAX_GO_LABELS 8
+#define FW_MAX_GO_LABEL_KEY 32
+#define FW_MAX_GO_LABEL_VALUE 64
+#define FW_MAX_GO_LABEL_BYTES 512
 
 /* The process replaced its image: cached mappings of pid are stale. */
 struct fw_exec_record {

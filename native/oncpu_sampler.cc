@@ -324,7 +324,8 @@ int OnCpuSampler::ReadMetrics(std::vector<uint64_t> *values, const char **what) 
 
 namespace {
 
-// The kernel's run-time statistics of one loaded program (kernel.bpf_stats_enabled).
+// The kernel's run-time statistics of one loaded program (kernel.bpf_stats_enabled) and what
+// verifying it cost.
 int ReadStatsOf(::bpf_program *prog, OnCpuProgramStats *stats) {
   struct bpf_prog_info info;
   __u32 len = sizeof(info);
@@ -333,6 +334,7 @@ int ReadStatsOf(::bpf_program *prog, OnCpuProgramStats *stats) {
   if (err) return err;
   stats->run_time_ns = info.run_time_ns;
   stats->run_count = info.run_cnt;
+  stats->verified_insns = info.verified_insns;
   return 0;
 }
 

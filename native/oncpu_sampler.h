@@ -35,6 +35,8 @@ struct OnCpuSettings {
 struct OnCpuProgramStats {
   uint64_t run_time_ns = 0;
   uint64_t run_count = 0;
+  // Instructions the verifier went through at load (5.16+; 0 before).
+  uint32_t verified_insns = 0;
 };
 
 class OnCpuSampler {

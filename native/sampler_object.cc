@@ -272,7 +272,8 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
   Napi::Value SetGoProcess(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     constexpr const char *kUsage =
-        "usage: sampler.setGoProcess(pid, { gTlsOffset: number, gM: number, mCurg: number, gGoid: number })";
+        "usage: sampler.setGoProcess(pid, { gTlsOffset: number, gM: number, mCurg: number, gGoid: number, "
+        "gLabels: number, labelsFormat: 'map' | 'slice' })";
     double d = info.Length() == 2 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
     if (!(d >= 1 && d <= kMaxPid) || d != static_cast<double>(static_cast<uint32_t>(d)) || !info[1].IsObject()) {
       ThrowUsage(env, kUsage);
@@ -287,12 +288,17 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
       *out = x;
       return true;
     };
-    double tls = 0, gm = 0, curg = 0, goid = 0;
+    double tls = 0, gm = 0, curg = 0, goid = 0, labels = 0;
+    Napi::Value fmt = o.Get("labelsFormat");
+    std::string format = fmt.IsString() ? fmt.As<Napi::String>().Utf8Value() : "";
     if (!field("gTlsOffset", -65536, 65536, &tls) || !field("gM", 0, 65536, &gm) ||
-        !field("mCurg", 0, 65536, &curg) || !field("gGoid", 0, 65536, &goid)) {
+        !field("mCurg", 0, 65536, &curg) || !field("gGoid", 0, 65536, &goid) ||
+        !field("gLabels", 0, 65536, &labels) || (format != "map" && format != "slice")) {
       ThrowUsage(env, kUsage);
       return env.Undefined();
     }
+    go.g_labels = static_cast<uint32_t>(labels);
+    go.labels_format = format == "map" ? FW_GO_LABELS_MAP : FW_GO_LABELS_SLICE;
     go.g_tls_offset = static_cast<int32_t>(tls);
     go.g_m = static_cast<uint32_t>(gm);
     go.m_curg = static_cast<uint32_t>(curg);
@@ -375,9 +381,11 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("runTimeNs", Napi::BigInt::New(env, prog_stats_.run_time_ns));
     o.Set("runCount", Napi::BigInt::New(env, prog_stats_.run_count));
+    o.Set("verifiedInsns", Napi::Number::New(env, prog_stats_.verified_insns));
     Napi::Object off = Napi::Object::New(env);
     off.Set("runTimeNs", Napi::BigInt::New(env, off_cpu_prog_stats_.run_time_ns));
     off.Set("runCount", Napi::BigInt::New(env, off_cpu_prog_stats_.run_count));
+    off.Set("verifiedInsns", Napi::Number::New(env, off_cpu_prog_stats_.verified_insns));
     o.Set("offCpu", off);
     return o;
   }

@@ -18,8 +18,26 @@ export interface StackEntry {
   state: string;
   /** Off-CPU: nanoseconds blocked, summed. 0 for on-CPU entries. */
   offCpuNs: number;
-  /** Go: the goroutine (0 for none). */
+  /** Go: the goroutine (0 for none) and its pprof labels. */
   goid: number;
+  labels: Record<string, string> | undefined;
+}
+
+/**
+ * Goroutine labels as the kernel copied them (bpf/oncpu.h): per label a key length byte, a
+ * value length byte, the key, the value; a key length of 0 or the end of the buffer ends it.
+ */
+export function decodeGoLabels(b: Buffer): Record<string, string> | undefined {
+  let out: Record<string, string> | undefined;
+  for (let i = 0; i + 2 <= b.length; ) {
+    const k = b[i]!;
+    const v = b[i + 1]!;
+    if (k === 0 || i + 2 + k + v > b.length) break;
+    out ??= {};
+    out[b.toString('utf8', i + 2, i + 2 + k)] = b.toString('utf8', i + 2 + k, i + 2 + k + v);
+    i += 2 + k + v;
+  }
+  return out;
 }
 
 export class Aggregator {
@@ -53,13 +71,14 @@ export class Aggregator {
    * Counts one on-CPU sample, or with `state` set, one off-CPU block of offCpuNs. Stacks are
    * leaf first; `user` is the repaired user stack.
    */
-  add(pid: number, gen: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array, state = '', offCpuNs = 0, goid = 0): void {
-    const key = Aggregator.key(pid, gen, tid, goid, comm, state, kernel.length, bytesKey(kernel) + bytesKey(user));
+  add(pid: number, gen: number, tid: number, comm: string, kernel: BigUint64Array, user: BigUint64Array, state = '', offCpuNs = 0, goid = 0, labels?: Buffer): void {
+    const labelBytes = labels && labels.length > 0 ? labels.toString('latin1') : '';
+    const key = Aggregator.key(pid, gen, tid, goid, comm, state, kernel.length, bytesKey(kernel) + bytesKey(user) + labelBytes);
     let e = this.entries.get(key);
     if (e !== undefined) {
       e.count++;
     } else {
-      e = { pid, gen, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1, state, offCpuNs: 0, goid };
+      e = { pid, gen, tid, comm, kernel: Array.from(kernel), user: Array.from(user), count: 1, state, offCpuNs: 0, goid, labels: labels && labels.length > 0 ? decodeGoLabels(labels) : undefined };
       this.entries.set(key, e);
     }
     this.count(offCpuNs, e);

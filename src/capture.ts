@@ -135,7 +135,7 @@ export class OnCpuCapture {
       user = repairUserStack(s, lookup);
     }
     const state = s.offCpuNs > 0 ? threadStateName(s.taskState, s.flags) : '';
-    this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user, state, s.offCpuNs, s.goid);
+    this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user, state, s.offCpuNs, s.goid, s.labels);
   }
 
   /**
@@ -204,6 +204,7 @@ export class OnCpuCapture {
         return false;
       }
     }
+    if (r.labelsLen > 0) bytes += batch.toString('latin1', r.labelsAt, r.labelsAt + r.labelsLen);
     const state = r.offCpuNs > 0 ? threadStateName(r.taskState, r.flags) : '';
     const key = Aggregator.key(r.pid, this.generation.get(r.pid) ?? 0, r.tid, r.goid, r.comm, state, r.kernelFrames, bytes);
     if (!this.aggregator.bump(key, r.offCpuNs)) return false;

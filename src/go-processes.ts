@@ -56,7 +56,14 @@ export function goBinaryOffsets(exe: string): GoProcessOffsets | undefined {
         logger().debug({ exe, goVersion: info.goVersion, tls: o?.tls }, 'Go process without goroutine ids');
         return undefined;
       }
-      return { gTlsOffset: o.tls.offset, gM: o.g.m, mCurg: o.m.curg, gGoid: o.g.goid };
+      return {
+        gTlsOffset: o.tls.offset,
+        gM: o.g.m,
+        mCurg: o.m.curg,
+        gGoid: o.g.goid,
+        gLabels: o.g.labels,
+        labelsFormat: o.labels.format,
+      };
     });
   } catch {
     found = undefined; // not ELF, unreadable: not ours to report here

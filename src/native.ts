@@ -73,8 +73,10 @@ export interface BpfProgramStats {
   /** Total time spent in the sampling program (needs enableBpfStats()). */
   runTimeNs: bigint;
   runCount: bigint;
+  /** Instructions the verifier went through to load it (what loading costs; 0 before 5.16). */
+  verifiedInsns: number;
   /** The off-CPU sched_switch program (zero without off-CPU time). */
-  offCpu: { runTimeNs: bigint; runCount: bigint };
+  offCpu: { runTimeNs: bigint; runCount: bigint; verifiedInsns: number };
 }
 
 export interface SamplerInfo {
@@ -112,6 +114,9 @@ export interface GoProcessOffsets {
   gM: number;
   mCurg: number;
   gGoid: number;
+  /** runtime.g.labels, and how that release keeps labels (see bpf/oncpu.h fw_go_labels). */
+  gLabels: number;
+  labelsFormat: 'map' | 'slice';
 }
 
 interface NativeSampler {

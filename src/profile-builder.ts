@@ -104,7 +104,8 @@ export function buildProfile(input: BuildInput): Profile {
       const la = lookupAddress(a, i);
       stack.push(...framesFor(`u${spid}:${a}:${la === a ? 0 : 1}`, a, () => input.user(spid, la), false));
     }
-    const labels: Record<string, string> = { 'thread.name': e.comm, 'process.name': input.processName(spid) };
+    // Goroutine labels first: a label of ours with the same key wins.
+    const labels: Record<string, string> = { ...e.labels, 'thread.name': e.comm, 'process.name': input.processName(spid) };
     let values: number[];
     if (!input.offCpu) {
       values = [e.count, e.count * period];

@@ -24,7 +24,7 @@ export const RECORD_LAYOUT = {
     user_bp: 72,
     off_cpu_ns: 80,
     task_state: 88,
-    reserved: 92,
+    labels_len: 92,
     goid: 96,
   },
   exec: { size: 32, kind: 0, pid: 4, time_ns: 8, comm: 16 },
@@ -36,6 +36,7 @@ export const RECORD_LIMITS = {
   maxKernelFrames: 48,
   maxUserFrames: 127,
   maxSnapshotBytes: 4096,
+  maxLabelBytes: 512,
 } as const;
 
 export const RECORD_KIND = { sample: 1, exec: 2, exit: 3, offCpu: 4 } as const;
@@ -50,6 +51,7 @@ export const SAMPLE_FLAG = {
   snapshotTruncated: 1 << 5,
   kernelThread: 1 << 6,
   preempted: 1 << 7,
+  labelsTruncated: 1 << 8,
 } as const;
 
 /** Indexes of the per-CPU metrics array (enum fw_metric); the addon names them in stats(). */
@@ -100,6 +102,9 @@ export interface RawSample {
   taskState: number;
   /** See OnCpuSample.goid. */
   goid: number;
+  /** Byte offset and size of the goroutine labels in the batch (see OnCpuSample.labels). */
+  labelsAt: number;
+  labelsLen: number;
 }
 
 export interface RecordHandlers {
@@ -155,7 +160,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
   const u32 = new Uint32Array(ab, base, len >>> 2);
   const u64 = new BigUint64Array(ab, base, len >>> 3);
   const raw: RawSample | undefined = handlers.rawSample
-    ? { batch, u32, pid: 0, tid: 0, comm: '', flags: 0, kernelFrames: 0, userFrames: 0, rec: 0, snapAt: 0, snapLen: 0, framesAt: 0, offCpuNs: 0, taskState: 0, goid: 0 }
+    ? { batch, u32, pid: 0, tid: 0, comm: '', flags: 0, kernelFrames: 0, userFrames: 0, rec: 0, snapAt: 0, snapLen: 0, framesAt: 0, offCpuNs: 0, taskState: 0, goid: 0, labelsAt: 0, labelsLen: 0 }
     : undefined;
   // comm is usually the same as the previous sample of the thread: skip re-decoding it.
   let lastComm = '';
@@ -177,16 +182,19 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
       const kernelFrames = u32[w + (S.kernel_frames >>> 2)]!;
       const userFrames = u32[w + (S.user_frames >>> 2)]!;
       const snapLen = u32[w + (S.snapshot_len >>> 2)]!;
+      const labelsLen = u32[w + (S.labels_len >>> 2)]!;
       if (
         kernelFrames > RECORD_LIMITS.maxKernelFrames ||
         userFrames > RECORD_LIMITS.maxUserFrames ||
         snapLen > RECORD_LIMITS.maxSnapshotBytes ||
         snapLen % 8 !== 0 ||
-        S.size + (kernelFrames + userFrames) * 8 + snapLen !== recLen
+        labelsLen > RECORD_LIMITS.maxLabelBytes + 8 ||
+        labelsLen % 8 !== 0 ||
+        S.size + (kernelFrames + userFrames) * 8 + snapLen + labelsLen !== recLen
       ) {
         throw new RecordDecodeError(
           `sample lengths (${kernelFrames} kernel frames, ${userFrames} user frames, ` +
-            `${snapLen} snapshot bytes) do not add up to the record length ${recLen}`,
+            `${snapLen} snapshot bytes, ${labelsLen} label bytes) do not add up to the record length ${recLen}`,
           off,
         );
       }
@@ -221,6 +229,8 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
         raw.offCpuNs = offCpuNs;
         raw.taskState = taskState;
         raw.goid = goid;
+        raw.labelsAt = snapAt + snapLen + (kernelFrames + userFrames) * 8;
+        raw.labelsLen = labelsLen;
         if (handlers.rawSample!(raw)) {
           off = rec + padded;
           continue;
@@ -244,6 +254,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
         offCpuNs,
         taskState,
         goid,
+        labels: labelsLen ? batch.subarray(snapAt + snapLen + (kernelFrames + userFrames) * 8, snapAt + snapLen + (kernelFrames + userFrames) * 8 + labelsLen) : EMPTY_BUF,
       });
     } else if (kind === RECORD_KIND.exec) {
       const L = RECORD_LAYOUT.exec;

@@ -33,4 +33,6 @@ export interface OnCpuSample {
   taskState: number;
   /** Go processes: the goroutine the thread was running (0: none, or not Go). */
   goid: number;
+  /** The goroutine's pprof labels as the kernel copied them (see bpf/oncpu.h; decodeGoLabels). */
+  labels: Buffer;
 }

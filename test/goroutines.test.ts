@@ -1,7 +1,9 @@
-// Goroutine ids on samples of Go processes: the BPF sampler reads the running goroutine (g from
-// thread-local storage, then g.m.curg) with the runtime offsets user space found for the
-// binary (DWARF, or the per-release table for stripped binaries). Three goroutines burn CPU
-// in three functions: each function's samples must carry one goroutine id, its own.
+// Goroutine ids and pprof labels on samples of Go processes: the BPF sampler reads the running
+// goroutine (g from thread-local storage, then g.m.curg) with the runtime offsets user space
+// found for the binary (DWARF, or the per-release table for stripped binaries). Three
+// goroutines burn CPU in three functions, each under its own pprof.Do labels: each function's
+// samples must carry one goroutine id, its own, and its labels. Labels live in a map up to
+// Go 1.23 and in a sorted slice from 1.24: both are checked.
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -18,7 +20,9 @@ const dir = workDir('goroutines');
 const PROGRAM = `package main
 
 import (
+	"context"
 	"fmt"
+	"runtime/pprof"
 	"sync"
 	"time"
 )
@@ -46,14 +50,17 @@ func burnC() { sink += spin(200000) }
 func main() {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for _, f := range []func(){burnA, burnB, burnC} {
+	for i, f := range []func(){burnA, burnB, burnC} {
 		wg.Add(1)
+		name := string(rune('a' + i))
 		go func(f func()) {
 			defer wg.Done()
-			t := time.Now()
-			for time.Since(t) < 1500*time.Millisecond {
-				f()
-			}
+			pprof.Do(context.Background(), pprof.Labels("fn", "burn"+name, "team", "profiling"), func(context.Context) {
+				t := time.Now()
+				for time.Since(t) < 1500*time.Millisecond {
+					f()
+				}
+			})
 			mu.Lock()
 			mu.Unlock()
 		}(f)
@@ -66,6 +73,7 @@ func main() {
 interface GoSample {
   frames: string[];
   goid: number;
+  labels: Record<string, string>;
   count: number;
 }
 
@@ -80,6 +88,7 @@ function recordGo(bin: string): GoSample[] {
   return p.sample.map((smp) => ({
     frames: smp.locationId.flatMap((id) => loc.get(Number(id))!),
     goid: Number(smp.label.find((l) => s(l.key) === 'goroutine')?.num ?? 0),
+    labels: Object.fromEntries(smp.label.filter((l) => Number(l.str) !== 0).map((l) => [s(l.key), s(l.str)])),
     count: Number(smp.value[0]),
   }));
 }
@@ -98,6 +107,13 @@ function assertOwnGoroutines(samples: GoSample[]): void {
   }
   const all = [...ids.values()].map((s) => [...s][0]);
   assert.equal(new Set(all).size, 3, `the three functions share goroutine ids: ${all.join(', ')}`);
+  // Each function ran under its own labels (pprof.Do), and every sample of it has them.
+  for (const fn of ['burnA', 'burnB', 'burnC']) {
+    for (const x of samples.filter((y) => y.frames.includes(`main.${fn}`))) {
+      assert.equal(x.labels.fn, fn.toLowerCase(), `labels of a ${fn} sample: ${JSON.stringify(x.labels)}`);
+      assert.equal(x.labels.team, 'profiling');
+    }
+  }
 }
 
 describe('goroutine ids', () => {
@@ -108,6 +124,11 @@ describe('goroutine ids', () => {
 
   it('does the same for a stripped binary (offsets from the per-release table)', () => {
     const bin = buildGo(dir, 'goburn-stripped', PROGRAM, ['-ldflags=-s -w']);
+    assertOwnGoroutines(recordGo(bin));
+  });
+
+  it('reads labels kept in a map (Go 1.21-1.23) as well as in a slice', () => {
+    const bin = buildGo(dir, 'goburn-go121', PROGRAM, [], { GOTOOLCHAIN: 'go1.21.13' });
     assertOwnGoroutines(recordGo(bin));
   });
 

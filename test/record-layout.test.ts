@@ -18,18 +18,20 @@ int main(void) {
   printf("\\"sample\\":{"); F(fw_sample, kind); F(fw_sample, pid); F(fw_sample, tid); F(fw_sample, cpu);
   F(fw_sample, time_ns); F(fw_sample, comm); F(fw_sample, flags); F(fw_sample, kernel_frames);
   F(fw_sample, user_frames); F(fw_sample, snapshot_len); F(fw_sample, user_ip); F(fw_sample, user_sp);
-  F(fw_sample, user_bp); F(fw_sample, off_cpu_ns); F(fw_sample, task_state); F(fw_sample, reserved); F(fw_sample, goid); printf("\\"size\\":%zu},", sizeof(struct fw_sample));
+  F(fw_sample, user_bp); F(fw_sample, off_cpu_ns); F(fw_sample, task_state); F(fw_sample, labels_len); F(fw_sample, goid); printf("\\"size\\":%zu},", sizeof(struct fw_sample));
   printf("\\"exec\\":{"); F(fw_exec_record, kind); F(fw_exec_record, pid); F(fw_exec_record, time_ns);
   F(fw_exec_record, comm); printf("\\"size\\":%zu},", sizeof(struct fw_exec_record));
   printf("\\"exit\\":{"); F(fw_exit_record, kind); F(fw_exit_record, pid); F(fw_exit_record, time_ns);
   printf("\\"size\\":%zu}},", sizeof(struct fw_exit_record));
-  printf("\\"limits\\":{\\"commLen\\":%d,\\"maxKernelFrames\\":%d,\\"maxUserFrames\\":%d,\\"maxSnapshotBytes\\":%d},",
-         FW_COMM_LEN, FW_MAX_KERNEL_FRAMES, FW_MAX_USER_FRAMES, FW_MAX_SNAPSHOT_BYTES);
+  printf("\\"limits\\":{\\"commLen\\":%d,\\"maxKernelFrames\\":%d,\\"maxUserFrames\\":%d,\\"maxSnapshotBytes\\":%d,\\"maxLabelBytes\\":%d},",
+         FW_COMM_LEN, FW_MAX_KERNEL_FRAMES, FW_MAX_USER_FRAMES, FW_MAX_SNAPSHOT_BYTES, FW_MAX_GO_LABEL_BYTES);
   printf("\\"kinds\\":{\\"sample\\":%d,\\"exec\\":%d,\\"exit\\":%d,\\"offCpu\\":%d},", FW_RECORD_SAMPLE, FW_RECORD_EXEC, FW_RECORD_EXIT, FW_RECORD_OFF_CPU);
   printf("\\"flags\\":{\\"kernelMode\\":%u,\\"userRegs\\":%u,\\"kernelStackFailed\\":%u,\\"userStackFailed\\":%u,"
-         "\\"snapshotFailed\\":%u,\\"snapshotTruncated\\":%u,\\"kernelThread\\":%u,\\"preempted\\":%u},",
+         "\\"snapshotFailed\\":%u,\\"snapshotTruncated\\":%u,\\"kernelThread\\":%u,\\"preempted\\":%u,"
+         "\\"labelsTruncated\\":%u},",
          FW_SAMPLE_KERNEL_MODE, FW_SAMPLE_USER_REGS, FW_SAMPLE_KERNEL_STACK_FAILED, FW_SAMPLE_USER_STACK_FAILED,
-         FW_SAMPLE_SNAPSHOT_FAILED, FW_SAMPLE_SNAPSHOT_TRUNCATED, FW_SAMPLE_KERNEL_THREAD, FW_SAMPLE_PREEMPTED);
+         FW_SAMPLE_SNAPSHOT_FAILED, FW_SAMPLE_SNAPSHOT_TRUNCATED, FW_SAMPLE_KERNEL_THREAD, FW_SAMPLE_PREEMPTED,
+         FW_SAMPLE_LABELS_TRUNCATED);
   printf("\\"metrics\\":{\\"samples\\":%d,\\"ringBufferFull\\":%d,\\"kernelStackFailed\\":%d,\\"userStackFailed\\":%d,"
          "\\"snapshotFailed\\":%d,\\"pidMapFull\\":%d,\\"eventRingBufferFull\\":%d,\\"sampledMapFull\\":%d,"
          "\\"scratchMissing\\":%d,\\"execEmitted\\":%d,\\"exitEmitted\\":%d,\\"offCpuEmitted\\":%d,"
