@@ -25,6 +25,17 @@ export function commandPath(command: string): string | undefined {
   return undefined;
 }
 
+/** Sections only Go's linker writes, and Go's build-id note. */
+const GO_SECTIONS = ['.go.buildinfo', '.gopclntab', '.data.rel.ro.gopclntab', '.note.go.buildid', '.go.module'];
+
+/**
+ * True when the section headers or notes say Go. Binaries stripped of their section headers
+ * (rare: sstrip) are not recognized, and their samples carry no goroutine ids.
+ */
+function looksLikeGo(elf: ElfFile): boolean {
+  return GO_SECTIONS.some((n) => elf.section(n) !== undefined) || elf.goBuildId !== '';
+}
+
 /** Binaries seen, by device and inode: undefined when not Go, or not supported. */
 const byBinary = new Map<string, GoProcessOffsets | undefined>();
 
@@ -49,6 +60,9 @@ export function goBinaryOffsets(exe: string): GoProcessOffsets | undefined {
   let found: GoProcessOffsets | undefined;
   try {
     found = ElfFile.withFile(exe, (elf) => {
+      // Cheap checks first: on a non-Go binary the full probe falls back to scanning its
+      // segments, which for a large one (node) reads tens of megabytes into memory.
+      if (!looksLikeGo(elf)) return undefined;
       const info = readGoBuildInfo(elf);
       if (!info) return undefined;
       const o = goRuntimeOffsets(elf, info.goVersion);

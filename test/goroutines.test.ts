@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { Profile as PprofProfile } from 'pprof-format';
+import { goBinaryOffsets } from '../src/go-processes.js';
 import { buildGo, repoRoot, workDir } from './helpers.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
@@ -130,6 +131,15 @@ describe('goroutine ids', () => {
   it('reads labels kept in a map (Go 1.21-1.23) as well as in a slice', () => {
     const bin = buildGo(dir, 'goburn-go121', PROGRAM, [], { GOTOOLCHAIN: 'go1.21.13' });
     assertOwnGoroutines(recordGo(bin));
+  });
+
+  it('finds the offsets of Go binaries, stripped or not, and none for other binaries', () => {
+    const plain = goBinaryOffsets(buildGo(dir, 'goburn-offsets', PROGRAM));
+    const stripped = goBinaryOffsets(buildGo(dir, 'goburn-offsets-stripped', PROGRAM, ['-ldflags=-s -w']));
+    assert.ok(plain !== undefined && plain.gTlsOffset === -8, JSON.stringify(plain));
+    assert.deepEqual(stripped, plain);
+    // node: not Go. (Recognized by its sections alone: the full probe would scan its segments.)
+    assert.equal(goBinaryOffsets(process.execPath), undefined);
   });
 
   it('shows goroutine as a numeric tag in go tool pprof', () => {
