@@ -3,7 +3,7 @@
 // comparison is a ratio.
 //
 //   FLAMEWIRE_BENCH_QUICK=1 shortens every run (for trying the bench itself, not for figures).
-//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu runs only those.
+//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go runs only those.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import { OnCpuCapture } from '../src/capture.js';
 import { openOnCpuSampler } from '../src/native.js';
 import { encodePprof } from '../src/output/pprof.js';
 import { measureBpfCost } from './bpf-cost.js';
+import { buildGoJob, measureGoCost } from './go-cost.js';
 import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
 import { buildSplitWorkload } from '../test/workloads.js';
 
@@ -390,6 +391,25 @@ async function offCpu(): Promise<void> {
   );
 }
 
+async function goCost(): Promise<void> {
+  // What reading the goroutine (id, then three pprof labels) adds to a sample of a Go process.
+  const seconds = quick ? 1 : 3;
+  const reps = quick ? 1 : 3;
+  log(`Go: BPF cost per sample with goroutine ids and labels (${reps} pairs of ${seconds} s)`);
+  const bin = buildGoJob(work);
+  const runs = [];
+  for (let i = 0; i < reps; i++) runs.push(await measureGoCost(bin, seconds));
+  const plain = median(runs.map((r) => r.plainNs));
+  const go = median(runs.map((r) => r.goNs));
+  add(
+    'Go: BPF cost per sample (run_time_ns/run_cnt), 2 goroutines under 3 pprof labels, -F 999, -p job',
+    `${go.toFixed(0)} ns reading the goroutine id and labels vs ${plain.toFixed(0)} ns without (+${(go - plain).toFixed(0)} ns; ` +
+      `pairs ${runs.map((r) => `${r.goNs.toFixed(0)}/${r.plainNs.toFixed(0)}`).join(', ')}); median of ${reps}`,
+    '(reported)',
+    undefined,
+  );
+}
+
 function printTable(): void {
   const head = { what: 'benchmark', value: 'measured', target: 'target', verdict: '' };
   const all = [head, ...rows];
@@ -413,6 +433,7 @@ async function main(): Promise<void> {
     slowdown: () => slowdown(job),
     rss: () => peakRss(job),
     offcpu: offCpu,
+    go: goCost,
   };
   for (const [name, run] of Object.entries(benches)) if (!only || only.includes(name)) await run();
   printTable();
