@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goProcessOffsets } from '../src/go-processes.js';
 import { enableBpfStats, openOnCpuSampler } from '../src/native.js';
+import { GO_SPIN } from '../test/workloads.js';
 
 
 // Two goroutines burn CPU for `seconds` under three pprof labels, as a request handler would.
@@ -21,17 +22,7 @@ import (
 	"time"
 )
 
-var sink int
-
-//go:noinline
-func spin(n int) int {
-	x := 0
-	for i := 0; i < n; i++ {
-		x = x*31 + i
-	}
-	return x
-}
-
+${GO_SPIN}
 func main() {
 	seconds, _ := strconv.ParseFloat(os.Args[1], 64)
 	var wg sync.WaitGroup

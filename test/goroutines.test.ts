@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { Profile as PprofProfile } from 'pprof-format';
 import { goBinaryOffsets } from '../src/go-processes.js';
 import { buildGo, repoRoot, workDir } from './helpers.js';
+import { GO_SPIN } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('goroutines');
@@ -28,17 +29,7 @@ import (
 	"time"
 )
 
-var sink int
-
-//go:noinline
-func spin(n int) int {
-	x := 0
-	for i := 0; i < n; i++ {
-		x = x*31 + i
-	}
-	return x
-}
-
+${GO_SPIN}
 //go:noinline
 func burnA() { sink += spin(200000) }
 

@@ -57,6 +57,19 @@ int main(int argc, char **argv) {
  * the callers with theirs. Run it as `split c SECONDS` (frameless C leaf) or `split s SECONDS`
  * (libc's write wrapper). Returns the binary's path.
  */
+/** Go: a CPU-burning function the compiler keeps (and its sink), for Go workloads to call. */
+export const GO_SPIN = `var sink int
+
+//go:noinline
+func spin(n int) int {
+	x := 0
+	for i := 0; i < n; i++ {
+		x = x*31 + i
+	}
+	return x
+}
+`;
+
 export function buildSplitWorkload(dir: string): string {
   const leafSrc = join(dir, 'leaf.c');
   const mainSrc = join(dir, 'main.c');
