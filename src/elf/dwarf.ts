@@ -13,6 +13,7 @@
 
 import type { ElfFile } from './elf-file.js';
 import { readDebugSection } from './dwarf-sections.js';
+import { ByteCursor } from './byte-cursor.js';
 
 export interface DwarfSections {
   info: Buffer;
@@ -201,36 +202,15 @@ function malformed(what: string): never {
 }
 
 /** Bounds-checked little-endian reads over one section. */
-class Cursor {
-  constructor(readonly buf: Buffer, public pos: number, readonly end: number) {}
-
-  need(n: number): void {
-    if (n < 0 || this.pos + n > this.end) malformed(`read of ${n} bytes at ${this.pos} is past ${this.end}`);
-  }
-
-  u8(): number {
-    this.need(1);
-    return this.buf[this.pos++];
-  }
-
-  u16(): number {
-    this.need(2);
-    const v = this.buf.readUInt16LE(this.pos);
-    this.pos += 2;
-    return v;
+class Cursor extends ByteCursor {
+  protected truncated(n: number): never {
+    malformed(`read of ${n} bytes at ${this.pos} is past ${this.end}`);
   }
 
   u24(): number {
     this.need(3);
     const v = this.buf.readUIntLE(this.pos, 3);
     this.pos += 3;
-    return v;
-  }
-
-  u32(): number {
-    this.need(4);
-    const v = this.buf.readUInt32LE(this.pos);
-    this.pos += 4;
     return v;
   }
 
@@ -272,11 +252,6 @@ class Cursor {
         return result;
       }
     }
-  }
-
-  skip(n: number): void {
-    this.need(n);
-    this.pos += n;
   }
 
   cstring(): string {

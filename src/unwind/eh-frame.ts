@@ -8,6 +8,7 @@
 import { inflateSync } from 'node:zlib';
 import type { ElfFile, ElfSection } from '../elf/elf-file.js';
 import { SHF_COMPRESSED, SHT_NOBITS } from '../elf/elf-file.js';
+import { ByteCursor } from '../elf/byte-cursor.js';
 
 export class CfiError extends Error {
   constructor(message: string) {
@@ -58,39 +59,9 @@ const SAME: RegRule = Object.freeze({ kind: 'same' }) as RegRule;
 
 // ---- byte reader -----------------------------------------------------------------------------
 
-class Reader {
-  constructor(readonly buf: Buffer, public pos: number, readonly end: number) {}
-
-  need(n: number): void {
-    if (this.pos + n > this.end || this.pos < 0) throw new CfiError(`truncated CFI: need ${n} bytes at ${this.pos} (end ${this.end})`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.buf[this.pos++];
-  }
-  u16(): number {
-    this.need(2);
-    const v = this.buf.readUInt16LE(this.pos);
-    this.pos += 2;
-    return v;
-  }
-  s16(): number {
-    this.need(2);
-    const v = this.buf.readInt16LE(this.pos);
-    this.pos += 2;
-    return v;
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.buf.readUInt32LE(this.pos);
-    this.pos += 4;
-    return v;
-  }
-  s32(): number {
-    this.need(4);
-    const v = this.buf.readInt32LE(this.pos);
-    this.pos += 4;
-    return v;
+class Reader extends ByteCursor {
+  protected truncated(n: number): never {
+    throw new CfiError(`truncated CFI: need ${n} bytes at ${this.pos} (end ${this.end})`);
   }
   u64(): number {
     this.need(8);
@@ -135,12 +106,6 @@ class Reader {
     const s = this.buf.toString('latin1', this.pos, e);
     this.pos = e + 1;
     return s;
-  }
-  bytes(n: number): Buffer {
-    this.need(n);
-    const b = this.buf.subarray(this.pos, this.pos + n);
-    this.pos += n;
-    return b;
   }
 }
 
