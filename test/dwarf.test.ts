@@ -6,14 +6,14 @@
 
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { DwarfInfo, type DwarfSections } from '../src/elf/dwarf.js';
 import { readDebugSection } from '../src/elf/dwarf-sections.js';
-import { buildC, workDir } from './helpers.js';
+import { buildC, buildGoModule, execAsync, pool, workDir } from './helpers.js';
 
 const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
   '1.21.13',
@@ -243,35 +243,8 @@ const TAG_OF: Record<string, string[]> = {
 
 const dir = workDir('dwarf');
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd, env: { ...process.env, ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`)) : resolve(stdout),
-    );
-  });
-}
-
-async function pool<T>(limit: number, jobs: Array<() => Promise<T>>): Promise<T[]> {
-  const out: T[] = new Array(jobs.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < jobs.length) {
-      const i = next++;
-      out[i] = await jobs[i]();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
-  return out;
-}
-
-async function buildGoProgram(name: string, source: string, toolchain: string): Promise<string> {
-  const pkg = join(dir, name + '-src');
-  mkdirSync(pkg, { recursive: true });
-  writeFileSync(join(pkg, 'main.go'), source);
-  writeFileSync(join(pkg, 'go.mod'), `module example.com/${name}\n\ngo 1.21\n`);
-  const out = join(dir, name);
-  await run('go', ['build', '-o', out, '.'], { GOFLAGS: '-mod=mod', GOTOOLCHAIN: toolchain, CGO_ENABLED: '0', GOARCH: 'amd64' }, pkg);
-  return out;
+function buildGoProgram(name: string, source: string, toolchain: string): Promise<string> {
+  return buildGoModule(dir, name, { 'main.go': source }, { env: { GOTOOLCHAIN: toolchain, CGO_ENABLED: '0', GOARCH: 'amd64' } });
 }
 
 function dwarfOf(bin: string): DwarfInfo {
@@ -328,7 +301,7 @@ describe('dwarf', () => {
       async () => (oracle = await buildGoProgram('oracle', ORACLE, 'local')),
       ...RELEASES.map((r) => async () => {
         try {
-          await run('go', ['version'], { GOTOOLCHAIN: `go${r}`, GOFLAGS: '' });
+          await execAsync('go', ['version'], { env: { GOTOOLCHAIN: `go${r}`, GOFLAGS: '' } });
         } catch {
           missing.push(r);
           return;

@@ -16,7 +16,7 @@ import { isDeepStrictEqual, promisify } from 'node:util';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { GoPclnTab } from '../src/elf/gopclntab.js';
 import { readGoBuildInfo, formatGoBuildInfo } from '../src/elf/go-buildinfo.js';
-import { buildGoModule, buildGosymOracle, type GosymAnswer, workDir } from './helpers.js';
+import { buildGoModule, buildGosymOracle, type GosymAnswer, pool, workDir } from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -340,21 +340,6 @@ let runGosym: (paths: string[]) => Promise<Map<string, GosymAnswer | Error>> = a
 let newest = '';
 
 const key = (release: string, variant: Variant) => `${release}/${variant}`;
-
-/** Runs tasks with at most `n` at a time. */
-async function pool<T>(n: number, tasks: Array<() => Promise<T>>): Promise<T[]> {
-  const results: T[] = new Array(tasks.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, tasks.length) }, async () => {
-      while (next < tasks.length) {
-        const i = next++;
-        results[i] = await tasks[i]();
-      }
-    }),
-  );
-  return results;
-}
 
 /** Whether GOTOOLCHAIN=go<release> works here (downloads it through the proxy the first time). */
 async function toolchain(release: string): Promise<string | undefined> {

@@ -198,6 +198,43 @@ function parseGosym(out: string): Map<string, GosymAnswer | Error> {
   return res;
 }
 
+/** The first line `child` (running `bin`) prints; rejects if it exits or fails first. */
+export function firstLine(child: ChildProcessWithoutNullStreams, bin: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) resolve(buf.slice(0, nl));
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`${bin} exited early (${code})`)));
+  });
+}
+
+/** Runs a command without blocking; resolves with its stdout, rejects with its stderr. */
+export function execAsync(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+}
+
+/** Runs jobs with at most `limit` at a time; results in job order. */
+export async function pool<T>(limit: number, jobs: Array<() => Promise<T>>): Promise<T[]> {
+  const out: T[] = new Array(jobs.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < jobs.length) {
+      const i = next++;
+      out[i] = await jobs[i]!();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
+  return out;
+}
+
 /** A test program that printed one line of hex addresses and waits for a byte on stdin to exit. */
 export interface RunningProgram {
   child: ChildProcessWithoutNullStreams;
@@ -211,16 +248,7 @@ export interface RunningProgram {
  */
 export async function startAddressPrinter(bin: string, env: NodeJS.ProcessEnv = {}): Promise<RunningProgram> {
   const child = spawn(bin, [], { stdio: 'pipe', env: { ...process.env, ...env } });
-  const line = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`${bin} exited early (${code})`)));
-  });
+  const line = await firstLine(child, bin);
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   return {
     child,

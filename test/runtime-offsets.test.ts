@@ -7,8 +7,8 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { ElfFile } from '../src/elf/elf-file.js';
@@ -22,7 +22,7 @@ import {
   type GoRuntimeOffsets,
 } from '../src/go/runtime-offsets.js';
 import { goGFromTls, readGoroutine, type ReadMemory } from '../src/go/goroutine-reader.js';
-import { buildC, workDir } from './helpers.js';
+import { buildC, buildGoModule, execAsync, firstLine, pool, workDir } from './helpers.js';
 
 /** The newest patch of every supported minor release (FLAMEWIRE_GO_RELEASES overrides). */
 const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
@@ -157,39 +157,12 @@ interface Build {
 const dir = workDir('runtime-offsets');
 const children: ChildProcessWithoutNullStreams[] = [];
 
-function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd: opts.cwd, env: opts.env, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`)) : resolve(stdout),
-    );
-  });
-}
-
-async function pool<T>(limit: number, jobs: Array<() => Promise<T>>): Promise<T[]> {
-  const out: T[] = new Array(jobs.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < jobs.length) {
-      const i = next++;
-      out[i] = await jobs[i]();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
-  return out;
-}
-
 function goEnv(toolchain: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...process.env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: toolchain, CGO_ENABLED: '0', ...extra };
 }
 
-async function buildGoProgram(name: string, files: Record<string, string>, flags: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  const pkg = join(dir, name + '-src');
-  mkdirSync(pkg, { recursive: true });
-  for (const [file, text] of Object.entries(files)) writeFileSync(join(pkg, file), text);
-  writeFileSync(join(pkg, 'go.mod'), `module example.com/${name}\n\ngo 1.21\n`);
-  const out = join(dir, name);
-  await run('go', ['build', '-o', out, ...flags, '.'], { cwd: pkg, env });
-  return out;
+function buildGoProgram(name: string, files: Record<string, string>, flags: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return buildGoModule(dir, name, files, { flags, env });
 }
 
 const PROGRAM = { 'main.go': MAIN_GO, 'fs_amd64.go': FS_AMD64_GO, 'fs_other.go': FS_OTHER_GO };
@@ -214,16 +187,7 @@ function memoryOf(pid: number): { read: ReadMemory; close(): void } {
 async function startProgram(bin: string): Promise<{ pid: number; fields: string[] }> {
   const child = spawn(bin, [], { stdio: 'pipe' });
   children.push(child);
-  const line = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`${bin} exited early (${code})`)));
-  });
+  const line = await firstLine(child, bin);
   return { pid: child.pid!, fields: line.trim().split(/\s+/) };
 }
 
@@ -301,9 +265,9 @@ describe('runtime-offsets', () => {
   const isAmd64 = process.arch === 'x64';
 
   before(async () => {
-    local = (await run('go', ['env', 'GOVERSION'], { env: goEnv('local') })).trim().replace(/^go/, '');
+    local = (await execAsync('go', ['env', 'GOVERSION'], { env: goEnv('local') })).trim().replace(/^go/, '');
     // Toolchains come from the module proxy once, then from the module cache.
-    const versions = await pool(3, RELEASES.map((r) => () => run('go', ['version'], { env: goEnv(`go${r}`) }).then(() => '', (e: Error) => e.message)));
+    const versions = await pool(3, RELEASES.map((r) => () => execAsync('go', ['version'], { env: goEnv(`go${r}`) }).then(() => '', (e: Error) => e.message)));
     RELEASES.forEach((r, i) => versions[i] && missing.set(r, versions[i]));
     const jobs: Array<() => Promise<void>> = [];
     const add = (release: string, variant: string, flags: string[], env: NodeJS.ProcessEnv, how: string, runnable: boolean, files: Record<string, string> = PROGRAM): void => {
