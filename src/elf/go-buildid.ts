@@ -7,11 +7,10 @@
 // without notes is searched for, as cmd/internal/buildid does. '' when there is none.
 
 import type { ElfFile } from './elf-file.js';
-import { PF_X, PT_LOAD, PT_NOTE, SHT_NOBITS, SHT_NOTE } from './elf-file.js';
+import { PF_X, PT_LOAD, SHT_NOBITS } from './elf-file.js';
 
 const NOTE_GO_BUILDID = 4;
 const NOTE_NAME = Buffer.from('Go\0\0', 'latin1');
-const MAX_NOTES = 1 << 20;
 const RAW_PREFIX = Buffer.from('\xff Go build ID: "', 'latin1');
 const RAW_END = Buffer.from('"\n \xff', 'latin1');
 /** How much of the file's start, and of each text segment's, is searched for the raw copy. */
@@ -37,27 +36,10 @@ export function readGoBuildId(elf: ElfFile): string {
   return '';
 }
 
-/** The "Go" type-4 note from note sections, then from PT_NOTE segments, then by scanning. */
+/** The "Go" type-4 note from note sections or PT_NOTE segments (ElfFile.findNote), else by scanning. */
 function goNote(elf: ElfFile): string | undefined {
-  const areas: Array<[number, number]> = [];
-  for (const s of elf.sections) if (s.type === SHT_NOTE) areas.push([s.offset, s.size]);
-  for (const p of elf.segments) if (p.type === PT_NOTE) areas.push([p.offset, p.filesz]);
-  for (const [off, size] of areas) {
-    if (size < 12 || size > MAX_NOTES || off + size > elf.size) continue;
-    const d = elf.read(off, size);
-    let p = 0;
-    while (p + 12 <= d.length) {
-      const namesz = d.readUInt32LE(p);
-      const descsz = d.readUInt32LE(p + 4);
-      const type = d.readUInt32LE(p + 8);
-      const nameOff = p + 12;
-      const descOff = nameOff + align4(namesz);
-      if (namesz > d.length || descsz > d.length || descOff + descsz > d.length) break;
-      const name = d.toString('latin1', nameOff, nameOff + namesz).replace(/\0+$/, '');
-      if (name === 'Go' && type === NOTE_GO_BUILDID) return d.toString('latin1', descOff, descOff + descsz);
-      p = descOff + align4(descsz);
-    }
-  }
+  const note = elf.findNote('Go', NOTE_GO_BUILDID);
+  if (note !== undefined) return note.toString('latin1');
   // namesz 4, descsz, type 4, "Go\0\0", 4-byte aligned.
   const head = elf.read(0, Math.min(elf.size, RAW_SCAN));
   for (let at = head.indexOf(NOTE_NAME); at >= 0; at = head.indexOf(NOTE_NAME, at + 1)) {
@@ -77,8 +59,4 @@ function rawBuildId(data: Buffer): string | undefined {
   if (j < 0 || j - start > MAX_ID) return undefined;
   // A Go-quoted string; build ids are base64url and '/', so only \" and \\ can occur.
   return data.toString('latin1', start, j).replace(/\\(.)/g, '$1');
-}
-
-function align4(n: number): number {
-  return (n + 3) & ~3;
 }
