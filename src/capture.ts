@@ -21,10 +21,11 @@ export interface CaptureOptions {
   /** Off-CPU time is recorded too: the profile gets off_cpu and wall sample types. */
   offCpu?: boolean;
   /**
-   * Called for every process the first time it has samples, and again when it execs (its
-   * image changed): the recorder registers Go processes with the sampler here.
+   * Called for every process the first time it has samples, again when it execs (its image
+   * changed), and when it exits: the recorder registers Go processes with the sampler here, and
+   * forgets them before their pid can be reused.
    */
-  onProcess?: (pid: number, event: 'new' | 'exec') => void;
+  onProcess?: (pid: number, event: 'new' | 'exec' | 'exit') => void;
   /** Turn off the leaf repair (for comparisons with a plain frame-pointer walk). */
   noRepair?: boolean;
   /** Decode every sample fully, never counting from the raw record (tests compare the two). */
@@ -113,6 +114,7 @@ export class OnCpuCapture {
         rawSample: this.opts.noFastPath ? undefined : (r) => this.rawSample(r),
         sample: (s) => this.addSample(s),
         exec: (pid) => this.exec(pid),
+        exit: (pid) => this.opts.onProcess?.(pid, 'exit'),
       });
     } catch (e) {
       if (!(e instanceof RecordDecodeError)) throw e;

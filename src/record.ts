@@ -34,6 +34,10 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     // Go programs: samples carry goroutine ids once the sampler knows the runtime's offsets.
     onProcess: (pid, event) => {
       if (!sampler) return;
+      if (event === 'exit') {
+        sampler.removeGoProcess(pid);
+        return;
+      }
       const go = goProcessOffsets(pid);
       if (go) sampler.setGoProcess(pid, go);
       else if (event === 'exec') sampler.removeGoProcess(pid);
