@@ -35,3 +35,11 @@ export function formatDuration(ms: number): string {
   const s = Math.floor((ms % 60_000) / 1000);
   return `${m}m${String(s).padStart(2, '0')}s`;
 }
+
+/** Nanoseconds, in the unit that reads best: 1.2s, 350ms, 80us, 500ns. */
+export function formatNs(ns: number): string {
+  if (ns >= 1e9) return formatDuration(ns / 1e6);
+  if (ns >= 1e6) return `${+(ns / 1e6).toFixed(1)}ms`;
+  if (ns >= 1e3) return `${+(ns / 1e3).toFixed(1)}us`;
+  return `${Math.round(ns)}ns`;
+}

@@ -9,7 +9,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { UsageError, type RecordOptions } from './cli-args.js';
 import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
-import { formatDuration } from './duration.js';
+import { formatDuration, formatNs } from './duration.js';
 import { commandPath, goBinaryOffsets, goProcessOffsets } from './go-processes.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
@@ -210,14 +210,6 @@ export function offCpuDetail(s: OnCpuStats): string {
 
 function offCpuComment(s: OnCpuStats): string {
   return `off-CPU: ${s.offCpuRecords} blocks (${formatNs(s.offCpuNs)}) recorded; ${offCpuDetail(s)}`;
-}
-
-/** 1.2s, 350ms, 80us, 500ns. */
-export function formatNs(ns: number): string {
-  if (ns >= 1e9) return formatDuration(ns / 1e6);
-  if (ns >= 1e6) return `${+(ns / 1e6).toFixed(1)}ms`;
-  if (ns >= 1e3) return `${+(ns / 1e3).toFixed(1)}us`;
-  return `${Math.round(ns)}ns`;
 }
 
 function dropComment(s: OnCpuStats): string {
