@@ -1,4 +1,5 @@
-// The offsets of runtime.g and runtime.m and the labels layout, for every supported Go release:
+// The offsets of runtime.g (with those of its stack, its saved registers g.sched, its status
+// and wait reason) and runtime.m and the labels layout, for every supported Go release:
 // the built-in table must say what the DWARF of a real binary of that release says (amd64 and
 // arm64), a stripped binary must get the table's answer, and the whole pointer chain (TLS → g →
 // goid and labels, m → g0, gsignal, curg, procid) must find the right goroutine in live
@@ -254,6 +255,44 @@ async function checkLive(bin: string, o: GoRuntimeOffsets): Promise<{ oldBuckets
   return { oldBuckets };
 }
 
+/** The size of each runtime.g field of GoGOffsets (field path in DWARF → bytes). */
+const G_FIELD_SIZES: Record<string, number> = {
+  goid: 8,
+  m: 8,
+  labels: 8,
+  stackLo: 8,
+  stackHi: 8,
+  schedSp: 8,
+  schedPc: 8,
+  schedBp: 8,
+  atomicstatus: 4,
+  waitreason: 1,
+};
+
+/** What the binary's DWARF says those fields' sizes are. */
+function gFieldSizes(bin: string): Record<string, number | undefined> {
+  const d = ElfFile.withFile(bin, (elf) => DwarfInfo.fromElf(elf));
+  assert.ok(d, `${bin}: no DWARF`);
+  const g = d.findStruct('runtime.g');
+  const size = (...path: string[]): number | undefined => {
+    let t = g;
+    for (const name of path) t = d.resolve(d.member(t, name)?.type);
+    return t?.size;
+  };
+  return {
+    goid: size('goid'),
+    m: size('m'),
+    labels: size('labels'),
+    stackLo: size('stack', 'lo'),
+    stackHi: size('stack', 'hi'),
+    schedSp: size('sched', 'sp'),
+    schedPc: size('sched', 'pc'),
+    schedBp: size('sched', 'bp'),
+    atomicstatus: size('atomicstatus'),
+    waitreason: size('waitreason'),
+  };
+}
+
 function offsetsOf(bin: string, release: string, opts: { dwarf?: DwarfInfo | null } = {}): GoRuntimeOffsets | undefined {
   return ElfFile.withFile(bin, (elf) => goRuntimeOffsets(elf, `go${release}`, opts));
 }
@@ -320,6 +359,10 @@ describe('runtime-offsets', () => {
       assert.deepEqual(pick(fromTable), pick(fromDwarf), `${b.variant} ${b.release}: table and DWARF disagree`);
       assert.deepEqual({ g: fromDwarf.g, m: fromDwarf.m }, goRuntimeTable(fromDwarf.minor));
       assert.equal(fromDwarf.labels.format, fromDwarf.minor >= 24 ? 'slice' : 'map');
+      // Every field of g, with the width BPF reads it at (goroutine-level off-CPU reads the
+      // status as a u32, the wait reason as a u8, the rest as u64).
+      assert.deepEqual(Object.keys(fromDwarf.g).sort(), Object.keys(G_FIELD_SIZES).sort());
+      assert.deepEqual(gFieldSizes(b.bin), G_FIELD_SIZES, `${b.variant} ${b.release}: field sizes`);
       checked.push(`${b.variant} ${b.release}`);
     }
     assert.equal(checked.length, 2 * (RELEASES.length - missing.size));

@@ -50,6 +50,20 @@ export interface GoGOffsets {
   m: number;
   /** runtime.g.labels (unsafe.Pointer to runtime/pprof's *labelMap). */
   labels: number;
+  /** runtime.g.stack.lo and .hi (uintptr): the goroutine's stack is [lo, hi). */
+  stackLo: number;
+  stackHi: number;
+  /**
+   * runtime.g.sched.sp, .pc and .bp (uintptr; g.sched is a gobuf): where a goroutine that is not
+   * running resumes, with its frame pointer. 1.25 removed gobuf.ret, which moved bp.
+   */
+  schedSp: number;
+  schedPc: number;
+  schedBp: number;
+  /** runtime.g.atomicstatus (uint32): _Gwaiting etc., ORed with _Gscan while being scanned. */
+  atomicstatus: number;
+  /** runtime.g.waitreason (uint8): why a _Gwaiting goroutine waits, see wait-reasons.ts. */
+  waitreason: number;
 }
 
 export interface GoMOffsets {
@@ -130,20 +144,24 @@ interface TableEntry {
 const M_UP_TO_124: GoMOffsets = { g0: 0, procid: 72, gsignal: 80, curg: 192 };
 const M_FROM_125: GoMOffsets = { g0: 0, procid: 64, gsignal: 72, curg: 184 };
 
+/** Fields of runtime.g that no supported release has moved: g.stack first, g.m, g.sched's sp and pc. */
+const G_FIXED = { m: 48, stackLo: 0, stackHi: 8, schedSp: 56, schedPc: 64 } as const;
+
 /**
  * runtime.g and runtime.m per Go minor release (amd64 and arm64 agree). 1.23 added
- * g.syscallbp before goid; 1.25 removed gobuf.ret, shrinking g.sched (before goid and labels)
- * and m.morebuf (before procid, gsignal and curg) by a word; 1.26 added fields between g.goid
- * and g.labels (1.22's and 1.24's additions there fit into padding).
+ * g.syscallbp before goid (and atomicstatus, waitreason); 1.25 removed gobuf.ret, shrinking
+ * g.sched (moving sched.bp and everything after g.sched) and m.morebuf (before procid, gsignal
+ * and curg) by a word; 1.26 added fields between g.goid and g.labels (1.22's and 1.24's
+ * additions there fit into padding).
  */
 const TABLE: Record<number, TableEntry> = {
-  21: { g: { goid: 152, m: 48, labels: 344 }, m: M_UP_TO_124 },
-  22: { g: { goid: 152, m: 48, labels: 344 }, m: M_UP_TO_124 },
-  23: { g: { goid: 160, m: 48, labels: 352 }, m: M_UP_TO_124 },
-  24: { g: { goid: 160, m: 48, labels: 352 }, m: M_UP_TO_124 },
-  25: { g: { goid: 152, m: 48, labels: 344 }, m: M_FROM_125 },
-  26: { g: { goid: 152, m: 48, labels: 352 }, m: M_FROM_125 },
-  27: { g: { goid: 152, m: 48, labels: 352 }, m: M_FROM_125 },
+  21: { g: { ...G_FIXED, schedBp: 104, atomicstatus: 144, goid: 152, waitreason: 176, labels: 344 }, m: M_UP_TO_124 },
+  22: { g: { ...G_FIXED, schedBp: 104, atomicstatus: 144, goid: 152, waitreason: 176, labels: 344 }, m: M_UP_TO_124 },
+  23: { g: { ...G_FIXED, schedBp: 104, atomicstatus: 152, goid: 160, waitreason: 184, labels: 352 }, m: M_UP_TO_124 },
+  24: { g: { ...G_FIXED, schedBp: 104, atomicstatus: 152, goid: 160, waitreason: 184, labels: 352 }, m: M_UP_TO_124 },
+  25: { g: { ...G_FIXED, schedBp: 96, atomicstatus: 144, goid: 152, waitreason: 176, labels: 344 }, m: M_FROM_125 },
+  26: { g: { ...G_FIXED, schedBp: 96, atomicstatus: 144, goid: 152, waitreason: 176, labels: 352 }, m: M_FROM_125 },
+  27: { g: { ...G_FIXED, schedBp: 96, atomicstatus: 144, goid: 152, waitreason: 176, labels: 352 }, m: M_FROM_125 },
 };
 
 const GO_STRING: GoStringLayout = { size: 16, ptr: 0, len: 8 };
@@ -223,7 +241,23 @@ function dwarfOffsets(d: DwarfInfo, fallback: GoLabelsLayout): Pick<GoRuntimeOff
   const m = d.findStruct('runtime.m');
   if (!g || !m) return undefined;
   const at = (t: DwarfType, name: string): number | undefined => d.member(t, name)?.offset;
-  const gOff = { goid: at(g, 'goid'), m: at(g, 'm'), labels: at(g, 'labels') };
+  const nested = (t: DwarfType, outer: string, inner: string): number | undefined => {
+    const o = d.member(t, outer);
+    const i = o && d.member(d.resolve(o.type), inner);
+    return o && i ? o.offset + i.offset : undefined;
+  };
+  const gOff = {
+    goid: at(g, 'goid'),
+    m: at(g, 'm'),
+    labels: at(g, 'labels'),
+    stackLo: nested(g, 'stack', 'lo'),
+    stackHi: nested(g, 'stack', 'hi'),
+    schedSp: nested(g, 'sched', 'sp'),
+    schedPc: nested(g, 'sched', 'pc'),
+    schedBp: nested(g, 'sched', 'bp'),
+    atomicstatus: at(g, 'atomicstatus'),
+    waitreason: at(g, 'waitreason'),
+  };
   const mOff = { g0: at(m, 'g0'), procid: at(m, 'procid'), gsignal: at(m, 'gsignal'), curg: at(m, 'curg') };
   if (!allDefined(gOff) || !allDefined(mOff)) return undefined;
   const labels = dwarfLabels(d);
@@ -294,6 +328,15 @@ export function goTlsG(elf: ElfFile): GoTlsG | undefined {
 /** st_value (the offset in the TLS block) of the STT_TLS symbol `name` in .symtab. */
 function tlsSymbolValue(elf: ElfFile, name: string): number | undefined {
   const STT_TLS = 6;
+  return symtabValue(elf, name, STT_TLS);
+}
+
+/**
+ * st_value of the symbol `name` in .symtab (of symbol type `type` when given): a link-time
+ * address for data and functions, an offset in the TLS block for STT_TLS. Undefined when the
+ * binary has no .symtab (stripped) or no such symbol.
+ */
+export function symtabValue(elf: ElfFile, name: string, type?: number): number | undefined {
   const ENT = 24;
   const symtab = elf.sections.find((s) => s.type === SHT_SYMTAB);
   if (!symtab || symtab.type === SHT_NOBITS || symtab.entsize !== ENT) return undefined;
@@ -307,7 +350,7 @@ function tlsSymbolValue(elf: ElfFile, name: string): number | undefined {
     const buf = elf.read(symtab.offset + first * ENT, n * ENT, chunk);
     for (let i = 0; i < n; i++) {
       const o = i * ENT;
-      if ((buf[o + 4] & 0xf) !== STT_TLS) continue;
+      if (type !== undefined && (buf[o + 4] & 0xf) !== type) continue;
       const nameOff = buf.readUInt32LE(o);
       if (nameOff + want.length > strtab.size) continue;
       if (elf.read(strtab.offset + nameOff, want.length).equals(want)) return Number(buf.readBigUInt64LE(o + 8));
