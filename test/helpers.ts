@@ -1,7 +1,7 @@
 // Shared test helpers: real programs built by the tests, in a scratch folder per test file.
 
 import { execFile, execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -257,5 +257,22 @@ export async function startAddressPrinter(bin: string, env: NodeJS.ProcessEnv = 
       child.stdin.end('x');
       await exited;
     },
+  };
+}
+
+/** Reads the memory of `pid` through /proc/PID/mem (as root, or as its parent). */
+export function memoryOf(pid: number): { read: (addr: number, length: number) => Buffer | undefined; close(): void } {
+  const fd = openSync(`/proc/${pid}/mem`, 'r');
+  return {
+    read: (addr, length) => {
+      if (addr <= 0 || length <= 0 || length > 1 << 20) return undefined;
+      const b = Buffer.alloc(length);
+      try {
+        return readSync(fd, b, 0, length, addr) === length ? b : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    close: () => closeSync(fd),
   };
 }

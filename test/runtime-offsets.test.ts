@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { ElfFile } from '../src/elf/elf-file.js';
@@ -23,7 +23,7 @@ import {
   type GoRuntimeOffsets,
 } from '../src/go/runtime-offsets.js';
 import { goGFromTls, readGoroutine, type ReadMemory } from '../src/go/goroutine-reader.js';
-import { buildC, buildGoModule, execAsync, firstLine, pool, workDir } from './helpers.js';
+import { buildC, buildGoModule, execAsync, firstLine, memoryOf, pool, workDir } from './helpers.js';
 
 /** The newest patch of every supported minor release (FLAMEWIRE_GO_RELEASES overrides). */
 const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
@@ -167,23 +167,6 @@ function buildGoProgram(name: string, files: Record<string, string>, flags: stri
 }
 
 const PROGRAM = { 'main.go': MAIN_GO, 'fs_amd64.go': FS_AMD64_GO, 'fs_other.go': FS_OTHER_GO };
-
-/** Reads the memory of `pid` through /proc/PID/mem (as root, or as its parent). */
-function memoryOf(pid: number): { read: ReadMemory; close(): void } {
-  const fd = openSync(`/proc/${pid}/mem`, 'r');
-  return {
-    read: (addr, length) => {
-      if (addr <= 0 || length <= 0 || length > 1 << 20) return undefined;
-      const b = Buffer.alloc(length);
-      try {
-        return readSync(fd, b, 0, length, addr) === length ? b : undefined;
-      } catch {
-        return undefined;
-      }
-    },
-    close: () => closeSync(fd),
-  };
-}
 
 async function startProgram(bin: string): Promise<{ pid: number; fields: string[] }> {
   const child = spawn(bin, [], { stdio: 'pipe' });
