@@ -2,8 +2,12 @@
 // offsets of runtime-offsets.ts: the same pointer chain the BPF sampler follows, written out in
 // user space where it is easy to test against live Go processes (and to read a process that
 // is stopped, e.g. from a core dump). Every read is bounded; a bad pointer ends the walk.
+// Also every goroutine of the process through runtime.allgs (allgs.ts finds it), with its state
+// and where it is parked, and the frame-pointer walk of a parked goroutine's stack: the
+// reference for the BPF walker of goroutine-level off-CPU.
 
 import type { GoMapLabels, GoRuntimeOffsets, GoSliceLabels } from './runtime-offsets.js';
+import { G_SCAN } from './wait-reasons.js';
 
 /** Reads `length` bytes at `addr` of the target; undefined when that memory is not readable. */
 export type ReadMemory = (addr: number, length: number) => Buffer | undefined;
@@ -54,11 +58,113 @@ export function readGoroutine(read: ReadMemory, gp: number, o: GoRuntimeOffsets,
   }
   const goid = u64(read, g + o.g.goid);
   if (goid === undefined) return undefined;
-  const p = u64(read, g + o.g.labels);
+  return { g, goid, viaCurg, labels: readLabels(read, u64(read, g + o.g.labels), o, limits) };
+}
+
+/** The labels behind g.labels (`p`, the *labelMap; 0 or undefined: none). */
+function readLabels(read: ReadMemory, p: number | undefined, o: GoRuntimeOffsets, limits: GoroutineLimits): Array<[string, string]> {
+  if (!p) return [];
   const lim = { maxLabels: limits.maxLabels ?? 64, maxString: limits.maxString ?? 256, maxBuckets: limits.maxBuckets ?? 256 };
-  let labels: Array<[string, string]> = [];
-  if (p) labels = o.labels.format === 'slice' ? sliceLabels(read, p, o.labels, lim) : mapLabels(read, p, o.labels, lim);
-  return { g, goid, viaCurg, labels };
+  return o.labels.format === 'slice' ? sliceLabels(read, p, o.labels, lim) : mapLabels(read, p, o.labels, lim);
+}
+
+/** One goroutine of runtime.allgs, as its runtime.g says. */
+export interface GoroutineState {
+  /** Address of the runtime.g. */
+  g: number;
+  goid: number;
+  /** g.atomicstatus without the _Gscan bit: G_WAITING etc. (wait-reasons.ts). */
+  status: number;
+  /** The _Gscan bit was set: the garbage collector was scanning the stack. */
+  scan: boolean;
+  /** g.waitreason, meaningful for G_WAITING: an index into goWaitReasons(minor). */
+  waitreason: number;
+  /** g.sched: where a goroutine that is not running resumes; bp is its frame pointer then. */
+  sched: { sp: number; pc: number; bp: number };
+  /** g.stack: the goroutine's stack is [lo, hi). */
+  stack: { lo: number; hi: number };
+  labels: Array<[string, string]>;
+}
+
+/** Goroutines read at most by readAllGoroutines unless told otherwise. */
+const MAX_GOROUTINES = 1 << 20;
+
+/**
+ * Every goroutine in runtime.allgs (at `allgsAddr` in the process: the link-time address plus
+ * the load bias), in allgs order, dead ones included (status G_DEAD; the runtime reuses them).
+ * At most `opts.max` (default 2^20); a g that cannot be read is left out. Undefined when the
+ * slice header cannot be read. The process runs on while this reads, so a goroutine's fields
+ * may come from different moments: a reference for tests, not a snapshot.
+ */
+export function readAllGoroutines(
+  read: ReadMemory,
+  allgsAddr: number,
+  o: GoRuntimeOffsets,
+  opts: { max?: number } & GoroutineLimits = {},
+): GoroutineState[] | undefined {
+  const hdr = read(allgsAddr, 16);
+  if (!hdr) return undefined;
+  const array = num(hdr.readBigUInt64LE(0));
+  const len = Math.min(num(hdr.readBigUInt64LE(8)), opts.max ?? MAX_GOROUTINES);
+  const out: GoroutineState[] = [];
+  if (!array || len <= 0) return out;
+  const G = o.g;
+  const span = Math.max(G.goid, G.m, G.labels, G.stackLo, G.stackHi, G.schedSp, G.schedPc, G.schedBp, G.atomicstatus, G.waitreason) + 8;
+  const PER_READ = 4096;
+  for (let first = 0; first < len; first += PER_READ) {
+    const n = Math.min(PER_READ, len - first);
+    const ptrs = read(array + first * 8, n * 8);
+    if (!ptrs) break;
+    for (let i = 0; i < n; i++) {
+      const g = num(ptrs.readBigUInt64LE(i * 8));
+      const b = g ? read(g, span) : undefined;
+      if (!b) continue;
+      const w = (off: number): number => num(b.readBigUInt64LE(off));
+      const status = b.readUInt32LE(G.atomicstatus);
+      out.push({
+        g,
+        goid: w(G.goid),
+        status: status & ~G_SCAN,
+        scan: (status & G_SCAN) !== 0,
+        waitreason: b[G.waitreason],
+        sched: { sp: w(G.schedSp), pc: w(G.schedPc), bp: w(G.schedBp) },
+        stack: { lo: w(G.stackLo), hi: w(G.stackHi) },
+        labels: readLabels(read, w(G.labels), o, opts),
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * The stack of a goroutine that is not running, as return addresses, innermost first: the
+ * frame-pointer walk Go's own fpTracebackPCs does, starting where the goroutine resumes.
+ * The first pc is g.sched.pc, then, with fp = g.sched.bp, the return address at fp+8 and the
+ * next fp at *fp, until fp is 0, the frame [fp, fp+16) leaves [stack.lo, stack.hi), fp does not
+ * grow (callers' frames are higher up), or `maxFrames` pcs. A goroutine started by `go` ends with
+ * runtime.goexit (its return address, goexit+1). Symbolize pc-1 for every frame: each one is a
+ * return address, sched.pc included (mcall's, inside runtime.gopark, for a parked goroutine).
+ * g.sched means something only when the goroutine is not running (_Gwaiting, _Grunnable,
+ * _Gpreempted, _Gsyscall); in _Gsyscall before Go 1.23, entersyscall saved pc and sp but not bp,
+ * so the frames after the first come from a stale bp. [] when sched.pc is 0.
+ */
+export function goroutineStack(read: ReadMemory, gr: Pick<GoroutineState, 'sched' | 'stack'>, maxFrames = 127): number[] {
+  const pcs: number[] = [];
+  if (!gr.sched.pc || maxFrames <= 0) return pcs;
+  pcs.push(gr.sched.pc);
+  const { lo, hi } = gr.stack;
+  let fp = gr.sched.bp;
+  let prev = 0;
+  while (pcs.length < maxFrames && fp !== 0 && fp >= lo && fp + 16 <= hi && fp > prev) {
+    const frame = read(fp, 16);
+    if (!frame) break;
+    const ret = num(frame.readBigUInt64LE(8));
+    if (!ret) break;
+    pcs.push(ret);
+    prev = fp;
+    fp = num(frame.readBigUInt64LE(0));
+  }
+  return pcs;
 }
 
 /** Go 1.24+: *labelMap is { array, len, cap } of {key, value string}. */

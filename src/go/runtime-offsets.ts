@@ -20,6 +20,12 @@
 //   (1.24 also replaced the runtime's maps with Swiss tables; labels left maps in the same
 //   release, so no Swiss table is ever walked.)
 //
+// Goroutine-level off-CPU walks every goroutine instead: runtime.allgs (allgs.ts finds it) is a
+// []*g; of each g it reads atomicstatus (u32), waitreason (u8, wait-reasons.ts names it),
+// g.sched's sp, pc and bp and g.stack's bounds, and unwinds a parked goroutine with frame
+// pointers from sched.pc and sched.bp (readAllGoroutines and goroutineStack in
+// goroutine-reader.ts are the reference).
+//
 // Offsets come from the binary's DWARF when it has some (what the toolchain really laid out,
 // whatever the release or GOEXPERIMENT), else from a table per Go minor release that the tests
 // check against DWARF of real binaries of every supported release, amd64 and arm64 (the layouts
