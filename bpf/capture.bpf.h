@@ -129,6 +129,14 @@ static __always_inline void count(__u32 metric)
 		__sync_fetch_and_add(v, 1);
 }
 
+static __always_inline void add(__u32 metric, __u64 v)
+{
+	__u64 *p = bpf_map_lookup_elem(&metrics, &metric);
+
+	if (p)
+		__sync_fetch_and_add(p, v);
+}
+
 static __always_inline bool pid_wanted(__u32 tgid)
 {
 	if (filter_pids)
@@ -254,6 +262,47 @@ static __always_inline __u64 current_g(__u32 tgid, struct fw_go_proc **go_out)
 	return curg;
 }
 
+/*
+ * Reads user memory of `task`, or of the current task when task is NULL. Callers pass a literal
+ * NULL or a task: this is always inlined, so programs that never name a task never reference
+ * bpf_copy_from_user_task (sleepable programs only, 5.18+).
+ */
+static __always_inline long fw_read_user(void *dst, __u32 size, const void *src, struct task_struct *task)
+{
+	if (task)
+		return bpf_copy_from_user_task(dst, size, src, task, 0);
+	return bpf_probe_read_user(dst, size, src);
+}
+
+/*
+ * A thread of a Go process that is on its scheduler stack with no goroutine to run: its g (from
+ * thread-local storage) is set, but g->m->curg is 0. An idle M parking in the scheduler, or
+ * sysmon. Threads that never ran Go code (g 0: C threads of a cgo program) are not idle here.
+ */
+static __always_inline bool go_thread_idle(__u32 tgid)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct fw_go_proc *go;
+	struct task_struct *task;
+	__u64 g = 0, m = 0, curg = 0, fsbase;
+
+	if (!go_procs_used)
+		return false;
+	go = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!go)
+		return false;
+	task = bpf_get_current_task_btf();
+	fsbase = task->thread.fsbase;
+	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + go->g_tls_offset)) || !g ||
+	    bpf_probe_read_user(&m, sizeof(m), (void *)(g + go->g_m)) || !m ||
+	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + go->m_curg)))
+		return false;
+	return curg == 0;
+#else
+	return false;
+#endif
+}
+
 /* Go's map bucket for map[string]string (Go 1.21-1.23): tophash[8], keys[8], values[8]. */
 #define FW_GO_BUCKET_KEYS 8
 #define FW_GO_BUCKET_VALUES 136
@@ -271,7 +320,7 @@ static __always_inline __u64 current_g(__u32 tgid, struct fw_go_proc **go_out)
  * branch taken (label present, cut, ...): the verifier could prune nothing and walked every
  * combination, ~500,000 instructions and most of a second of CPU per program load.
  */
-static __always_inline long copy_go_label(struct sample_buf *buf, __u32 i)
+static __always_inline long copy_go_label(struct sample_buf *buf, __u32 i, struct task_struct *task)
 {
 	struct label_state *st = &buf->labels;
 	__u64 k[2], v[2], pos, out, klen, vlen, at;
@@ -280,8 +329,8 @@ static __always_inline long copy_go_label(struct sample_buf *buf, __u32 i)
 		return 1;
 	if (st->is_map && st->tophash[i & 7] < FW_GO_MIN_TOPHASH)
 		return 0;
-	if (bpf_probe_read_user(k, sizeof(k), (void *)(st->key_base + st->stride * i)) ||
-	    bpf_probe_read_user(v, sizeof(v), (void *)(st->val_base + st->stride * i)))
+	if (fw_read_user(k, sizeof(k), (void *)(st->key_base + st->stride * i), task) ||
+	    fw_read_user(v, sizeof(v), (void *)(st->val_base + st->stride * i), task))
 		return 1;
 	klen = k[1] > FW_MAX_GO_LABEL_KEY ? FW_MAX_GO_LABEL_KEY : k[1];
 	vlen = v[1] > FW_MAX_GO_LABEL_VALUE ? FW_MAX_GO_LABEL_VALUE : v[1];
@@ -308,8 +357,8 @@ static __always_inline long copy_go_label(struct sample_buf *buf, __u32 i)
 	at = pos + out;
 	buf->data[at] = klen;
 	buf->data[at + 1] = vlen;
-	if (bpf_probe_read_user(buf->data + at + 2, klen, (void *)k[0]) ||
-	    bpf_probe_read_user(buf->data + at + 2 + klen, vlen, (void *)v[0]))
+	if (fw_read_user(buf->data + at + 2, klen, (void *)k[0], task) ||
+	    fw_read_user(buf->data + at + 2 + klen, vlen, (void *)v[0], task))
 		return 1;
 	st->out = out + 2 + klen + vlen;
 	return 0;
@@ -325,7 +374,7 @@ static __always_inline long copy_go_label(struct sample_buf *buf, __u32 i)
  * kept apart from the others: the verifier checks the copy once, not once per path.
  */
 static __always_inline __u64 copy_go_labels(struct sample_buf *buf, __u32 pos, struct fw_go_proc *go,
-					    __u64 g)
+					    __u64 g, struct task_struct *task)
 {
 	struct label_state *st = &buf->labels;
 	__u64 p = 0, hdr[4] = {}, start, out;
@@ -334,13 +383,13 @@ static __always_inline __u64 copy_go_labels(struct sample_buf *buf, __u32 pos, s
 	st->out = 0;
 	st->truncated = 0;
 	if (go->labels_format == FW_GO_LABELS_NONE ||
-	    bpf_probe_read_user(&p, sizeof(p), (void *)(g + go->g_labels)) || !p)
+	    fw_read_user(&p, sizeof(p), (void *)(g + go->g_labels), task) || !p)
 		goto done;
 	if (go->labels_format == FW_GO_LABELS_MAP) {
 		/* The map variable holds the *hmap: count, flags, B, ..., buckets, oldbuckets. */
-		if (bpf_probe_read_user(&p, sizeof(p), (void *)p) || !p ||
-		    bpf_probe_read_user(hdr, sizeof(hdr), (void *)p) || !hdr[2] ||
-		    bpf_probe_read_user(st->tophash, sizeof(st->tophash), (void *)hdr[2]))
+		if (fw_read_user(&p, sizeof(p), (void *)p, task) || !p ||
+		    fw_read_user(hdr, sizeof(hdr), (void *)p, task) || !hdr[2] ||
+		    fw_read_user(st->tophash, sizeof(st->tophash), (void *)hdr[2], task))
 			goto done;
 		if (((hdr[1] >> 8) & 0xff) != 0 || hdr[3] != 0)
 			st->truncated = 1;
@@ -350,7 +399,7 @@ static __always_inline __u64 copy_go_labels(struct sample_buf *buf, __u32 pos, s
 		st->stride = 16;
 		st->n = 8;
 	} else {
-		if (bpf_probe_read_user(hdr, 2 * sizeof(__u64), (void *)p))
+		if (fw_read_user(hdr, 2 * sizeof(__u64), (void *)p, task))
 			goto done;
 		st->is_map = 0;
 		st->key_base = hdr[0];
@@ -362,7 +411,7 @@ static __always_inline __u64 copy_go_labels(struct sample_buf *buf, __u32 pos, s
 	}
 #pragma unroll
 	for (int i = 0; i < FW_MAX_GO_LABELS; i++)
-		if (copy_go_label(buf, i))
+		if (copy_go_label(buf, i, task))
 			break;
 done:
 	start = st->pos;
@@ -494,7 +543,7 @@ static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __
 		if (g && go) {
 			if (bpf_probe_read_user(&s->goid, sizeof(s->goid), (void *)(g + go->g_goid)))
 				s->goid = 0;
-			return sizeof(*s) + copy_go_labels(buf, snap + kbytes + ubytes, go, g);
+			return sizeof(*s) + copy_go_labels(buf, snap + kbytes + ubytes, go, g, NULL);
 		}
 	}
 	return sizeof(*s) + kbytes + ubytes + snap;

@@ -43,7 +43,8 @@ _Static_assert(FW_OFF_CPU_TAIL_MAX <= FW_OFF_CPU_TAIL_MASK, "off-CPU record tail
 struct parked {
 	__u64 start_ns;
 	__u32 size; /* bytes of rec in use; 0: nothing parked */
-	__u32 pad;
+	__u32 go_idle; /* no record: an idle thread of a Go process left at start_ns */
+
 	__u8 rec[FW_OFF_CPU_RECORD_MASK + 1];
 };
 
@@ -65,14 +66,6 @@ struct {
 	__type(value, struct parked);
 } parked_tids SEC(".maps");
 
-static __always_inline void add(__u32 metric, __u64 v)
-{
-	__u64 *p = bpf_map_lookup_elem(&metrics, &metric);
-
-	if (p)
-		__sync_fetch_and_add(p, v);
-}
-
 /* The idle task, kernel threads and exiting threads: their waiting is not latency. */
 static __always_inline bool want_switch_out(__u32 tgid, bool has_mm, __u32 state)
 {
@@ -92,6 +85,7 @@ static __always_inline void park(void *ctx, struct parked *p, bool preempt, __u3
 	__u32 flags = FW_SAMPLE_USER_REGS | (kernel_stack ? FW_SAMPLE_KERNEL_MODE : 0);
 	long size;
 
+	p->go_idle = 0;
 	buf = bpf_map_lookup_elem(&scratch, &zero);
 	if (!buf) {
 		count(FW_METRIC_SCRATCH_MISSING);
@@ -112,6 +106,29 @@ static __always_inline void park(void *ctx, struct parked *p, bool preempt, __u3
 	}
 	p->size = size;
 	p->start_ns = buf->sample.time_ns;
+}
+
+/*
+ * An idle thread of a Go process (see go_thread_idle): its time is only counted. Goroutines
+ * that wait are seen by gowait.bpf.c, with their own stacks; the threads that would run them
+ * waiting in the scheduler say nothing anybody can act on.
+ */
+static __always_inline void park_go_idle(struct parked *p)
+{
+	p->size = 0;
+	p->go_idle = 1;
+	p->start_ns = bpf_ktime_get_ns();
+}
+
+/* True when p held an idle Go thread's mark (now counted and cleared). */
+static __always_inline bool unpark_go_idle(struct parked *p, __u64 now)
+{
+	if (!p->go_idle)
+		return false;
+	p->go_idle = 0;
+	count(FW_METRIC_OFF_CPU_GO_IDLE);
+	add(FW_METRIC_OFF_CPU_GO_IDLE_NS, now - p->start_ns);
+	return true;
 }
 
 /*
@@ -153,7 +170,11 @@ static __always_inline void emit(void *rec, __u32 size, __u64 blocked, __u64 rb_
 static __always_inline void emit_parked(struct parked *p, __u64 now, __u64 rb_flags)
 {
 	__u32 size = p->size;
-	__u64 blocked = unpark(p, now);
+	__u64 blocked;
+
+	if (unpark_go_idle(p, now))
+		return;
+	blocked = unpark(p, now);
 
 	if (blocked == 0)
 		return;
@@ -176,7 +197,7 @@ static __always_inline void emit_parked_task(struct parked *p, struct task_struc
 	__u64 blocked;
 	long kbytes;
 
-	if (p->size == 0)
+	if (unpark_go_idle(p, now) || p->size == 0)
 		return;
 	snap = parked->snapshot_len;
 	/* The user frames and, for goroutines, their labels: both follow the kernel frames. */
@@ -223,7 +244,9 @@ int BPF_PROG(off_cpu_switch_btf, bool preempt, struct task_struct *prev, struct 
 
 	if (want_switch_out(prev->tgid, prev->mm != NULL, state)) {
 		p = bpf_task_storage_get(&parked_threads, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (p) {
+		if (p && go_thread_idle(prev->tgid)) {
+			park_go_idle(p);
+		} else if (p) {
 			struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(prev);
 
 			park(ctx, p, preempt, state, FW_REGS_IP(uregs), FW_REGS_SP(uregs),
@@ -269,7 +292,9 @@ int BPF_PROG(off_cpu_switch_raw, bool preempt, struct task_struct *prev, struct 
 				bpf_map_update_elem(&parked_tids, &tid, any, BPF_NOEXIST);
 			p = bpf_map_lookup_elem(&parked_tids, &tid);
 		}
-		if (p && !bpf_probe_read_kernel(&regs, sizeof(regs), fw_task_pt_regs_raw(prev)))
+		if (p && go_thread_idle(BPF_CORE_READ(prev, tgid)))
+			park_go_idle(p);
+		else if (p && !bpf_probe_read_kernel(&regs, sizeof(regs), fw_task_pt_regs_raw(prev)))
 			park(ctx, p, preempt, state, FW_REGS_IP(&regs), FW_REGS_SP(&regs),
 			     FW_REGS_FP(&regs), true);
 		else

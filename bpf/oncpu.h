@@ -44,6 +44,10 @@ enum fw_record_kind {
 	FW_RECORD_EXIT = 3,
 	/* A fw_sample whose weight is off_cpu_ns of blocked time (see offcpu.bpf.c). */
 	FW_RECORD_OFF_CPU = 4,
+	/* A fw_sample of a goroutine seen waiting (or runnable) by gowait.bpf.c; off_cpu_ns is
+	 * the time it stands for, task_state is the Go status | waitreason << 16, tid is 0, and
+	 * the user frames are the goroutine's saved pc and the return addresses above it. */
+	FW_RECORD_GO_WAIT = 5,
 };
 
 /* fw_sample.flags bits. */
@@ -63,6 +67,9 @@ enum fw_sample_flag {
 	FW_SAMPLE_PREEMPTED = 1u << 7,
 	/* Go: the goroutine had labels that did not all fit (see FW_MAX_GO_LABEL*). */
 	FW_SAMPLE_LABELS_TRUNCATED = 1u << 8,
+	/* FW_RECORD_GO_WAIT: a goroutine's stack as it stopped, not a thread's (no user registers
+	 * to repair the leaf from: the first frame is where the goroutine parked). */
+	FW_SAMPLE_GO_WAIT = 1u << 9,
 };
 
 /* Index into the per-CPU "metrics" array. */
@@ -85,7 +92,18 @@ enum fw_metric {
 	FW_METRIC_OFF_CPU_RINGBUF_FULL = 15, /* off-CPU records dropped: ring buffer full */
 	FW_METRIC_OFF_CPU_DROPPED_NS = 16,   /* the blocked time they stood for */
 	FW_METRIC_OFF_CPU_NO_STORAGE = 17,   /* a switch-out could not be remembered */
-	FW_METRIC_COUNT = 18,
+	/* Go processes: a thread blocked in the scheduler with no goroutine (an idle M, sysmon).
+	 * Its time is not emitted: the goroutines' own waits are (gowait.bpf.c). */
+	FW_METRIC_OFF_CPU_GO_IDLE = 18,
+	FW_METRIC_OFF_CPU_GO_IDLE_NS = 19,
+	FW_METRIC_GO_WAIT_WALKS = 20,        /* walks of one process's goroutines */
+	FW_METRIC_GO_WAIT_VISITED = 21,      /* goroutines looked at */
+	FW_METRIC_GO_WAIT_EMITTED = 22,      /* waiting goroutines emitted */
+	FW_METRIC_GO_WAIT_EMITTED_NS = 23,   /* the time they stand for */
+	FW_METRIC_GO_WAIT_RINGBUF_FULL = 24, /* dropped: ring buffer full */
+	FW_METRIC_GO_WAIT_DROPPED_NS = 25,   /* the time they stood for */
+	FW_METRIC_GO_WAIT_UNREADABLE = 26,   /* allgs, a g or a stack could not be read */
+	FW_METRIC_COUNT = 27,
 };
 
 /*
@@ -135,7 +153,33 @@ struct fw_go_proc {
 	__u32 g_goid;  /* offsetof(runtime.g, goid) */
 	__u32 g_labels; /* offsetof(runtime.g, labels): pprof labels (*labelMap) */
 	__u32 labels_format; /* enum fw_go_labels */
+	/* Goroutine waits (gowait.bpf.c); allgs 0: not walked. The address of runtime.allgs (a
+	 * []*g: array, len, cap) in the process, and where a g keeps what the walk reads. */
+	__u64 allgs;
+	__u32 g_stack_lo;  /* g.stack.lo, g.stack.hi: the goroutine's stack */
+	__u32 g_stack_hi;
+	__u32 g_sched_sp;  /* g.sched.sp, .pc, .bp: where a goroutine that is not running stopped */
+	__u32 g_sched_pc;
+	__u32 g_sched_bp;
+	__u32 g_status;     /* g.atomicstatus (uint32) */
+	__u32 g_waitreason; /* g.waitreason (uint8) */
+	__u32 g_read_bytes; /* bytes of a g the walk reads: past every offset above, <= FW_GO_G_BYTES */
 };
+
+/* Goroutine waits: at most this much of a g is read (covers every offset of 1.21-1.27). */
+#define FW_GO_G_BYTES 512
+/* Goroutine statuses (runtime2.go): the ones a walk emits, and the GC's scan bit. */
+#define FW_G_RUNNABLE 1
+#define FW_G_WAITING 4
+#define FW_G_PREEMPTED 9
+#define FW_G_LEAKED 10
+#define FW_G_SCAN 0x1000
+/* A walk looks at this many goroutines of a process at most (a rotating window of allgs;
+ * each emitted one then stands for allglen / visited goroutines), unless told otherwise. */
+#define FW_DEFAULT_GO_WAIT_MAX_VISITS 256
+/* Bytes of a parked goroutine's stack read at once from its saved sp (deeper frames are read
+ * one by one). */
+#define FW_GO_STACK_CHUNK 2048
 
 /* How a Go release keeps a goroutine's pprof labels (what g.labels points to). */
 enum fw_go_labels {

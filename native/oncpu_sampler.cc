@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <chrono>
 #include <initializer_list>
+#include <random>
 #include <unistd.h>
 
 #include "oncpu.h"
@@ -70,6 +72,38 @@ uint64_t KernelStackBytes() {
   return bytes;
 }
 
+// Goroutine waits need a sleepable task iterator that reads another process's memory
+// (bpf_copy_from_user_task, 5.18+): probed as the helper's id in the kernel's BTF, which lists
+// the helpers the kernel knows.
+bool CanWalkGoroutines() {
+  struct btf *vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool ok = false;
+  int id = btf__find_by_name_kind(vmlinux, "bpf_func_id", BTF_KIND_ENUM);
+  if (id > 0) {
+    const struct btf_type *t = btf__type_by_id(vmlinux, id);
+    const struct btf_enum *e = btf_enum(t);
+    for (int i = 0; i < btf_vlen(t) && !ok; ++i, ++e)
+      ok = strcmp(btf__name_by_offset(vmlinux, e->name_off), "BPF_FUNC_copy_from_user_task") == 0;
+  }
+  btf__free(vmlinux);
+  return ok;
+}
+
+// Reads an iterator link's seq file to the end, which runs its program over every task it
+// covers (the programs write nothing to it).
+int RunIterator(struct bpf_link *link) {
+  int fd = bpf_iter_create(bpf_link__fd(link));
+  if (fd < 0) return -errno;
+  char buf[64];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) {
+  }
+  int err = n < 0 ? -errno : 0;
+  close(fd);
+  return err;
+}
+
 }  // namespace
 
 int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const char **what) {
@@ -122,6 +156,18 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
   }
   err = s->ConfigureOffCpu(what);
   if (err) goto cleanup;
+  // Goroutine waits: the walk uses bpf_loop as well.
+  s->go_waits_ = settings.go_waits && s->own_walk_ && CanWalkGoroutines();
+  bpf_program__set_autoload(s->skel_->progs.go_waits, s->go_waits_);
+  bpf_program__set_autoattach(s->skel_->progs.go_waits, false);
+  err = bpf_map__set_autocreate(s->skel_->maps.go_wait_state, s->go_waits_);
+  if (!err) err = bpf_map__set_autocreate(s->skel_->maps.go_wait_scratch, s->go_waits_);
+  if (err) {
+    *what = "configuring the goroutine-wait maps";
+    goto cleanup;
+  }
+  s->skel_->rodata->go_wait_period_ns = settings.go_wait_period_ns;
+  if (settings.go_wait_max_visits) s->skel_->rodata->go_wait_max_visits = settings.go_wait_max_visits;
   bpf_program__set_autoload(s->skel_->progs.exec_btf, s->use_tp_btf_);
   bpf_program__set_autoload(s->skel_->progs.exit_btf, s->use_tp_btf_);
   bpf_program__set_autoload(s->skel_->progs.exec_raw, !s->use_tp_btf_);
@@ -192,6 +238,8 @@ int OnCpuSampler::ConfigureOffCpu(const char **what) {
 
 OnCpuSampler::~OnCpuSampler() {
   DetachPerfEvents();
+  for (auto &entry : go_links_) bpf_link__destroy(entry.second);
+  go_links_.clear();
   oncpu_bpf__destroy(skel_);
 }
 
@@ -231,6 +279,10 @@ int OnCpuSampler::AttachPerfEvents(const char **what) {
       goto cleanup;
     }
   }
+  if (go_waits_) {
+    go_stopping_ = false;
+    go_thread_ = std::thread([this] { GoWaitLoop(); });
+  }
   return 0;
 
 cleanup:
@@ -239,6 +291,7 @@ cleanup:
 }
 
 void OnCpuSampler::DetachPerfEvents() {
+  StopGoWaits();
   // Destroying a perf-event link also closes the event's fd.
   for (auto it = perf_links_.rbegin(); it != perf_links_.rend(); ++it) bpf_link__destroy(*it);
   perf_links_.clear();
@@ -291,11 +344,88 @@ int OnCpuSampler::SetGoProcess(uint32_t pid, const struct fw_go_proc &go, const 
     return err;
   }
   skel_->bss->go_procs_used = 1;
+  if (go_waits_ && go.allgs) return AddGoWaitLink(pid, what);
   return 0;
 }
 
 void OnCpuSampler::RemoveGoProcess(uint32_t pid) {
   bpf_map__delete_elem(skel_->maps.go_procs, &pid, sizeof(pid), 0);
+  if (go_waits_) {
+    RemoveGoWaitLink(pid);
+    bpf_map__delete_elem(skel_->maps.go_wait_state, &pid, sizeof(pid), 0);
+  }
+}
+
+// One iterator link per process, limited to its main thread (6.1+). An older kernel ignores
+// the limit and iterates every task: the program then skips all but the process the walk is
+// for (go_wait_only_tgid), so the result is the same, only slower.
+int OnCpuSampler::AddGoWaitLink(uint32_t pid, const char **what) {
+  std::lock_guard<std::mutex> lock(go_mu_);
+  if (go_links_.count(pid)) return 0;
+  union bpf_iter_link_info linfo = {};
+  linfo.task.tid = pid;
+  LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof(linfo));
+  struct bpf_link *link = bpf_program__attach_iter(skel_->progs.go_waits, &opts);
+  if (!link) {
+    *what = "attaching the goroutine-wait iterator";
+    return -errno;
+  }
+  go_links_[pid] = link;
+  return 0;
+}
+
+void OnCpuSampler::RemoveGoWaitLink(uint32_t pid) {
+  std::lock_guard<std::mutex> lock(go_mu_);
+  auto it = go_links_.find(pid);
+  if (it == go_links_.end()) return;
+  bpf_link__destroy(it->second);
+  go_links_.erase(it);
+}
+
+int OnCpuSampler::WalkLocked(const char **what) {
+  int first_err = 0;
+  for (auto &entry : go_links_) {
+    skel_->bss->go_wait_only_tgid = entry.first;
+    int err = RunIterator(entry.second);
+    // A process that exited between its exit and our removing it: ESRCH, nothing to walk.
+    if (err && err != -ESRCH && !first_err) {
+      first_err = err;
+      *what = "running the goroutine-wait iterator";
+    }
+  }
+  return first_err;
+}
+
+int OnCpuSampler::WalkGoroutines(const char **what) {
+  if (!go_waits_) return 0;
+  std::lock_guard<std::mutex> lock(go_mu_);
+  return WalkLocked(what);
+}
+
+// The walker thread: a walk every period, jittered uniformly by +-50% so that it cannot lock
+// into step with a periodic workload (the weight of each record is the time since the last
+// walk, measured in BPF, so the jitter costs no accuracy).
+void OnCpuSampler::GoWaitLoop() {
+  std::minstd_rand rng(static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::uniform_real_distribution<double> jitter(0.5, 1.5);
+  std::unique_lock<std::mutex> lock(go_mu_);
+  while (!go_stopping_) {
+    auto wait = std::chrono::nanoseconds(
+        static_cast<int64_t>(static_cast<double>(settings_.go_wait_period_ns) * jitter(rng)));
+    if (go_cv_.wait_for(lock, wait, [this] { return go_stopping_; })) break;
+    const char *what = "";
+    WalkLocked(&what);
+  }
+}
+
+void OnCpuSampler::StopGoWaits() {
+  if (!go_thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(go_mu_);
+    go_stopping_ = true;
+  }
+  go_cv_.notify_all();
+  go_thread_.join();
 }
 
 int OnCpuSampler::ReadMetrics(std::vector<uint64_t> *values, const char **what) {
@@ -351,6 +481,14 @@ int OnCpuSampler::ReadOffCpuProgramStats(OnCpuProgramStats *stats, const char **
   if (!SwitchProgram()) return 0;
   int err = ReadStatsOf(SwitchProgram(), stats);
   if (err) *what = "reading the off-CPU program's info";
+  return err;
+}
+
+int OnCpuSampler::ReadGoWaitProgramStats(OnCpuProgramStats *stats, const char **what) {
+  *stats = OnCpuProgramStats();
+  if (!go_waits_) return 0;
+  int err = ReadStatsOf(skel_->progs.go_waits, stats);
+  if (err) *what = "reading the goroutine-wait program's info";
   return err;
 }
 

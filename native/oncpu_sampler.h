@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 struct oncpu_bpf;
@@ -30,6 +34,11 @@ struct OnCpuSettings {
   uint64_t off_cpu_threshold_ns = 100000;
   // Use the raw_tp flavour even where tp_btf works (tests, comparisons).
   bool force_off_cpu_raw_tp = false;
+  // Goroutine waits (gowait.bpf.c): every go_wait_period_ns (jittered), the goroutines of each
+  // Go process given an allgs address are walked. Where the kernel cannot (before 5.18), off.
+  bool go_waits = false;
+  uint64_t go_wait_period_ns = 10000000;
+  uint32_t go_wait_max_visits = 0;  // 0: the default from oncpu.h
 };
 
 struct OnCpuProgramStats {
@@ -56,6 +65,10 @@ class OnCpuSampler {
   int FlushOffCpu(const char **what);
 
   int AddPid(uint32_t pid, const char **what);
+  // Whether goroutine waits are walked: asked for and possible on this kernel.
+  bool go_waits() const { return go_waits_; }
+  // Runs one walk of every registered Go process now, on the calling thread (tests).
+  int WalkGoroutines(const char **what);
   // A Go process: where its goroutine ids are (fw_go_proc). Samples of it carry the goroutine
   // id from then on; RemoveGoProcess when its image goes (exec, exit).
   int SetGoProcess(uint32_t pid, const struct fw_go_proc &go, const char **what);
@@ -65,6 +78,8 @@ class OnCpuSampler {
   int ReadProgramStats(OnCpuProgramStats *stats, const char **what);
   // The off-CPU switch program's run time (zero when off-CPU time is off).
   int ReadOffCpuProgramStats(OnCpuProgramStats *stats, const char **what);
+  // The goroutine-wait walk's (zero when goroutine waits are off).
+  int ReadGoWaitProgramStats(OnCpuProgramStats *stats, const char **what);
 
   int ring_buffer_fd() const;
   bool filter_pids() const { return settings_.filter_pids; }
@@ -95,6 +110,19 @@ class OnCpuSampler {
   ::bpf_program *SampleProgram() const;
   ::bpf_program *SwitchProgram() const;
   int ConfigureOffCpu(const char **what);
+
+  // Goroutine waits: an iterator link per Go process (its main thread), walked by a thread.
+  bool go_waits_ = false;
+  std::mutex go_mu_;  // go_links_ and the walks
+  std::map<uint32_t, struct bpf_link *> go_links_;
+  std::thread go_thread_;
+  std::condition_variable go_cv_;
+  bool go_stopping_ = false;
+  int AddGoWaitLink(uint32_t pid, const char **what);
+  void RemoveGoWaitLink(uint32_t pid);
+  int WalkLocked(const char **what);
+  void GoWaitLoop();
+  void StopGoWaits();
 };
 
 // Turns on kernel.bpf_stats_enabled for as long as the returned fd is open.

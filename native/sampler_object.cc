@@ -30,7 +30,8 @@ constexpr const char *kOpenUsage =
     "usage: openOnCpuSampler({ frequency: 1..100000, pids?: number[], followChildren?: boolean, "
     "ringBufferBytes?: power of two >= page size, pollIntervalMs?: 1..60000, "
     "snapshotBytes?: 0..4096, maxPids?: number, userWalk?: 'auto' | 'bpf_get_stack', "
-    "offCpu?: boolean, offCpuThresholdNs?: 0..3600e9, offCpuFlavour?: 'auto' | 'raw_tp' })";
+    "offCpu?: boolean, offCpuThresholdNs?: 0..3600e9, offCpuFlavour?: 'auto' | 'raw_tp', "
+    "goWaits?: boolean, goWaitPeriodNs?: 1e6..60e9, goWaitMaxVisits?: 1..1048576 })";
 constexpr double kMaxOffCpuThresholdNs = 3600e9;
 
 struct AddonData {
@@ -66,6 +67,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
                            InstanceMethod("addPid", &SamplerObject::AddPid),
                            InstanceMethod("setGoProcess", &SamplerObject::SetGoProcess),
                            InstanceMethod("removeGoProcess", &SamplerObject::RemoveGoProcess),
+                           InstanceMethod("walkGoroutines", &SamplerObject::WalkGoroutines),
                            InstanceMethod("stats", &SamplerObject::Stats),
                            InstanceMethod("programStats", &SamplerObject::ProgramStats),
                            InstanceMethod("info", &SamplerObject::Info),
@@ -150,6 +152,24 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
       }
       settings.force_off_cpu_raw_tp = f == "raw_tp";
     }
+    Napi::Value go_waits = cfg.Get("goWaits");
+    if (!go_waits.IsUndefined()) {
+      if (!go_waits.IsBoolean()) {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": goWaits must be a boolean").c_str());
+        return;
+      }
+      settings.go_waits = go_waits.As<Napi::Boolean>().Value();
+    }
+    Napi::Value go_period = cfg.Get("goWaitPeriodNs");
+    if (!go_period.IsUndefined()) {
+      double d = go_period.IsNumber() ? go_period.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 1e6 && d <= 60e9) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+        ThrowUsage(env, (std::string(kOpenUsage) + ": goWaitPeriodNs must be an integer in 1e6..60e9").c_str());
+        return;
+      }
+      settings.go_wait_period_ns = static_cast<uint64_t>(d);
+    }
+    if (!GetUint(env, cfg, "goWaitMaxVisits", 1, 1u << 20, false, &settings.go_wait_max_visits)) return;
     uint32_t rb = 0;
     if (!GetUint(env, cfg, "ringBufferBytes", 0, kMaxRingBufferBytes, false, &rb)) return;
     long page = sysconf(_SC_PAGESIZE);
@@ -273,7 +293,8 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     Napi::Env env = info.Env();
     constexpr const char *kUsage =
         "usage: sampler.setGoProcess(pid, { gTlsOffset: number, gM: number, mCurg: number, gGoid: number, "
-        "gLabels: number, labelsFormat: 'map' | 'slice' })";
+        "gLabels: number, labelsFormat: 'map' | 'slice', allgs?: number, gStackLo, gStackHi, gSchedSp, "
+        "gSchedPc, gSchedBp, gStatus, gWaitreason: number (with allgs, each below 512) })";
     double d = info.Length() == 2 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
     if (!(d >= 1 && d <= kMaxPid) || d != static_cast<double>(static_cast<uint32_t>(d)) || !info[1].IsObject()) {
       ThrowUsage(env, kUsage);
@@ -303,9 +324,49 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     go.g_m = static_cast<uint32_t>(gm);
     go.m_curg = static_cast<uint32_t>(curg);
     go.g_goid = static_cast<uint32_t>(goid);
+    // Goroutine waits: the allgs address and every g field the walk reads, all below the part
+    // of a g it reads (FW_GO_G_BYTES).
+    if (!o.Get("allgs").IsUndefined()) {
+      double allgs = 0;
+      const char *keys[] = {"gStackLo", "gStackHi", "gSchedSp", "gSchedPc", "gSchedBp", "gStatus", "gWaitreason"};
+      __u32 *dst[] = {&go.g_stack_lo, &go.g_stack_hi, &go.g_sched_sp, &go.g_sched_pc,
+                      &go.g_sched_bp, &go.g_status, &go.g_waitreason};
+      double max_end = 0;
+      if (!field("allgs", 1, 9007199254740991.0, &allgs)) {
+        ThrowUsage(env, kUsage);
+        return env.Undefined();
+      }
+      for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); ++i) {
+        double v = 0;
+        if (!field(keys[i], 0, FW_GO_G_BYTES - 8, &v)) {
+          ThrowUsage(env, kUsage);
+          return env.Undefined();
+        }
+        *dst[i] = static_cast<__u32>(v);
+        if (v + 8 > max_end) max_end = v + 8;
+      }
+      if (goid + 8 > max_end) max_end = goid + 8;
+      if (labels + 8 > max_end) max_end = labels + 8;
+      if (max_end > FW_GO_G_BYTES) {
+        ThrowUsage(env, kUsage);
+        return env.Undefined();
+      }
+      go.allgs = static_cast<__u64>(allgs);
+      go.g_read_bytes = static_cast<__u32>(max_end);
+    }
     if (!CheckUsable(env, "setGoProcess")) return env.Undefined();
     const char *what = "";
     int err = sampler_->SetGoProcess(static_cast<uint32_t>(d), go, &what);
+    if (err) ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+
+  // Tests: one walk of every Go process's goroutines now (see OnCpuSampler::WalkGoroutines).
+  Napi::Value WalkGoroutines(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!CheckUsable(env, "walkGoroutines")) return env.Undefined();
+    const char *what = "";
+    int err = sampler_->WalkGoroutines(&what);
     if (err) ThrowErrno(env, err, what);
     return env.Undefined();
   }
@@ -359,6 +420,15 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     set("offCpuRingBufferFull", m[FW_METRIC_OFF_CPU_RINGBUF_FULL]);
     set("offCpuDroppedNs", m[FW_METRIC_OFF_CPU_DROPPED_NS]);
     set("offCpuNoStorage", m[FW_METRIC_OFF_CPU_NO_STORAGE]);
+    set("goIdleBlocks", m[FW_METRIC_OFF_CPU_GO_IDLE]);
+    set("goIdleNs", m[FW_METRIC_OFF_CPU_GO_IDLE_NS]);
+    set("goWaitWalks", m[FW_METRIC_GO_WAIT_WALKS]);
+    set("goWaitVisited", m[FW_METRIC_GO_WAIT_VISITED]);
+    set("goWaitRecords", m[FW_METRIC_GO_WAIT_EMITTED]);
+    set("goWaitNs", m[FW_METRIC_GO_WAIT_EMITTED_NS]);
+    set("goWaitRingBufferFull", m[FW_METRIC_GO_WAIT_RINGBUF_FULL]);
+    set("goWaitDroppedNs", m[FW_METRIC_GO_WAIT_DROPPED_NS]);
+    set("goWaitUnreadable", m[FW_METRIC_GO_WAIT_UNREADABLE]);
     set("recordsRead", reader_ ? reader_->records() : records_read_);
     return o;
   }
@@ -373,6 +443,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
       const char *what = "";
       int err = sampler_->ReadProgramStats(&prog_stats_, &what);
       if (!err) err = sampler_->ReadOffCpuProgramStats(&off_cpu_prog_stats_, &what);
+      if (!err) err = sampler_->ReadGoWaitProgramStats(&go_wait_prog_stats_, &what);
       if (err) {
         ThrowErrno(env, err, what);
         return env.Undefined();
@@ -387,6 +458,11 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     off.Set("runCount", Napi::BigInt::New(env, off_cpu_prog_stats_.run_count));
     off.Set("verifiedInsns", Napi::Number::New(env, off_cpu_prog_stats_.verified_insns));
     o.Set("offCpu", off);
+    Napi::Object gw = Napi::Object::New(env);
+    gw.Set("runTimeNs", Napi::BigInt::New(env, go_wait_prog_stats_.run_time_ns));
+    gw.Set("runCount", Napi::BigInt::New(env, go_wait_prog_stats_.run_count));
+    gw.Set("verifiedInsns", Napi::Number::New(env, go_wait_prog_stats_.verified_insns));
+    o.Set("goWaits", gw);
     return o;
   }
 
@@ -399,6 +475,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     o.Set("userWalk", Napi::String::New(env, sampler_->user_walk()));
     const char *off_cpu = sampler_->off_cpu_flavour();
     o.Set("offCpu", off_cpu ? Napi::Value(Napi::String::New(env, off_cpu)) : env.Null());
+    o.Set("goWaits", Napi::Boolean::New(env, sampler_->go_waits()));
     return o;
   }
 
@@ -445,6 +522,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
       sampler_->ReadMetrics(&metrics_, &what);
       sampler_->ReadProgramStats(&prog_stats_, &what);
       sampler_->ReadOffCpuProgramStats(&off_cpu_prog_stats_, &what);
+      sampler_->ReadGoWaitProgramStats(&go_wait_prog_stats_, &what);
     }
     reader_.reset();
     sampler_.reset();
@@ -479,6 +557,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
   std::vector<uint64_t> metrics_;
   OnCpuProgramStats prog_stats_;
   OnCpuProgramStats off_cpu_prog_stats_;
+  OnCpuProgramStats go_wait_prog_stats_;
   int flush_err_ = 0;
   const char *flush_what_ = "";
   uint64_t records_read_ = 0;

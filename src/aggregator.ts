@@ -2,6 +2,8 @@
 // encoding work on unique stacks, never per sample. The key is built from the raw stack bytes,
 // which is far cheaper than formatting addresses.
 
+import { isGoroutineState } from './thread-state.js';
+
 export interface StackEntry {
   pid: number;
   /** Which image of the process (bumped at every exec): older ones have other maps. */
@@ -45,6 +47,8 @@ export class Aggregator {
   private total = 0;
   private offCpuTotal = 0;
   private offCpuNsTotal = 0;
+  private goWaitTotal = 0;
+  private goWaitNsTotal = 0;
 
   /**
    * The entry key: the stacks' raw bytes (kernel frames, then user frames, 8 bytes each, as
@@ -92,6 +96,19 @@ export class Aggregator {
     e.offCpuNs += offCpuNs;
     this.offCpuTotal++;
     this.offCpuNsTotal += offCpuNs;
+    if (isGoroutineState(e.state)) {
+      this.goWaitTotal++;
+      this.goWaitNsTotal += offCpuNs;
+    }
+  }
+
+  /** Of the off-CPU records, those of waiting goroutines, and the time they stand for. */
+  get goWaitRecords(): number {
+    return this.goWaitTotal;
+  }
+
+  get goWaitNs(): number {
+    return this.goWaitNsTotal;
   }
 
   /** On-CPU samples counted. */
@@ -138,6 +155,8 @@ export class Aggregator {
     this.total = 0;
     this.offCpuTotal = 0;
     this.offCpuNsTotal = 0;
+    this.goWaitTotal = 0;
+    this.goWaitNsTotal = 0;
   }
 }
 

@@ -12,7 +12,7 @@ import type { Profile } from './profile-model.js';
 import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, type RawSample } from './record-decoder.js';
 import type { OnCpuSample } from './sample.js';
 import { Symbolizer } from './symbolizer.js';
-import { threadStateName } from './thread-state.js';
+import { goroutineStateName, threadStateName } from './thread-state.js';
 import { frameKind, OWN_FRAME, repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
 import { ruleLookupFor, UnwindTables } from './unwind/unwind-tables.js';
 
@@ -26,6 +26,11 @@ export interface CaptureOptions {
    * forgets them before their pid can be reused.
    */
   onProcess?: (pid: number, event: 'new' | 'exec' | 'exit') => void;
+  /**
+   * The name of a goroutine wait reason code of process `pid` (its Go release's
+   * waitReasonStrings); undefined when unknown.
+   */
+  goWaitReason?: (pid: number, code: number) => string | undefined;
   /** Turn off the leaf repair (for comparisons with a plain frame-pointer walk). */
   noRepair?: boolean;
   /** Decode every sample fully, never counting from the raw record (tests compare the two). */
@@ -73,6 +78,8 @@ export class OnCpuCapture {
   private kernelSymbolizer: Symbolizer | undefined;
   /** Batches that could not be decoded. */
   decodeErrors = 0;
+  /** The last profile's waits of the Go runtime's own goroutines, left out of it. */
+  systemGoroutines = { records: 0, ns: 0 };
   /** Samples counted straight from the raw record (see rawSample). */
   fastPathSamples = 0;
 
@@ -92,6 +99,15 @@ export class OnCpuCapture {
 
   get offCpuNs(): number {
     return this.aggregator.offCpuNs;
+  }
+
+  /** Of those, waiting goroutines' records and the time they stand for. */
+  get goWaitRecords(): number {
+    return this.aggregator.goWaitRecords;
+  }
+
+  get goWaitNs(): number {
+    return this.aggregator.goWaitNs;
   }
 
   /** Processes that had samples (the lookups go at finish() of a one-shot capture). */
@@ -136,7 +152,7 @@ export class OnCpuCapture {
     if (!this.opts.noRepair && s.userRegs !== null && user.length > 0) {
       user = repairUserStack(s, lookup);
     }
-    const state = s.offCpuNs > 0 ? threadStateName(s.taskState, s.flags) : '';
+    const state = this.stateOf(s.pid, s.offCpuNs, s.taskState, s.flags);
     this.aggregator.add(s.pid, this.generation.get(s.pid) ?? 0, s.tid, s.comm, s.kernelStack, user, state, s.offCpuNs, s.goid, s.labels);
   }
 
@@ -207,11 +223,18 @@ export class OnCpuCapture {
       }
     }
     if (r.labelsLen > 0) bytes += batch.toString('latin1', r.labelsAt, r.labelsAt + r.labelsLen);
-    const state = r.offCpuNs > 0 ? threadStateName(r.taskState, r.flags) : '';
+    const state = this.stateOf(r.pid, r.offCpuNs, r.taskState, r.flags);
     const key = Aggregator.key(r.pid, this.generation.get(r.pid) ?? 0, r.tid, r.goid, r.comm, state, r.kernelFrames, bytes);
     if (!this.aggregator.bump(key, r.offCpuNs)) return false;
     this.fastPathSamples++;
     return true;
+  }
+
+  /** '' for on-CPU samples; the thread's or the goroutine's state for off-CPU time. */
+  private stateOf(pid: number, offCpuNs: number, taskState: number, flags: number): string {
+    if (offCpuNs <= 0) return '';
+    if (flags & SAMPLE_FLAG.goWait) return goroutineStateName(taskState, (code) => this.opts.goWaitReason?.(pid, code));
+    return threadStateName(taskState, flags);
   }
 
   /** frameKind() of the code at `addr` in process `pid`, cached. */
@@ -303,6 +326,7 @@ export class OnCpuCapture {
       timeNanos: opts.timeNanos,
       durationNanos: opts.durationNanos,
       comments,
+      systemGoroutines: (this.systemGoroutines = { records: 0, ns: 0 }),
     });
   }
 

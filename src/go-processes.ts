@@ -1,11 +1,13 @@
 // Which processes are Go programs, and where the BPF sampler finds their goroutine: the
 // runtime offsets for the binary's Go release (src/go/runtime-offsets.ts), worked out once per
-// binary and handed to the sampler per process (bpf/oncpu.h fw_go_proc).
+// binary and handed to the sampler per process (bpf/oncpu.h fw_go_proc). With them, where the
+// process keeps its list of goroutines (runtime.allgs, src/go/allgs.ts), for goroutine waits.
 
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ElfFile } from './elf/elf-file.js';
+import { ElfFile, ET_DYN } from './elf/elf-file.js';
 import { readGoBuildInfo } from './elf/go-buildinfo.js';
+import { findAllgs, loadBias } from './go/allgs.js';
 import { goRuntimeOffsets } from './go/runtime-offsets.js';
 import { logger } from './logger.js';
 import type { GoProcessOffsets } from './native.js';
@@ -36,19 +38,42 @@ function looksLikeGo(elf: ElfFile): boolean {
   return GO_SECTIONS.some((n) => elf.section(n) !== undefined) || elf.goBuildId !== '';
 }
 
+/** What a Go binary tells, whatever process runs it. */
+interface GoBinary {
+  offsets: GoProcessOffsets;
+  /** Link-time address of runtime.allgs; the process's address needs the load bias for a PIE. */
+  allgs: number | undefined;
+  pie: boolean;
+}
+
 /** Binaries seen, by device and inode: undefined when not Go, or not supported. */
-const byBinary = new Map<string, GoProcessOffsets | undefined>();
+const byBinary = new Map<string, GoBinary | undefined>();
 
 /**
  * The goroutine offsets for process `pid`'s current image, or undefined when it is not a Go
  * program or its goroutines cannot be found (unsupported release, architecture, unknown TLS).
+ * With allgs (goroutine waits) when the binary tells where it is.
  */
 export function goProcessOffsets(pid: number, procRoot = '/proc'): GoProcessOffsets | undefined {
-  return goBinaryOffsets(`${procRoot}/${pid}/exe`);
+  const exe = `${procRoot}/${pid}/exe`;
+  const bin = goBinary(exe);
+  if (!bin) return undefined;
+  if (bin.allgs === undefined) return bin.offsets;
+  const bias = bin.pie ? loadBias(pid, exe) : 0;
+  return bias === undefined ? bin.offsets : { ...bin.offsets, allgs: bin.allgs + bias };
 }
 
-/** The same for an executable file. */
+/**
+ * The same for an executable file, before any process runs it: a PIE's allgs address is not
+ * known yet, so it has none.
+ */
 export function goBinaryOffsets(exe: string): GoProcessOffsets | undefined {
+  const bin = goBinary(exe);
+  if (!bin) return undefined;
+  return bin.pie || bin.allgs === undefined ? bin.offsets : { ...bin.offsets, allgs: bin.allgs };
+}
+
+function goBinary(exe: string): GoBinary | undefined {
   let key: string;
   try {
     const st = statSync(exe);
@@ -57,7 +82,7 @@ export function goBinaryOffsets(exe: string): GoProcessOffsets | undefined {
     return undefined; // gone, or a kernel thread
   }
   if (byBinary.has(key)) return byBinary.get(key);
-  let found: GoProcessOffsets | undefined;
+  let found: GoBinary | undefined;
   try {
     found = ElfFile.withFile(exe, (elf) => {
       // Cheap checks first: on a non-Go binary the full probe falls back to scanning its
@@ -70,14 +95,25 @@ export function goBinaryOffsets(exe: string): GoProcessOffsets | undefined {
         logger().debug({ exe, goVersion: info.goVersion, tls: o?.tls }, 'Go process without goroutine ids');
         return undefined;
       }
-      return {
+      const offsets: GoProcessOffsets = {
         gTlsOffset: o.tls.offset,
         gM: o.g.m,
         mCurg: o.m.curg,
         gGoid: o.g.goid,
         gLabels: o.g.labels,
         labelsFormat: o.labels.format,
+        goMinor: o.minor,
+        gStackLo: o.g.stackLo,
+        gStackHi: o.g.stackHi,
+        gSchedSp: o.g.schedSp,
+        gSchedPc: o.g.schedPc,
+        gSchedBp: o.g.schedBp,
+        gStatus: o.g.atomicstatus,
+        gWaitreason: o.g.waitreason,
       };
+      const allgs = findAllgs(elf)?.address;
+      if (allgs === undefined) logger().debug({ exe, goVersion: info.goVersion }, 'Go binary without a findable runtime.allgs: no goroutine waits');
+      return { offsets, allgs, pie: elf.type === ET_DYN };
     });
   } catch {
     found = undefined; // not ELF, unreadable: not ours to report here

@@ -33,6 +33,14 @@ export interface OnCpuConfig {
   offCpuThresholdNs?: number;
   /** 'raw_tp' forces the hash-map flavour even where tp_btf works (tests); default 'auto'. */
   offCpuFlavour?: 'auto' | 'raw_tp';
+  /** Goroutine waits (bpf/gowait.bpf.c): every goWaitPeriodNs (±50% jitter), the goroutines
+   * of each Go process given an allgs address are walked and the waiting ones emitted. Ignored
+   * where the kernel cannot (before 5.18; info().goWaits says). Default false. */
+  goWaits?: boolean;
+  /** Default 10 ms. 1e6..60e9. */
+  goWaitPeriodNs?: number;
+  /** Goroutines looked at per process and walk at most (default 256). */
+  goWaitMaxVisits?: number;
   onLog?: (level: 'warn' | 'info' | 'debug', message: string) => void;
 }
 
@@ -65,6 +73,18 @@ export interface OnCpuStats {
   offCpuDroppedNs: number;
   /** Switch-outs that could not be remembered (no task storage / thread map full). */
   offCpuNoStorage: number;
+  /** Go processes: blocks of threads idle in the scheduler (no goroutine), counted only. */
+  goIdleBlocks: number;
+  goIdleNs: number;
+  /** Goroutine waits: walks (one process each), goroutines looked at, records emitted and the
+   * time they stand for, records dropped (ring buffer full) and theirs, unreadable memory. */
+  goWaitWalks: number;
+  goWaitVisited: number;
+  goWaitRecords: number;
+  goWaitNs: number;
+  goWaitRingBufferFull: number;
+  goWaitDroppedNs: number;
+  goWaitUnreadable: number;
   /** Records the reader thread took out of the ring buffer. */
   recordsRead: number;
 }
@@ -77,6 +97,8 @@ export interface BpfProgramStats {
   verifiedInsns: number;
   /** The off-CPU sched_switch program (zero without off-CPU time). */
   offCpu: { runTimeNs: bigint; runCount: bigint; verifiedInsns: number };
+  /** The goroutine-wait walk (zero without goroutine waits). */
+  goWaits: { runTimeNs: bigint; runCount: bigint; verifiedInsns: number };
 }
 
 export interface SamplerInfo {
@@ -85,6 +107,8 @@ export interface SamplerInfo {
   userWalk: 'bpf_loop' | 'bpf_get_stack';
   /** The off-CPU flavour loaded, null without off-CPU time. */
   offCpu: 'tp_btf' | 'raw_tp' | null;
+  /** Goroutine waits are walked (asked for, and the kernel can). */
+  goWaits: boolean;
 }
 
 export interface OnCpuSampler {
@@ -98,6 +122,8 @@ export interface OnCpuSampler {
   setGoProcess(pid: number, go: GoProcessOffsets): void;
   /** The process's image went (exec, exit): forget its Go offsets. */
   removeGoProcess(pid: number): void;
+  /** One walk of every Go process's goroutines now, besides the periodic ones (tests). */
+  walkGoroutines(): void;
   /** What was loaded: CPUs sampled, tracepoint flavour, how user stacks are walked. */
   info(): SamplerInfo;
   stats(): OnCpuStats;
@@ -117,6 +143,18 @@ export interface GoProcessOffsets {
   /** runtime.g.labels, and how that release keeps labels (see bpf/oncpu.h fw_go_labels). */
   gLabels: number;
   labelsFormat: 'map' | 'slice';
+  /** The Go minor release (21 for 1.21): names wait reasons in user space, BPF ignores it. */
+  goMinor?: number;
+  /** Goroutine waits: the address of runtime.allgs in the process, and the offsets in
+   * runtime.g the walk reads. Without allgs the process's goroutines are not walked. */
+  allgs?: number;
+  gStackLo?: number;
+  gStackHi?: number;
+  gSchedSp?: number;
+  gSchedPc?: number;
+  gSchedBp?: number;
+  gStatus?: number;
+  gWaitreason?: number;
 }
 
 interface NativeSampler {
@@ -124,6 +162,7 @@ interface NativeSampler {
   addPid(pid: number): void;
   setGoProcess(pid: number, go: GoProcessOffsets): void;
   removeGoProcess(pid: number): void;
+  walkGoroutines(): void;
   stats(): OnCpuStats;
   programStats(): BpfProgramStats;
   info(): SamplerInfo;
@@ -236,6 +275,7 @@ export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
     addPid: (pid) => native.addPid(pid),
     setGoProcess: (pid, go) => native.setGoProcess(pid, go),
     removeGoProcess: (pid) => native.removeGoProcess(pid),
+    walkGoroutines: () => native.walkGoroutines(),
     info: () => native.info(),
     stats: () => native.stats(),
     programStats: () => native.programStats(),

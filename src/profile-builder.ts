@@ -3,6 +3,7 @@
 import { lookupAddress, type StackEntry } from './aggregator.js';
 import type { Frame, FrameKind, Mapping, Profile, Sample } from './profile-model.js';
 import type { SymbolizedAddress, SymbolizedMapping } from './symbolizer.js';
+import { isGoroutineState, stateLabels } from './thread-state.js';
 
 /** What symbolization says of one address (innermost frame first) and its mapping. */
 export type ResolvedAddress = SymbolizedAddress;
@@ -21,6 +22,8 @@ export interface BuildInput {
   timeNanos: bigint;
   durationNanos: bigint;
   comments: string[];
+  /** Filled with the waits of the Go runtime's own goroutines, which are left out. */
+  systemGoroutines?: { records: number; ns: number };
 }
 
 export const KERNEL_MAPPING_FILE = '[kernel.kallsyms]';
@@ -85,6 +88,7 @@ export function buildProfile(input: BuildInput): Profile {
 
   const symbolPid = input.symbolPid ?? ((e: StackEntry) => e.pid);
   const samples: Sample[] = [];
+  const system = input.systemGoroutines ?? { records: 0, ns: 0 };
   for (const e of input.stacks) {
     const spid = symbolPid(e);
     const stack: number[] = [];
@@ -104,6 +108,11 @@ export function buildProfile(input: BuildInput): Profile {
       const la = lookupAddress(a, i);
       stack.push(...framesFor(`u${spid}:${a}:${la === a ? 0 : 1}`, a, () => input.user(spid, la), false));
     }
+    if (isGoroutineState(e.state) && isSystemGoroutine(stack, frames)) {
+      system.records += e.count;
+      system.ns += e.offCpuNs;
+      continue;
+    }
     // Goroutine labels first: a label of ours with the same key wins.
     const labels: Record<string, string> = { ...e.labels, 'thread.name': e.comm, 'process.name': input.processName(spid) };
     let values: number[];
@@ -113,9 +122,10 @@ export function buildProfile(input: BuildInput): Profile {
       values = [e.count, e.count * period, 0, e.count * period];
     } else {
       values = [0, 0, e.offCpuNs, e.offCpuNs];
-      labels['thread.state'] = e.state;
+      Object.assign(labels, stateLabels(e.state));
     }
-    const numLabels: Record<string, number> = { 'thread.id': e.tid, 'process.pid': e.pid };
+    // Goroutine waits belong to no thread (tid 0).
+    const numLabels: Record<string, number> = e.tid > 0 ? { 'thread.id': e.tid, 'process.pid': e.pid } : { 'process.pid': e.pid };
     if (e.goid > 0) numLabels.goroutine = e.goid;
     samples.push({ stack, values, labels, numLabels });
   }
@@ -143,6 +153,22 @@ export function buildProfile(input: BuildInput): Profile {
     frames,
     mappings,
     samples,
-    comments: input.comments,
+    comments: system.records > 0
+      ? [...input.comments, `goroutine waits of the Go runtime's own goroutines (garbage collector, finalizers, ...) left out: ${system.records} records, ${(system.ns / 1e9).toFixed(3)} s`]
+      : input.comments,
   };
+}
+
+/**
+ * A goroutine of the Go runtime itself (the garbage collector's workers, the sweeper, the
+ * finalizer and cleanup goroutines, ...), by Go's own rule (runtime.isSystemGoroutine, which
+ * its goroutine profiles follow): its start function is in package runtime and is not
+ * runtime.main. The start function is the caller of runtime.goexit, the bottom of every
+ * goroutine's stack; a stack cut short before reaching it is a user goroutine.
+ */
+function isSystemGoroutine(stack: number[], frames: Frame[]): boolean {
+  const n = stack.length;
+  if (n < 2 || frames[stack[n - 1]!]!.name !== 'runtime.goexit') return false;
+  const start = frames[stack[n - 2]!]!.name;
+  return start.startsWith('runtime.') && start !== 'runtime.main';
 }

@@ -39,7 +39,7 @@ export const RECORD_LIMITS = {
   maxLabelBytes: 512,
 } as const;
 
-export const RECORD_KIND = { sample: 1, exec: 2, exit: 3, offCpu: 4 } as const;
+export const RECORD_KIND = { sample: 1, exec: 2, exit: 3, offCpu: 4, goWait: 5 } as const;
 
 /** Bits of OnCpuSample.flags (enum fw_sample_flag). */
 export const SAMPLE_FLAG = {
@@ -52,6 +52,7 @@ export const SAMPLE_FLAG = {
   kernelThread: 1 << 6,
   preempted: 1 << 7,
   labelsTruncated: 1 << 8,
+  goWait: 1 << 9,
 } as const;
 
 /** Indexes of the per-CPU metrics array (enum fw_metric); the addon names them in stats(). */
@@ -74,7 +75,16 @@ export const METRIC_ID = {
   offCpuRingBufferFull: 15,
   offCpuDroppedNs: 16,
   offCpuNoStorage: 17,
-  count: 18,
+  goIdleBlocks: 18,
+  goIdleNs: 19,
+  goWaitWalks: 20,
+  goWaitVisited: 21,
+  goWaitEmitted: 22,
+  goWaitEmittedNs: 23,
+  goWaitRingBufferFull: 24,
+  goWaitDroppedNs: 25,
+  goWaitUnreadable: 26,
+  count: 27,
 } as const;
 
 /**
@@ -177,7 +187,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
     }
     const w = rec >>> 2;
     const kind = u32[w]!;
-    if (kind === RECORD_KIND.sample || kind === RECORD_KIND.offCpu) {
+    if (kind === RECORD_KIND.sample || kind === RECORD_KIND.offCpu || kind === RECORD_KIND.goWait) {
       if (recLen < S.size) throw new RecordDecodeError(`sample record of ${recLen} bytes, need ${S.size}`, off);
       const kernelFrames = u32[w + (S.kernel_frames >>> 2)]!;
       const userFrames = u32[w + (S.user_frames >>> 2)]!;
@@ -210,7 +220,7 @@ export function decodeBatch(batch: Buffer, handlers: RecordHandlers): void {
       const snapAt = rec + S.size;
       let offCpuNs = 0;
       let taskState = 0;
-      if (kind === RECORD_KIND.offCpu) {
+      if (kind !== RECORD_KIND.sample) {
         offCpuNs = u32[w + (S.off_cpu_ns >>> 2) + 1]! * 0x1_0000_0000 + u32[w + (S.off_cpu_ns >>> 2)]!;
         taskState = u32[w + (S.task_state >>> 2)]!;
       }

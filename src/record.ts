@@ -3,7 +3,7 @@
 // unique addresses once and write the output. Whatever was collected is written even when the
 // run ends early; a failure to write falls back to a temporary file, never to nothing.
 
-import { accessSync, existsSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { UsageError, type RecordOptions } from './cli-args.js';
@@ -11,6 +11,7 @@ import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
 import { formatDuration, formatNs } from './duration.js';
 import { commandPath, goBinaryOffsets, goProcessOffsets } from './go-processes.js';
+import { goWaitReasonName } from './go/wait-reasons.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
 import { writeOutput } from './output/write-output.js';
@@ -27,21 +28,26 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   checkPreconditions(opts);
 
   let sampler: OnCpuSampler | undefined;
+  // Go processes known to the sampler, and their Go release (which names wait reasons).
+  const goMinors = new Map<number, number>();
+  const registerGo = (pid: number, event: 'new' | 'exec' | 'exit' | 'start'): void => {
+    if (!sampler) return;
+    const go = event === 'exit' ? undefined : goProcessOffsets(pid);
+    if (go) {
+      sampler.setGoProcess(pid, go);
+      goMinors.set(pid, go.goMinor ?? 0);
+    } else if (event === 'exit' || event === 'exec') {
+      sampler.removeGoProcess(pid);
+      goMinors.delete(pid);
+    }
+  };
   const capture = new OnCpuCapture({
     frequency: opts.frequency,
     offCpu: opts.offCpu,
     oneShot: true,
     // Go programs: samples carry goroutine ids once the sampler knows the runtime's offsets.
-    onProcess: (pid, event) => {
-      if (!sampler) return;
-      if (event === 'exit') {
-        sampler.removeGoProcess(pid);
-        return;
-      }
-      const go = goProcessOffsets(pid);
-      if (go) sampler.setGoProcess(pid, go);
-      else if (event === 'exec') sampler.removeGoProcess(pid);
-    },
+    onProcess: registerGo,
+    goWaitReason: (pid, code) => goWaitReasonName(goMinors.get(pid) ?? 0, code),
   });
   const startWall = process.hrtime.bigint();
   const timeNanos = BigInt(Date.now()) * 1_000_000n;
@@ -60,6 +66,9 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
       offCpuThresholdNs: opts.offCpuThresholdNs,
       // For tests and comparisons: the raw_tp flavour even where tp_btf works.
       offCpuFlavour: process.env.FLAMEWIRE_OFF_CPU_FLAVOUR === 'raw_tp' ? 'raw_tp' : 'auto',
+      // Off-CPU time of goroutines: their waits, sampled as often as the CPUs (1000 Hz at most).
+      goWaits: opts.offCpu,
+      goWaitPeriodNs: goWaitPeriodNs(opts.frequency),
     });
   } catch (e) {
     command?.kill('SIGKILL');
@@ -68,12 +77,18 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   for (const pid of filterPids ?? []) capture.processes.ensure(pid);
 
   sampler.start((batch) => capture.addBatch(batch));
+  // Go processes already running: their goroutines may all be waiting, so no sample would
+  // introduce them. The whole machine's only with off-CPU time, where their waits count.
+  for (const pid of filterPids ?? (opts.offCpu && !command ? runningPids() : [])) registerGo(pid, 'start');
   if (command) {
     // A Go command gets goroutine ids from its first sample: its pid is the gate shell's, and
     // the exec record would come a poll interval late.
     const exe = commandPath(opts.command[0]!);
     const go = exe === undefined ? undefined : goBinaryOffsets(exe);
-    if (go) sampler.setGoProcess(command.pid, go);
+    if (go) {
+      sampler.setGoProcess(command.pid, go);
+      goMinors.set(command.pid, go.goMinor ?? 0);
+    }
   }
   command?.release();
   logger().debug({ frequency: opts.frequency, pids: filterPids, command: opts.command }, 'recording');
@@ -131,6 +146,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     dropComment(stats),
   ];
   if (opts.offCpu) comments.push(offCpuComment(stats));
+  if (opts.offCpu && (stats.goWaitWalks > 0 || stats.goIdleBlocks > 0)) comments.push(goWaitComment(stats));
   const profile = await capture.finish({ timeNanos, durationNanos, comments });
 
   logger().debug(memoryFigures(), 'profile built');
@@ -141,8 +157,9 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     const offCpu = opts.offCpu
       ? ` and ${capture.offCpuRecords.toLocaleString('en-US')} off-CPU blocks (${formatNs(capture.offCpuNs)} blocked; ${offCpuDetail(stats)})`
       : '';
+    const goWaits = capture.goWaitRecords > 0 ? `, of which ${capture.goWaitRecords.toLocaleString('en-US')} goroutine waits (${formatNs(capture.goWaitNs)})` : '';
     out.write(
-      `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples${offCpu} from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
+      `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples${offCpu}${goWaits} from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
         ` (${dropDetail(stats)}); wrote ${written.path}${opts.offCpu && written.view ? ` (${written.view})` : ''}\n`,
     );
   }
@@ -212,8 +229,34 @@ function offCpuComment(s: OnCpuStats): string {
   return `off-CPU: ${s.offCpuRecords} blocks (${formatNs(s.offCpuNs)}) recorded; ${offCpuDetail(s)}`;
 }
 
+/** Goroutine waits, and the Go threads' idle time left out for them. */
+export function goWaitComment(s: OnCpuStats): string {
+  return (
+    `goroutine waits: ${s.goWaitRecords} records (${formatNs(s.goWaitNs)}) from ${s.goWaitWalks} walks over ${s.goWaitVisited} goroutines, ` +
+    `${s.goWaitRingBufferFull} dropped (${formatNs(s.goWaitDroppedNs)}), ${s.goWaitUnreadable} unreadable; ` +
+    `Go threads idle in the scheduler, left out: ${s.goIdleBlocks} blocks (${formatNs(s.goIdleNs)})`
+  );
+}
+
 function dropComment(s: OnCpuStats): string {
   return `dropped samples: ${dropCount(s)} (${dropDetail(s)})`;
+}
+
+/** Goroutine waits are walked at the sampling frequency, but at most 1000 times a second. */
+export function goWaitPeriodNs(frequency: number): number {
+  return Math.round(1e9 / Math.min(frequency, 1000));
+}
+
+/** Every process now running, but flamewire itself. */
+function runningPids(procRoot = '/proc'): number[] {
+  try {
+    return readdirSync(procRoot)
+      .filter((n) => /^\d+$/.test(n))
+      .map(Number)
+      .filter((p) => p !== process.pid);
+  } catch {
+    return [];
+  }
 }
 
 function delay(ms: number): Promise<void> {

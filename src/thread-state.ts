@@ -25,3 +25,40 @@ export function threadStateName(state: number, flags: number): string {
   if (state & TASK_PARKED) return 'parked';
   return `state 0x${state.toString(16)}`;
 }
+
+/** Goroutine statuses of goroutine-wait records (runtime2.go; stable since Go 1.0 save 9, 10). */
+const G_RUNNABLE = 1;
+const G_PREEMPTED = 9;
+const G_LEAKED = 10;
+const GOROUTINE = 'goroutine ';
+
+/**
+ * The state of a goroutine-wait record (task_state: Go status | waitreason << 16), in the form
+ * the aggregator keys on: "goroutine waiting: chan receive", "goroutine runnable". `reason`
+ * names a wait reason code of the process's Go release.
+ */
+export function goroutineStateName(taskState: number, reason: (code: number) => string | undefined): string {
+  const status = taskState & 0xffff;
+  if (status === G_RUNNABLE || status === G_PREEMPTED) return `${GOROUTINE}runnable`;
+  const code = taskState >>> 16;
+  const why = reason(code) || (code === 0 ? '' : `wait reason ${code}`);
+  const state = status === G_LEAKED ? 'leaked' : 'waiting';
+  return why ? `${GOROUTINE}${state}: ${why}` : `${GOROUTINE}${state}`;
+}
+
+export function isGoroutineState(state: string): boolean {
+  return state.startsWith(GOROUTINE);
+}
+
+/**
+ * The labels that carry an off-CPU entry's state: `thread.state` for threads; for goroutines
+ * `goroutine.state` (waiting, runnable, leaked) and `goroutine.wait_reason` (Go's own words, as
+ * in its goroutine dumps: "chan receive", "sleep", "sync.Mutex.Lock", "IO wait", "select").
+ */
+export function stateLabels(state: string): Record<string, string> {
+  if (!isGoroutineState(state)) return { 'thread.state': state };
+  const rest = state.slice(GOROUTINE.length);
+  const colon = rest.indexOf(': ');
+  if (colon < 0) return { 'goroutine.state': rest };
+  return { 'goroutine.state': rest.slice(0, colon), 'goroutine.wait_reason': rest.slice(colon + 2) };
+}

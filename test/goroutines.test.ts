@@ -128,7 +128,10 @@ describe('goroutine ids', () => {
     const plain = goBinaryOffsets(buildGo(dir, 'goburn-offsets', PROGRAM));
     const stripped = goBinaryOffsets(buildGo(dir, 'goburn-offsets-stripped', PROGRAM, ['-ldflags=-s -w']));
     assert.ok(plain !== undefined && plain.gTlsOffset === -8, JSON.stringify(plain));
-    assert.deepEqual(stripped, plain);
+    // Both know where their goroutines are listed; -s -w moves the data a little (its build
+    // info records the flags), so the addresses may differ.
+    assert.ok(plain.allgs !== undefined && stripped?.allgs !== undefined, JSON.stringify({ plain, stripped }));
+    assert.deepEqual({ ...stripped, allgs: 0 }, { ...plain, allgs: 0 });
     // node: not Go. (Recognized by its sections alone: the full probe would scan its segments.)
     assert.equal(goBinaryOffsets(process.execPath), undefined);
   });

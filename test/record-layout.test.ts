@@ -25,23 +25,28 @@ int main(void) {
   printf("\\"size\\":%zu}},", sizeof(struct fw_exit_record));
   printf("\\"limits\\":{\\"commLen\\":%d,\\"maxKernelFrames\\":%d,\\"maxUserFrames\\":%d,\\"maxSnapshotBytes\\":%d,\\"maxLabelBytes\\":%d},",
          FW_COMM_LEN, FW_MAX_KERNEL_FRAMES, FW_MAX_USER_FRAMES, FW_MAX_SNAPSHOT_BYTES, FW_MAX_GO_LABEL_BYTES);
-  printf("\\"kinds\\":{\\"sample\\":%d,\\"exec\\":%d,\\"exit\\":%d,\\"offCpu\\":%d},", FW_RECORD_SAMPLE, FW_RECORD_EXEC, FW_RECORD_EXIT, FW_RECORD_OFF_CPU);
+  printf("\\"kinds\\":{\\"sample\\":%d,\\"exec\\":%d,\\"exit\\":%d,\\"offCpu\\":%d,\\"goWait\\":%d},", FW_RECORD_SAMPLE, FW_RECORD_EXEC, FW_RECORD_EXIT, FW_RECORD_OFF_CPU, FW_RECORD_GO_WAIT);
   printf("\\"flags\\":{\\"kernelMode\\":%u,\\"userRegs\\":%u,\\"kernelStackFailed\\":%u,\\"userStackFailed\\":%u,"
          "\\"snapshotFailed\\":%u,\\"snapshotTruncated\\":%u,\\"kernelThread\\":%u,\\"preempted\\":%u,"
-         "\\"labelsTruncated\\":%u},",
+         "\\"labelsTruncated\\":%u,\\"goWait\\":%u},",
          FW_SAMPLE_KERNEL_MODE, FW_SAMPLE_USER_REGS, FW_SAMPLE_KERNEL_STACK_FAILED, FW_SAMPLE_USER_STACK_FAILED,
          FW_SAMPLE_SNAPSHOT_FAILED, FW_SAMPLE_SNAPSHOT_TRUNCATED, FW_SAMPLE_KERNEL_THREAD, FW_SAMPLE_PREEMPTED,
-         FW_SAMPLE_LABELS_TRUNCATED);
+         FW_SAMPLE_LABELS_TRUNCATED, FW_SAMPLE_GO_WAIT);
   printf("\\"metrics\\":{\\"samples\\":%d,\\"ringBufferFull\\":%d,\\"kernelStackFailed\\":%d,\\"userStackFailed\\":%d,"
          "\\"snapshotFailed\\":%d,\\"pidMapFull\\":%d,\\"eventRingBufferFull\\":%d,\\"sampledMapFull\\":%d,"
          "\\"scratchMissing\\":%d,\\"execEmitted\\":%d,\\"exitEmitted\\":%d,\\"offCpuEmitted\\":%d,"
          "\\"offCpuEmittedNs\\":%d,\\"offCpuShort\\":%d,\\"offCpuShortNs\\":%d,\\"offCpuRingBufferFull\\":%d,"
-         "\\"offCpuDroppedNs\\":%d,\\"offCpuNoStorage\\":%d,\\"count\\":%d}}\\n",
+         "\\"offCpuDroppedNs\\":%d,\\"offCpuNoStorage\\":%d,\\"goIdleBlocks\\":%d,\\"goIdleNs\\":%d,"
+         "\\"goWaitWalks\\":%d,\\"goWaitVisited\\":%d,\\"goWaitEmitted\\":%d,\\"goWaitEmittedNs\\":%d,"
+         "\\"goWaitRingBufferFull\\":%d,\\"goWaitDroppedNs\\":%d,\\"goWaitUnreadable\\":%d,\\"count\\":%d}}\\n",
          FW_METRIC_SAMPLES, FW_METRIC_RINGBUF_FULL, FW_METRIC_KERNEL_STACK_FAILED, FW_METRIC_USER_STACK_FAILED,
          FW_METRIC_SNAPSHOT_FAILED, FW_METRIC_PID_MAP_FULL, FW_METRIC_EVENT_RINGBUF_FULL, FW_METRIC_SAMPLED_MAP_FULL,
          FW_METRIC_SCRATCH_MISSING, FW_METRIC_EXEC_EMITTED, FW_METRIC_EXIT_EMITTED, FW_METRIC_OFF_CPU_EMITTED,
          FW_METRIC_OFF_CPU_EMITTED_NS, FW_METRIC_OFF_CPU_SHORT, FW_METRIC_OFF_CPU_SHORT_NS, FW_METRIC_OFF_CPU_RINGBUF_FULL,
-         FW_METRIC_OFF_CPU_DROPPED_NS, FW_METRIC_OFF_CPU_NO_STORAGE, FW_METRIC_COUNT);
+         FW_METRIC_OFF_CPU_DROPPED_NS, FW_METRIC_OFF_CPU_NO_STORAGE, FW_METRIC_OFF_CPU_GO_IDLE,
+         FW_METRIC_OFF_CPU_GO_IDLE_NS, FW_METRIC_GO_WAIT_WALKS, FW_METRIC_GO_WAIT_VISITED, FW_METRIC_GO_WAIT_EMITTED,
+         FW_METRIC_GO_WAIT_EMITTED_NS, FW_METRIC_GO_WAIT_RINGBUF_FULL, FW_METRIC_GO_WAIT_DROPPED_NS,
+         FW_METRIC_GO_WAIT_UNREADABLE, FW_METRIC_COUNT);
   return 0;
 }
 `;
