@@ -3,7 +3,7 @@
 // comparison is a ratio.
 //
 //   FLAMEWIRE_BENCH_QUICK=1 shortens every run (for trying the bench itself, not for figures).
-//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go runs only those.
+//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go,gowaits runs only those.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,6 +15,7 @@ import { openOnCpuSampler } from '../src/native.js';
 import { encodePprof } from '../src/output/pprof.js';
 import { measureBpfCost } from './bpf-cost.js';
 import { buildGoJob, measureGoCost } from './go-cost.js';
+import { timeGoPingPong, type GoWaitsMode, type GoWaitsRun } from './go-waits.js';
 import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
 import { buildSplitWorkload } from '../test/workloads.js';
 
@@ -410,6 +411,60 @@ async function goCost(): Promise<void> {
   );
 }
 
+async function goWaits(): Promise<void> {
+  // Slowdown of a goroutine-switch-heavy Go program with goroutine waits on, paired with a
+  // baseline run beside it (the order turns round every repetition), at the record default
+  // (-F 99: ~100 walks/s) and at -F 999 (~1000 walks/s). Then the design the issue proposed,
+  // uprobes on runtime.gopark and runtime.ready (here in bpftrace, counting only: the least a
+  // probe can do), on fewer round trips: a trap per goroutine switch.
+  const trips = quick ? 500_000 : 3_000_000;
+  const reps = quick ? 1 : 7;
+  log(`Go goroutine waits: slowdown of a channel ping-pong (${trips.toLocaleString('en-US')} round trips, ${reps} repetitions)`);
+  const configs: Array<[string, GoWaitsMode]> = [
+    ['baseline', { kind: 'baseline' }],
+    ['F99', { kind: 'flamewire', frequency: 99 }],
+    ['F99threads', { kind: 'flamewire', frequency: 99, goWaits: false }],
+    ['F999', { kind: 'flamewire', frequency: 999 }],
+  ];
+  const runs: Record<string, GoWaitsRun[]> = Object.fromEntries(configs.map(([k]) => [k, []]));
+  for (let i = 0; i < reps; i++) {
+    for (const [name, mode] of i % 2 ? [...configs].reverse() : configs) runs[name]![i] = await timeGoPingPong(trips, mode);
+  }
+  const rel = (k: string) => median(runs[k]!.map((r, i) => r.nsPerTrip / runs.baseline![i]!.nsPerTrip - 1));
+  const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
+  const per = (k: string, f: (r: GoWaitsRun) => number, g: (r: GoWaitsRun) => number) => median(runs[k]!.map((r) => f(r) / Math.max(1, g(r))));
+  const base = median(runs.baseline!.map((r) => r.nsPerTrip));
+  add(
+    `Go goroutine waits: slowdown of a channel ping-pong beside 1,000 parked goroutines (${trips.toLocaleString('en-US')} round trips), --off-cpu, -p job, paired with the baseline beside it`,
+    `-F 99 ${pct(rel('F99'))} (without goroutine waits ${pct(rel('F99threads'))}), -F 999 ${pct(rel('F999'))}; baseline ${base.toFixed(0)} ns per round trip (spread ${spread(runs.baseline!.map((r) => r.nsPerTrip))}); median of ${reps}`,
+    '≤ 5%',
+    rel('F99') <= 0.05,
+  );
+  const walks = (k: string) =>
+    `${Math.round(per(k, (r) => r.walks * 1e9, (r) => r.wallNs))} walks/s of ${per(k, (r) => r.visited, (r) => r.walks).toFixed(0)} of ~1,000 goroutines, ` +
+    `${(per(k, (r) => r.walkNs, (r) => r.walks) / 1000).toFixed(0)} µs each (${per(k, (r) => r.walkNs, (r) => r.visited).toFixed(0)} ns per goroutine); ` +
+    `profiler CPU ${(100 * per(k, (r) => r.cpuNs, (r) => r.wallNs)).toFixed(1)}% of one core`;
+  add(
+    '  the walks: rate, size, run time of the iterator program (run_time_ns), flamewire process CPU',
+    `-F 99: ${walks('F99')} (${(100 * per('F99threads', (r) => r.cpuNs, (r) => r.wallNs)).toFixed(1)}% without goroutine waits); -F 999: ${walks('F999')}`,
+    '(reported)',
+    undefined,
+  );
+  const uTrips = quick ? 20_000 : 100_000;
+  const uprobes: number[] = [];
+  const beside: number[] = [];
+  for (let i = 0; i < (quick ? 1 : 3); i++) {
+    beside.push((await timeGoPingPong(uTrips, { kind: 'baseline' })).nsPerTrip);
+    uprobes.push((await timeGoPingPong(uTrips, { kind: 'uprobes' })).nsPerTrip);
+  }
+  add(
+    `  the uprobe design instead: bpftrace counting runtime.gopark and runtime.ready entries (${uTrips.toLocaleString('en-US')} round trips)`,
+    `${median(uprobes).toFixed(0)} ns per round trip vs ${median(beside).toFixed(0)} ns without (${(median(uprobes) / median(beside)).toFixed(0)}× slower)`,
+    '(reported)',
+    undefined,
+  );
+}
+
 function printTable(): void {
   const head = { what: 'benchmark', value: 'measured', target: 'target', verdict: '' };
   const all = [head, ...rows];
@@ -434,6 +489,7 @@ async function main(): Promise<void> {
     rss: () => peakRss(job),
     offcpu: offCpu,
     go: goCost,
+    gowaits: goWaits,
   };
   for (const [name, run] of Object.entries(benches)) if (!only || only.includes(name)) await run();
   printTable();

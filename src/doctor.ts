@@ -112,14 +112,16 @@ async function probeOffCpu(possible: boolean): Promise<Check> {
   if (!possible) return { name, status: 'warn', detail: 'not tried: privileges or BTF missing (see above)' };
   try {
     const { openOnCpuSampler } = await import('./native.js');
-    const sampler = openOnCpuSampler({ frequency: 49, pids: [process.pid], offCpu: true });
+    // With goroutine waits: their program is loaded (verified) too where the kernel can.
+    const sampler = openOnCpuSampler({ frequency: 49, pids: [process.pid], offCpu: true, goWaits: true });
     sampler.start(() => undefined);
     // Off the CPU for 20 ms, twice: each block becomes a record when the thread wakes.
     for (let i = 0; i < 2; i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-    const flavour = sampler.info().offCpu;
+    const { offCpu: flavour, goWaits } = sampler.info();
     sampler.stop();
     const s = sampler.stats();
-    return { name, status: 'ok', detail: `${flavour} program loaded and attached, ${s.offCpuRecords} blocks recorded (record --off-cpu works)` };
+    const go = goWaits ? 'goroutine waits of Go programs: program loaded' : 'goroutine waits of Go programs: not on this kernel (needs 5.18+)';
+    return { name, status: 'ok', detail: `${flavour} program loaded and attached, ${s.offCpuRecords} blocks recorded (record --off-cpu works); ${go}` };
   } catch (e) {
     return { name, status: 'warn', detail: `${(e as Error).message.split('\n')[0]} (record --off-cpu will not work; on-CPU recording is not affected)` };
   }

@@ -230,11 +230,12 @@ const POLL_INTERVAL_S = 0.2;
  * (a sample record is ~1.5 KB at most in practice): the reader thread empties it every 200 ms
  * whatever the JS thread is doing, so more only costs memory (its pages count in RSS).
  */
-export function defaultRingBufferBytes(frequency: number, cpus: number, offCpu = false): number {
+export function defaultRingBufferBytes(frequency: number, cpus: number, offCpu = false, goWaitsPerSecond = 0): number {
   // Off-CPU records (at most ~2.6 KB) arrive at the rate threads block for longer than the
-  // threshold: room for 2000 a second per CPU.
+  // threshold: room for 2000 a second per CPU. A goroutine-wait record is ~100 bytes of
+  // header and a stack of ~10-30 frames.
   const perCpu = frequency * 1536 + (offCpu ? 2000 * 2600 : 0);
-  const want = cpus * perCpu * POLL_INTERVAL_S * 4;
+  const want = (cpus * perCpu + goWaitsPerSecond * 320) * POLL_INTERVAL_S * 4;
   let size = 1 << 20;
   while (size < want && size < 256 << 20) size *= 2;
   return size;
@@ -257,7 +258,8 @@ function cpuCount(): number {
 /** Loads the BPF programs and fills the pid filter; sampling begins with start(). */
 export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
   const { onLog, ...nativeCfg } = cfg;
-  nativeCfg.ringBufferBytes ??= defaultRingBufferBytes(cfg.frequency, cpuCount(), cfg.offCpu === true);
+  const goWaitsPerSecond = cfg.goWaits ? (1e9 / (cfg.goWaitPeriodNs ?? 1e7)) * (cfg.goWaitMaxVisits ?? 256) : 0;
+  nativeCfg.ringBufferBytes ??= defaultRingBufferBytes(cfg.frequency, cpuCount(), cfg.offCpu === true, goWaitsPerSecond);
   let native: NativeSampler;
   try {
     native = load().openOnCpuSampler(nativeCfg);

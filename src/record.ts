@@ -69,6 +69,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
       // Off-CPU time of goroutines: their waits, sampled as often as the CPUs (1000 Hz at most).
       goWaits: opts.offCpu,
       goWaitPeriodNs: goWaitPeriodNs(opts.frequency),
+      goWaitMaxVisits: goWaitVisits(opts.frequency),
     });
   } catch (e) {
     command?.kill('SIGKILL');
@@ -245,6 +246,16 @@ function dropComment(s: OnCpuStats): string {
 /** Goroutine waits are walked at the sampling frequency, but at most 1000 times a second. */
 export function goWaitPeriodNs(frequency: number): number {
   return Math.round(1e9 / Math.min(frequency, 1000));
+}
+
+/**
+ * Goroutines looked at per process and walk: a budget of GO_WAIT_VISITS_PER_SECOND a second
+ * (a look costs ~2-4 µs of kernel time: ~1% of a CPU), but at least 16 a walk, so that a small
+ * program is seen whole at every walk.
+ */
+export const GO_WAIT_VISITS_PER_SECOND = 4000;
+export function goWaitVisits(frequency: number): number {
+  return Math.max(16, Math.ceil(GO_WAIT_VISITS_PER_SECOND / Math.min(frequency, 1000)));
 }
 
 /** Every process now running, but flamewire itself. */
