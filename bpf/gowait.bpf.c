@@ -78,8 +78,10 @@ struct go_walk {
 	__u64 chunk_base;
 	__u64 chunk_len;
 	char comm[FW_COMM_LEN];
+	__u64 g_bytes;        /* bytes of g read */
 	__u64 ptrs[FW_GO_PTRS];
 	__u8 g[FW_GO_G_BYTES];
+	__u8 again[FW_GO_G_BYTES]; /* g read again after its stack */
 };
 
 struct go_wait_buf {
@@ -197,6 +199,24 @@ static __always_inline void emit_goroutine(struct go_walk_ctx *c, struct go_wait
 		bpf_loop(FW_MAX_USER_FRAMES - 1, go_frame_step, c, 0);
 	}
 
+	/* The process runs on while we read: had the goroutine run meanwhile, the stack read may
+	 * mix its old frames with new ones. So its g is read again, and the record goes only if
+	 * it still stops at the same place in the same state (it would have to wake, run and park
+	 * again at the same stack pointer, pc and frame pointer for this to miss a change). */
+	len = w->g_bytes;
+	barrier_var(len);
+	len &= 2 * FW_GO_G_BYTES - 1;
+	if (len == 0 || len > FW_GO_G_BYTES || bpf_copy_from_user_task(w->again, len, (void *)gp, c->task, 0))
+		return;
+	if (*(__u64 *)(w->again + (w->go.g_sched_sp & (FW_GO_G_BYTES - 8))) != sp ||
+	    *(__u64 *)(w->again + (w->go.g_sched_pc & (FW_GO_G_BYTES - 8))) != pc ||
+	    *(__u64 *)(w->again + (w->go.g_sched_bp & (FW_GO_G_BYTES - 8))) != g_u64(w, w->go.g_sched_bp) ||
+	    *(__u32 *)(w->again + (w->go.g_status & (FW_GO_G_BYTES - 4))) != g_u32(w, w->go.g_status) ||
+	    w->again[w->go.g_waitreason & (FW_GO_G_BYTES - 1)] != reason) {
+		count(FW_METRIC_GO_WAIT_MOVED);
+		return;
+	}
+
 	s->kind = FW_RECORD_GO_WAIT;
 	/* pid: set once per walk (go_waits). */
 	s->tid = 0;
@@ -272,6 +292,7 @@ static long go_visit(__u64 i, void *vctx)
 		count(FW_METRIC_GO_WAIT_UNREADABLE);
 		return 0;
 	}
+	w->g_bytes = size;
 	st = g_u32(w, w->go.g_status) & ~FW_G_SCAN;
 	if (st == FW_G_WAITING || st == FW_G_RUNNABLE || st == FW_G_PREEMPTED || st == FW_G_LEAKED)
 		emit_goroutine(c, buf, gp, st);

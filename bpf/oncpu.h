@@ -103,7 +103,8 @@ enum fw_metric {
 	FW_METRIC_GO_WAIT_RINGBUF_FULL = 24, /* dropped: ring buffer full */
 	FW_METRIC_GO_WAIT_DROPPED_NS = 25,   /* the time they stood for */
 	FW_METRIC_GO_WAIT_UNREADABLE = 26,   /* allgs, a g or a stack could not be read */
-	FW_METRIC_COUNT = 27,
+	FW_METRIC_GO_WAIT_MOVED = 27,        /* not emitted: the goroutine ran while its stack was read */
+	FW_METRIC_COUNT = 28,
 };
 
 /*

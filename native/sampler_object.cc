@@ -429,6 +429,7 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     set("goWaitRingBufferFull", m[FW_METRIC_GO_WAIT_RINGBUF_FULL]);
     set("goWaitDroppedNs", m[FW_METRIC_GO_WAIT_DROPPED_NS]);
     set("goWaitUnreadable", m[FW_METRIC_GO_WAIT_UNREADABLE]);
+    set("goWaitMoved", m[FW_METRIC_GO_WAIT_MOVED]);
     set("recordsRead", reader_ ? reader_->records() : records_read_);
     return o;
   }

@@ -85,6 +85,8 @@ export interface OnCpuStats {
   goWaitRingBufferFull: number;
   goWaitDroppedNs: number;
   goWaitUnreadable: number;
+  /** Goroutines not emitted because they ran while their stack was read (see gowait.bpf.c). */
+  goWaitMoved: number;
   /** Records the reader thread took out of the ring buffer. */
   recordsRead: number;
 }

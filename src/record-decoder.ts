@@ -84,7 +84,8 @@ export const METRIC_ID = {
   goWaitRingBufferFull: 24,
   goWaitDroppedNs: 25,
   goWaitUnreadable: 26,
-  count: 27,
+  goWaitMoved: 27,
+  count: 28,
 } as const;
 
 /**

@@ -234,7 +234,7 @@ function offCpuComment(s: OnCpuStats): string {
 export function goWaitComment(s: OnCpuStats): string {
   return (
     `goroutine waits: ${s.goWaitRecords} records (${formatNs(s.goWaitNs)}) from ${s.goWaitWalks} walks over ${s.goWaitVisited} goroutines, ` +
-    `${s.goWaitRingBufferFull} dropped (${formatNs(s.goWaitDroppedNs)}), ${s.goWaitUnreadable} unreadable; ` +
+    `${s.goWaitRingBufferFull} dropped (${formatNs(s.goWaitDroppedNs)}), ${s.goWaitUnreadable} unreadable, ${s.goWaitMoved} moved while read; ` +
     `Go threads idle in the scheduler, left out: ${s.goIdleBlocks} blocks (${formatNs(s.goIdleNs)})`
   );
 }

@@ -132,9 +132,11 @@ int main(int argc, char **argv) {
 describe('attribution accuracy', () => {
   let cBin = '';
   let goBin = '';
+  let goStripped = '';
   before(() => {
     cBin = buildSplitWorkload(dir);
     goBin = buildGo(dir, 'gosplit', GO_MAIN);
+    goStripped = buildGo(dir, 'gosplit-stripped', GO_MAIN, ['-ldflags=-s -w']);
   });
 
   it('the leaf really is frameless (the test would prove nothing otherwise)', () => {
@@ -187,6 +189,12 @@ describe('attribution accuracy', () => {
 
   it('keeps the callers of a Go frameless leaf (75/25)', () => {
     const f = record(['--', goBin, SPLIT_SECONDS]);
+    assertShare(f, 'main.callerMajor', 'main.run', 75);
+    assertShare(f, 'main.callerMinor', 'main.run', 25);
+  });
+
+  it('keeps them in a stripped Go binary too (the frame sizes come from .gopclntab)', () => {
+    const f = record(['--', goStripped, SPLIT_SECONDS]);
     assertShare(f, 'main.callerMajor', 'main.run', 75);
     assertShare(f, 'main.callerMinor', 'main.run', 25);
   });

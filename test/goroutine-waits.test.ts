@@ -19,18 +19,25 @@ import { Profile as PprofProfile } from 'pprof-format';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { readGoBuildInfo } from '../src/elf/go-buildinfo.js';
 import { goProcessOffsets } from '../src/go-processes.js';
-import { goroutineStack, readAllGoroutines, type GoroutineState } from '../src/go/goroutine-reader.js';
+import { goroutineStack, readAllGoroutines } from '../src/go/goroutine-reader.js';
 import { goRuntimeOffsets } from '../src/go/runtime-offsets.js';
 import { G_RUNNABLE, G_WAITING } from '../src/go/wait-reasons.js';
 import { openOnCpuSampler, type OnCpuSampler } from '../src/native.js';
 import { decodeBatch } from '../src/record-decoder.js';
-import { buildGoModule, firstLine, memoryOf, repoRoot, workDir } from './helpers.js';
+import { buildGoModule, firstLine, memoryOf, pool, repoRoot, workDir } from './helpers.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('goroutine-waits');
 const SOURCE = readFileSync(join(repoRoot, 'test', 'fixtures', 'gowait-workload.go'), 'utf8');
 const SPLIT_TOLERANCE = 3;
 const TOTAL_TOLERANCE = 0.1;
+/**
+ * Each function's own time. Looser than the total: every record stands for the time since the
+ * walk before, so a walk that came late (the walker thread held off the CPU for 10-20 ms, which
+ * happens a few times a run on a busy 2-CPU machine) puts its whole gap on the one function it
+ * saw; a function with a quarter of the time feels that most.
+ */
+const FUNCTION_TOLERANCE = 0.15;
 /** Seconds the workload runs. At -F 999 the goroutines are walked ~1000 times a second. */
 const SECONDS = '4';
 
@@ -79,11 +86,12 @@ function decode(file: string): Pick<Recorded, 'samples' | 'comments'> {
   return { samples, comments: p.comment.map((c) => s(c)) };
 }
 
-function record(bin: string, args: string[] = []): Recorded {
+function record(bin: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Recorded {
   const out = join(dir, `out-${Date.now()}-${Math.random().toString(36).slice(2)}.pb.gz`);
   const r = spawnSync(process.execPath, [cli, 'record', '--off-cpu', '-F', '999', '-o', out, ...args, '--', bin, SECONDS], {
     encoding: 'utf8',
     timeout: 120_000,
+    env: { ...process.env, ...env },
   });
   assert.equal(r.status, 0, `flamewire record failed: ${r.stderr}`);
   const timeIn = new Map<string, Map<string, number>>();
@@ -107,7 +115,7 @@ function waited(r: Recorded, keep: (s: Sample) => boolean): number {
 /**
  * Worker `w`'s waiting time under `long` and `short`: `long`'s share is the measured one (±3
  * points), which is near 75% (the workload really waited 3:1), and each function's time is
- * the time measured inside it (±10%).
+ * the time measured inside it (±15%).
  */
 function assertSplit(r: Recorded, w: string, long: string, short: string): void {
   const mine = ofWorker(w);
@@ -119,7 +127,7 @@ function assertSplit(r: Recorded, w: string, long: string, short: string): void 
   const truth = (100 * ta) / (ta + tb);
   assert.ok(Math.abs(truth - 75) <= 10, `${w}: the workload itself spent ${truth.toFixed(1)}% in ${long} (meant 75%)`);
   for (const [fn, got, want] of [[long, a, ta], [short, b, tb]] as const) {
-    assert.ok(Math.abs(got - want) / want <= TOTAL_TOLERANCE, `${w} ${fn}: ${(got / 1e6).toFixed(0)} ms waited vs ${(want / 1e6).toFixed(0)} ms measured inside it`);
+    assert.ok(Math.abs(got - want) / want <= FUNCTION_TOLERANCE, `${w} ${fn}: ${(got / 1e6).toFixed(0)} ms waited vs ${(want / 1e6).toFixed(0)} ms measured inside it`);
   }
   const pct = (100 * a) / (a + b);
   assert.ok(
@@ -250,37 +258,50 @@ function walkByHand(pid: number, walks: number, maxVisits?: number): WalkRecord[
   return [...byTime.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map((e) => e[1]);
 }
 
-describe('goroutine waits', () => {
-  it('walks in BPF exactly what the user-space reader finds: goids, states, wait reasons, stacks', async () => {
-    const bin = await buildGoModule(dir, 'parked', { 'main.go': PARKED_GO });
-    const child = spawn(bin, [], { stdio: 'pipe' });
+/** Every supported release (FLAMEWIRE_GO_RELEASES overrides), as the other Go tests. */
+const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? ['1.21.13', '1.22.12', '1.23.12', '1.24.13', '1.25.14', '1.26.11', '1.27.4'];
+
+/**
+ * Runs PARKED_GO from `bin`, walks its goroutines once in BPF and checks the records against
+ * the user-space reader: the same goroutines, each with the same status, wait reason and stack.
+ */
+async function assertWalkMatchesReference(bin: string, what: string): Promise<void> {
+  const child = spawn(bin, [], { stdio: 'pipe' });
+  try {
+    assert.equal(await firstLine(child, bin), 'ready');
+    const pid = child.pid!;
+    const [walk] = walkByHand(pid, 1);
+    assert.ok(walk, `${what}: the walk emitted nothing`);
+    const o = ElfFile.withFile(bin, (elf) => goRuntimeOffsets(elf, readGoBuildInfo(elf)!.goVersion))!;
+    const mem = memoryOf(pid);
     try {
-      assert.equal(await firstLine(child, bin), 'ready');
-      const pid = child.pid!;
-      const [walk] = walkByHand(pid, 1);
-      assert.ok(walk, 'the walk emitted nothing');
-      const o = ElfFile.withFile(bin, (elf) => goRuntimeOffsets(elf, readGoBuildInfo(elf)!.goVersion))!;
-      const mem = memoryOf(pid);
-      let reference: GoroutineState[];
-      try {
-        reference = readAllGoroutines(mem.read, goProcessOffsets(pid)!.allgs!, o)!.filter((g) => g.status === G_WAITING || g.status === G_RUNNABLE);
-        const stacks = new Map(reference.map((g) => [g.goid, goroutineStack(mem.read, g)]));
-        const got = new Map(walk.map((r) => [r.goid, r]));
-        assert.deepEqual([...got.keys()].sort((a, b) => a - b), reference.map((g) => g.goid).sort((a, b) => a - b));
-        for (const g of reference) {
-          const r = got.get(g.goid)!;
-          assert.equal(r.status, g.status, `goroutine ${g.goid}: status`);
-          assert.equal(r.reason, g.waitreason, `goroutine ${g.goid}: wait reason`);
-          assert.deepEqual(r.frames, stacks.get(g.goid), `goroutine ${g.goid}: stack`);
-        }
-        // The 20 parked by main, each with its own goid.
-        assert.ok(reference.length >= 20, `only ${reference.length} waiting goroutines`);
-      } finally {
-        mem.close();
+      const reference = readAllGoroutines(mem.read, goProcessOffsets(pid)!.allgs!, o)!.filter((g) => g.status === G_WAITING || g.status === G_RUNNABLE);
+      const got = new Map(walk.map((r) => [r.goid, r]));
+      assert.deepEqual([...got.keys()].sort((a, b) => a - b), reference.map((g) => g.goid).sort((a, b) => a - b), what);
+      for (const g of reference) {
+        const r = got.get(g.goid)!;
+        assert.equal(r.status, g.status, `${what}: goroutine ${g.goid}: status`);
+        assert.equal(r.reason, g.waitreason, `${what}: goroutine ${g.goid}: wait reason`);
+        assert.deepEqual(r.frames, goroutineStack(mem.read, g), `${what}: goroutine ${g.goid}: stack`);
       }
+      // The 20 parked by main, each with its own goid.
+      assert.ok(reference.length >= 20, `${what}: only ${reference.length} waiting goroutines`);
     } finally {
-      child.kill();
+      mem.close();
     }
+  } finally {
+    child.kill();
+  }
+}
+
+describe('goroutine waits', () => {
+  it('walks in BPF exactly what the user-space reader finds, in every Go release, stripped, PIE or not', async () => {
+    // Each release's own layout (offsets from the table: stripped binaries have no DWARF) and
+    // allgs from runtime.allgadd's code.
+    const builds = await pool(2, RELEASES.map((r, i) => () =>
+      buildGoModule(dir, `parked-${r}`, { 'main.go': PARKED_GO }, { flags: [...(i % 2 ? ['-buildmode=pie'] : []), '-ldflags=-s -w'], env: { GOTOOLCHAIN: `go${r}` } }),
+    ));
+    for (const [i, bin] of builds.entries()) await assertWalkMatchesReference(bin, `go${RELEASES[i]}${i % 2 ? ' PIE' : ''}`);
   });
 
   it('looks at a moving window of allgs when told to visit fewer, each record standing for the rest', async () => {
@@ -320,6 +341,10 @@ describe('goroutine waits', () => {
 
   it('charges each goroutine its own waiting time, 3:1 where it waited 3:1, with wait reasons and labels', () => {
     checkWorkload(record(local));
+  });
+
+  it('leaves out idle scheduler threads with the raw_tp off-CPU flavour too', () => {
+    checkWorkload(record(local, [], { FLAMEWIRE_OFF_CPU_FLAVOUR: 'raw_tp' }));
   });
 
   it('does the same in a stripped PIE built by Go 1.21 (labels in a map, allgs from the code)', () => {

@@ -38,7 +38,7 @@ int main(void) {
          "\\"offCpuEmittedNs\\":%d,\\"offCpuShort\\":%d,\\"offCpuShortNs\\":%d,\\"offCpuRingBufferFull\\":%d,"
          "\\"offCpuDroppedNs\\":%d,\\"offCpuNoStorage\\":%d,\\"goIdleBlocks\\":%d,\\"goIdleNs\\":%d,"
          "\\"goWaitWalks\\":%d,\\"goWaitVisited\\":%d,\\"goWaitEmitted\\":%d,\\"goWaitEmittedNs\\":%d,"
-         "\\"goWaitRingBufferFull\\":%d,\\"goWaitDroppedNs\\":%d,\\"goWaitUnreadable\\":%d,\\"count\\":%d}}\\n",
+         "\\"goWaitRingBufferFull\\":%d,\\"goWaitDroppedNs\\":%d,\\"goWaitUnreadable\\":%d,\\"goWaitMoved\\":%d,\\"count\\":%d}}\\n",
          FW_METRIC_SAMPLES, FW_METRIC_RINGBUF_FULL, FW_METRIC_KERNEL_STACK_FAILED, FW_METRIC_USER_STACK_FAILED,
          FW_METRIC_SNAPSHOT_FAILED, FW_METRIC_PID_MAP_FULL, FW_METRIC_EVENT_RINGBUF_FULL, FW_METRIC_SAMPLED_MAP_FULL,
          FW_METRIC_SCRATCH_MISSING, FW_METRIC_EXEC_EMITTED, FW_METRIC_EXIT_EMITTED, FW_METRIC_OFF_CPU_EMITTED,
@@ -46,7 +46,7 @@ int main(void) {
          FW_METRIC_OFF_CPU_DROPPED_NS, FW_METRIC_OFF_CPU_NO_STORAGE, FW_METRIC_OFF_CPU_GO_IDLE,
          FW_METRIC_OFF_CPU_GO_IDLE_NS, FW_METRIC_GO_WAIT_WALKS, FW_METRIC_GO_WAIT_VISITED, FW_METRIC_GO_WAIT_EMITTED,
          FW_METRIC_GO_WAIT_EMITTED_NS, FW_METRIC_GO_WAIT_RINGBUF_FULL, FW_METRIC_GO_WAIT_DROPPED_NS,
-         FW_METRIC_GO_WAIT_UNREADABLE, FW_METRIC_COUNT);
+         FW_METRIC_GO_WAIT_UNREADABLE, FW_METRIC_GO_WAIT_MOVED, FW_METRIC_COUNT);
   return 0;
 }
 `;
