@@ -16,18 +16,8 @@ import { findAllgs, findFunction, loadBias, ripRelativeTargets } from '../src/go
 import { goroutineStack, readAllGoroutines, type GoroutineState } from '../src/go/goroutine-reader.js';
 import { goRuntimeOffsets, symtabValue } from '../src/go/runtime-offsets.js';
 import { G_SYSCALL, G_WAITING, goStatusName, goWaitReasons } from '../src/go/wait-reasons.js';
-import { buildGoModule, execAsync, firstLine, memoryOf, pool, workDir } from './helpers.js';
+import { buildGoModule, execAsync, firstLine, GO_RELEASES, memoryOf, pool, workDir } from './helpers.js';
 
-/** The newest patch of every supported minor release (FLAMEWIRE_GO_RELEASES overrides). */
-const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
-  '1.21.13',
-  '1.22.12',
-  '1.23.12',
-  '1.24.13',
-  '1.25.14',
-  '1.26.11',
-  '1.27.4',
-];
 /** Releases whose programs are also run (with the local toolchain's). */
 const LIVE_RELEASES = ['1.21.13', '1.24.13', '1.27.4'];
 
@@ -224,8 +214,8 @@ describe('allgs', () => {
 
   before(async () => {
     local = (await execAsync('go', ['env', 'GOVERSION'], { env: goEnv('local') })).trim().replace(/^go/, '');
-    const versions = await pool(3, RELEASES.map((r) => () => execAsync('go', ['version'], { env: goEnv(`go${r}`) }).then(() => true, () => false)));
-    RELEASES.forEach((r, i) => versions[i] || missing.add(r));
+    const versions = await pool(3, GO_RELEASES.map((r) => () => execAsync('go', ['version'], { env: goEnv(`go${r}`) }).then(() => true, () => false)));
+    GO_RELEASES.forEach((r, i) => versions[i] || missing.add(r));
     const cgoFiles = { 'main.go': MAIN_GO, 'cgo.go': CGO_GO };
     const jobs: Array<() => Promise<void>> = [];
     const add = (release: string, toolchain: string, variant: Variant, into: (b: Build) => void): void => {
@@ -244,11 +234,11 @@ describe('allgs', () => {
         into({ release, variant, full, goStripped, stripped });
       });
     };
-    for (const r of RELEASES) {
+    for (const r of GO_RELEASES) {
       if (missing.has(r)) continue;
       for (const v of ['static', 'pie', 'cgo'] as const) add(r, `go${r}`, v, (b) => builds.push(b));
     }
-    for (const r of [RELEASES[0], RELEASES.at(-1)!]) if (!missing.has(r)) add(r, `go${r}`, 'arm64', (b) => builds.push(b));
+    for (const r of [GO_RELEASES[0], GO_RELEASES.at(-1)!]) if (!missing.has(r)) add(r, `go${r}`, 'arm64', (b) => builds.push(b));
     for (const v of ['static', 'pie'] as const) add(local, 'local', v, (b) => live.push(b));
     await pool(Math.max(2, availableParallelism()), jobs);
     for (const b of builds) if (LIVE_RELEASES.includes(b.release) && (b.variant === 'static' || b.variant === 'pie')) live.push(b);
@@ -264,7 +254,7 @@ describe('allgs', () => {
 
   it('has a toolchain for every supported release', (t) => {
     if (missing.size > 0) t.skip(`not available: ${[...missing].join(', ')}`);
-    assert.equal(builds.filter((b) => b.variant !== 'arm64').length, 3 * RELEASES.length);
+    assert.equal(builds.filter((b) => b.variant !== 'arm64').length, 3 * GO_RELEASES.length);
   });
 
   it('takes the address from the symbol table, and finds the same one in allgadd\'s code once it is stripped', () => {

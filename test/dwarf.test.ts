@@ -13,17 +13,8 @@ import { availableParallelism } from 'node:os';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { DwarfInfo, type DwarfSections } from '../src/elf/dwarf.js';
 import { readDebugSection } from '../src/elf/dwarf-sections.js';
-import { buildC, buildGoModule, execAsync, pool, workDir } from './helpers.js';
+import { buildC, buildGoModule, execAsync, GO_RELEASES, pool, workDir } from './helpers.js';
 
-const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
-  '1.21.13',
-  '1.22.12',
-  '1.23.12',
-  '1.24.13',
-  '1.25.14',
-  '1.26.11',
-  '1.27.4',
-];
 
 /** The runtime's structs (and pprof's) worth checking; each release has some of them. */
 const GO_TYPES = [
@@ -299,7 +290,7 @@ describe('dwarf', () => {
   before(async () => {
     const jobs: Array<() => Promise<unknown>> = [
       async () => (oracle = await buildGoProgram('oracle', ORACLE, 'local')),
-      ...RELEASES.map((r) => async () => {
+      ...GO_RELEASES.map((r) => async () => {
         try {
           await execAsync('go', ['version'], { env: { GOTOOLCHAIN: `go${r}`, GOFLAGS: '' } });
         } catch {

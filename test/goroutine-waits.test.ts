@@ -24,7 +24,7 @@ import { goRuntimeOffsets } from '../src/go/runtime-offsets.js';
 import { G_RUNNABLE, G_WAITING } from '../src/go/wait-reasons.js';
 import { openOnCpuSampler, type OnCpuSampler } from '../src/native.js';
 import { decodeBatch } from '../src/record-decoder.js';
-import { buildGoModule, firstLine, memoryOf, pool, repoRoot, workDir } from './helpers.js';
+import { buildGoModule, firstLine, GO_RELEASES, memoryOf, pool, repoRoot, workDir } from './helpers.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('goroutine-waits');
@@ -258,8 +258,6 @@ function walkByHand(pid: number, walks: number, maxVisits?: number): WalkRecord[
   return [...byTime.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map((e) => e[1]);
 }
 
-/** Every supported release (FLAMEWIRE_GO_RELEASES overrides), as the other Go tests. */
-const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? ['1.21.13', '1.22.12', '1.23.12', '1.24.13', '1.25.14', '1.26.11', '1.27.4'];
 
 /**
  * Runs PARKED_GO from `bin`, walks its goroutines once in BPF and checks the records against
@@ -298,10 +296,10 @@ describe('goroutine waits', () => {
   it('walks in BPF exactly what the user-space reader finds, in every Go release, stripped, PIE or not', async () => {
     // Each release's own layout (offsets from the table: stripped binaries have no DWARF) and
     // allgs from runtime.allgadd's code.
-    const builds = await pool(2, RELEASES.map((r, i) => () =>
+    const builds = await pool(2, GO_RELEASES.map((r, i) => () =>
       buildGoModule(dir, `parked-${r}`, { 'main.go': PARKED_GO }, { flags: [...(i % 2 ? ['-buildmode=pie'] : []), '-ldflags=-s -w'], env: { GOTOOLCHAIN: `go${r}` } }),
     ));
-    for (const [i, bin] of builds.entries()) await assertWalkMatchesReference(bin, `go${RELEASES[i]}${i % 2 ? ' PIE' : ''}`);
+    for (const [i, bin] of builds.entries()) await assertWalkMatchesReference(bin, `go${GO_RELEASES[i]}${i % 2 ? ' PIE' : ''}`);
   });
 
   it('looks at a moving window of allgs when told to visit fewer, each record standing for the rest', async () => {

@@ -9,6 +9,17 @@ import { fileURLToPath } from 'node:url';
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** A scratch folder under test/.work/<name>, created if missing. */
+/** The newest patch of every supported Go minor release (FLAMEWIRE_GO_RELEASES overrides). */
+export const GO_RELEASES: readonly string[] = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
+  '1.21.13',
+  '1.22.12',
+  '1.23.12',
+  '1.24.13',
+  '1.25.14',
+  '1.26.11',
+  '1.27.4',
+];
+
 export function workDir(name: string): string {
   const dir = join(repoRoot, 'test', '.work', name);
   mkdirSync(dir, { recursive: true });

@@ -23,18 +23,8 @@ import {
   type GoRuntimeOffsets,
 } from '../src/go/runtime-offsets.js';
 import { goGFromTls, readGoroutine, type ReadMemory } from '../src/go/goroutine-reader.js';
-import { buildC, buildGoModule, execAsync, firstLine, memoryOf, pool, workDir } from './helpers.js';
+import { buildC, buildGoModule, execAsync, firstLine, GO_RELEASES, memoryOf, pool, workDir } from './helpers.js';
 
-/** The newest patch of every supported minor release (FLAMEWIRE_GO_RELEASES overrides). */
-const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
-  '1.21.13',
-  '1.22.12',
-  '1.23.12',
-  '1.24.13',
-  '1.25.14',
-  '1.26.11',
-  '1.27.4',
-];
 
 // Two labelled goroutines, each locked to its thread and asleep in a syscall there (so the
 // thread's g is the goroutine): A's 13 labels are its parent's 3 plus 10 (a map with a size
@@ -289,8 +279,8 @@ describe('runtime-offsets', () => {
   before(async () => {
     local = (await execAsync('go', ['env', 'GOVERSION'], { env: goEnv('local') })).trim().replace(/^go/, '');
     // Toolchains come from the module proxy once, then from the module cache.
-    const versions = await pool(3, RELEASES.map((r) => () => execAsync('go', ['version'], { env: goEnv(`go${r}`) }).then(() => '', (e: Error) => e.message)));
-    RELEASES.forEach((r, i) => versions[i] && missing.set(r, versions[i]));
+    const versions = await pool(3, GO_RELEASES.map((r) => () => execAsync('go', ['version'], { env: goEnv(`go${r}`) }).then(() => '', (e: Error) => e.message)));
+    GO_RELEASES.forEach((r, i) => versions[i] && missing.set(r, versions[i]));
     const jobs: Array<() => Promise<void>> = [];
     const add = (release: string, variant: string, flags: string[], env: NodeJS.ProcessEnv, how: string, runnable: boolean, files: Record<string, string> = PROGRAM): void => {
       jobs.push(async () => {
@@ -298,7 +288,7 @@ describe('runtime-offsets', () => {
         builds.push({ release, variant, bin, how, runnable });
       });
     };
-    for (const r of RELEASES) {
+    for (const r of GO_RELEASES) {
       if (missing.has(r)) continue;
       add(r, 'amd64', [], goEnv(`go${r}`, { GOARCH: 'amd64' }), 'runtime-tls', isAmd64);
       add(r, 'stripped', ['-ldflags=-s -w'], goEnv(`go${r}`, { GOARCH: 'amd64' }), 'runtime-tls', isAmd64);
@@ -324,7 +314,7 @@ describe('runtime-offsets', () => {
 
   it('has a toolchain for every supported release', (t) => {
     if (missing.size > 0) t.skip(`not available: ${[...missing].map(([r, e]) => `${r} (${e.split('\n')[0]})`).join(', ')}`);
-    const minors = RELEASES.map((r) => parseGoVersion(r)!.minor);
+    const minors = GO_RELEASES.map((r) => parseGoVersion(r)!.minor);
     for (let m = GO_MIN_MINOR; m <= GO_MAX_MINOR; m++) assert.ok(minors.includes(m), `no release of 1.${m} in the test`);
   });
 
@@ -348,7 +338,7 @@ describe('runtime-offsets', () => {
       assert.deepEqual(gFieldSizes(b.bin), G_FIELD_SIZES, `${b.variant} ${b.release}: field sizes`);
       checked.push(`${b.variant} ${b.release}`);
     }
-    assert.equal(checked.length, 2 * (RELEASES.length - missing.size));
+    assert.equal(checked.length, 2 * (GO_RELEASES.length - missing.size));
   });
 
   it('gives a stripped binary the table, with source "table"', () => {
@@ -383,7 +373,7 @@ describe('runtime-offsets', () => {
 
   it('finds the goroutine, its id, its labels and its m in live processes of every release', { skip: !isAmd64 && 'needs amd64' }, async () => {
     const live = builds.filter((b) => b.runnable);
-    assert.ok(live.length >= RELEASES.length - missing.size);
+    assert.ok(live.length >= GO_RELEASES.length - missing.size);
     const grown = await pool(4, live.map((b) => async () => {
       const o = offsetsOf(b.bin, b.release);
       assert.ok(o, `${b.variant} ${b.release}`);

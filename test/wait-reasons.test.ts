@@ -24,18 +24,8 @@ import {
   goWaitReasons,
 } from '../src/go/wait-reasons.js';
 import { GO_MAX_MINOR, GO_MIN_MINOR, parseGoVersion } from '../src/go/runtime-offsets.js';
-import { execAsync, pool } from './helpers.js';
+import { execAsync, GO_RELEASES, pool } from './helpers.js';
 
-/** The newest patch of every supported minor release (FLAMEWIRE_GO_RELEASES overrides). */
-const RELEASES = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
-  '1.21.13',
-  '1.22.12',
-  '1.23.12',
-  '1.24.13',
-  '1.25.14',
-  '1.26.11',
-  '1.27.4',
-];
 
 /** The lines of the parenthesized block of `src` that contains `marker`, comments removed. */
 function block(src: string, marker: string, open: string, close: string): string[] {
@@ -118,7 +108,7 @@ describe('wait-reasons', () => {
 
   before(async () => {
     const local = (await execAsync('go', ['env', 'GOVERSION'], { env: { GOTOOLCHAIN: 'local' } })).trim().replace(/^go/, '');
-    const all = [...new Set([...RELEASES, local])];
+    const all = [...new Set([...GO_RELEASES, local])];
     const roots = await pool(3, all.map((r) => () => execAsync('go', ['env', 'GOROOT'], { env: { GOTOOLCHAIN: r === local ? 'local' : `go${r}` } })));
     all.forEach((r, i) => parsed.push(parseRuntime(r, roots[i].trim())));
   });
