@@ -22,7 +22,8 @@
  *
  * A walk looks at go_wait_max_visits goroutines of a process at most: a window over allgs that
  * moves on from walk to walk, each emitted goroutine then standing for allglen / visited of
- * them. That bounds the cost of a walk for processes with very many goroutines.
+ * them. That bounds the cost of a walk for processes with very many goroutines; user space
+ * shares one budget among all the Go processes it walks.
  *
  * The process keeps running during the walk, so a goroutine may wake up while its stack is
  * read: the walk never leaves the goroutine's stack bounds and stops at the first frame pointer
@@ -30,8 +31,8 @@
  */
 #include "capture.bpf.h"
 
-/* At most this many goroutines looked at per process and walk. */
-const volatile __u32 go_wait_max_visits = FW_DEFAULT_GO_WAIT_MAX_VISITS;
+/* At most this many goroutines looked at per process and walk: set by user space before each. */
+volatile __u32 go_wait_max_visits;
 /* The nominal time between walks: what the first walk of a process stands for. */
 const volatile __u64 go_wait_period_ns = 10000000;
 
@@ -345,7 +346,9 @@ int go_waits(struct bpf_iter__task *ctx)
 	__builtin_memcpy(&w->go, go, sizeof(w->go));
 	w->array = hdr[0];
 	w->n = hdr[1];
-	visits = w->n < go_wait_max_visits ? w->n : go_wait_max_visits;
+	visits = go_wait_max_visits ? go_wait_max_visits : 1;
+	if (visits > w->n)
+		visits = w->n;
 	w->cursor = state->cursor < w->n ? state->cursor : 0;
 	w->weight = elapsed * w->n / visits;
 	w->now = now;

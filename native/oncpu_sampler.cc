@@ -167,7 +167,6 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
     goto cleanup;
   }
   s->skel_->rodata->go_wait_period_ns = settings.go_wait_period_ns;
-  if (settings.go_wait_max_visits) s->skel_->rodata->go_wait_max_visits = settings.go_wait_max_visits;
   bpf_program__set_autoload(s->skel_->progs.exec_btf, s->use_tp_btf_);
   bpf_program__set_autoload(s->skel_->progs.exit_btf, s->use_tp_btf_);
   bpf_program__set_autoload(s->skel_->progs.exec_raw, !s->use_tp_btf_);
@@ -382,8 +381,15 @@ void OnCpuSampler::RemoveGoWaitLink(uint32_t pid) {
   go_links_.erase(it);
 }
 
+// One walk of every Go process. The goroutines a walk may look at are shared among them, so
+// that a machine with many Go processes costs no more than one with a single one: each looks
+// at least at one goroutine a walk (its records then stand for all of them).
 int OnCpuSampler::WalkLocked(const char **what) {
   int first_err = 0;
+  if (go_links_.empty()) return 0;
+  uint32_t budget = settings_.go_wait_max_visits ? settings_.go_wait_max_visits : FW_DEFAULT_GO_WAIT_MAX_VISITS;
+  uint32_t n = static_cast<uint32_t>(go_links_.size());
+  skel_->bss->go_wait_max_visits = (budget + n - 1) / n;
   for (auto &entry : go_links_) {
     skel_->bss->go_wait_only_tgid = entry.first;
     int err = RunIterator(entry.second);

@@ -38,7 +38,8 @@ struct OnCpuSettings {
   // Go process given an allgs address are walked. Where the kernel cannot (before 5.18), off.
   bool go_waits = false;
   uint64_t go_wait_period_ns = 10000000;
-  uint32_t go_wait_max_visits = 0;  // 0: the default from oncpu.h
+  // Goroutines looked at per walk, shared among the Go processes. 0: the default from oncpu.h.
+  uint32_t go_wait_max_visits = 0;
 };
 
 struct OnCpuProgramStats {

@@ -39,7 +39,8 @@ export interface OnCpuConfig {
   goWaits?: boolean;
   /** Default 10 ms. 1e6..60e9. */
   goWaitPeriodNs?: number;
-  /** Goroutines looked at per process and walk at most (default 256). */
+  /** Goroutines looked at per walk at most (default 256), shared among the Go processes
+   * walked (each looks at one at least). */
   goWaitMaxVisits?: number;
   onLog?: (level: 'warn' | 'info' | 'debug', message: string) => void;
 }

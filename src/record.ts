@@ -249,9 +249,9 @@ export function goWaitPeriodNs(frequency: number): number {
 }
 
 /**
- * Goroutines looked at per process and walk: a budget of GO_WAIT_VISITS_PER_SECOND a second
- * (a look costs ~2-4 µs of kernel time: ~1% of a CPU), but at least 16 a walk, so that a small
- * program is seen whole at every walk.
+ * Goroutines looked at per walk (shared among the Go processes): a budget of
+ * GO_WAIT_VISITS_PER_SECOND a second (a look costs 2-7 µs of kernel time: ~1-3% of a CPU),
+ * but at least 16 a walk, so that a small program is seen whole at every walk.
  */
 export const GO_WAIT_VISITS_PER_SECOND = 4000;
 export function goWaitVisits(frequency: number): number {

@@ -328,6 +328,51 @@ describe('goroutine waits', () => {
     }
   });
 
+  it('shares the goroutines a walk looks at among the Go processes it walks', async () => {
+    const bin = await buildGoModule(dir, 'parked', { 'main.go': PARKED_GO });
+    const children = [spawn(bin, [], { stdio: 'pipe' }), spawn(bin, [], { stdio: 'pipe' })];
+    try {
+      for (const c of children) assert.equal(await firstLine(c, bin), 'ready');
+      const pids = children.map((c) => c.pid!);
+      const sampler = openOnCpuSampler({ frequency: 1, pids, goWaits: true, goWaitPeriodNs: 60e9, goWaitMaxVisits: 8 });
+      const perPid = new Map<number, number[]>(pids.map((p) => [p, []]));
+      sampler.start((b) => decodeBatch(b, { sample: (x) => void (x.tid === 0 && perPid.get(x.pid)?.push(x.offCpuNs)) }));
+      try {
+        for (const p of pids) sampler.setGoProcess(p, goProcessOffsets(p)!);
+        sampler.walkGoroutines();
+      } finally {
+        sampler.stop();
+      }
+      for (const [pid, weights] of perPid) {
+        // Four looked at in each (the first four of allgs: main, in a system call, is not
+        // emitted), each standing for allglen / 4 goroutines.
+        assert.ok(weights.length >= 1 && weights.length <= 4, `process ${pid}: ${weights.length} records`);
+        assert.ok(weights.every((w) => w === weights[0] && w % 15e9 === 0 && w / 15e9 >= 21), `process ${pid}: weights ${weights.join(',')}`);
+      }
+    } finally {
+      for (const c of children) c.kill();
+    }
+  });
+
+  it('walks Go processes that never run: given with -p, and on the whole machine', async () => {
+    const bin = await buildGoModule(dir, 'parked', { 'main.go': PARKED_GO });
+    const child = spawn(bin, [], { stdio: 'pipe' });
+    try {
+      assert.equal(await firstLine(child, bin), 'ready');
+      for (const target of [['-p', String(child.pid)], []]) {
+        const out = join(dir, `idle-${target.length}.pb.gz`);
+        const r = spawnSync(process.execPath, [cli, 'record', '-q', '--off-cpu', '-d', '1s', '-o', out, ...target], { encoding: 'utf8', timeout: 60_000 });
+        assert.equal(r.status, 0, r.stderr);
+        const waits = decode(out).samples.filter((s) => goroutineWait(s) && s.frames.includes('main.sleepWait'));
+        const ns = waits.reduce((n, s) => n + s.offCpuNs, 0);
+        // Five goroutines asleep for the whole second.
+        assert.ok(Math.abs(ns / 5e9 - 1) <= 0.25, `${target.join(' ') || 'whole machine'}: ${(ns / 1e6).toFixed(0)} ms under main.sleepWait`);
+      }
+    } finally {
+      child.kill();
+    }
+  });
+
   let local: string;
   let go121: string;
   before(async () => {
