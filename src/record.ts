@@ -155,12 +155,13 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   logger().debug(memoryFigures(), 'output written');
   if (capture.sampleCount === 0 && capture.offCpuRecords === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
   if (!opts.quiet) {
+    const blocks = capture.offCpuRecords - capture.goWaitRecords;
+    const goWaits = capture.goWaitRecords > 0 ? `, ${capture.goWaitRecords.toLocaleString('en-US')} goroutine waits (${formatNs(capture.goWaitNs)})` : '';
     const offCpu = opts.offCpu
-      ? ` and ${capture.offCpuRecords.toLocaleString('en-US')} off-CPU blocks (${formatNs(capture.offCpuNs)} blocked; ${offCpuDetail(stats)})`
+      ? `${goWaits} and ${blocks.toLocaleString('en-US')} off-CPU blocks (${formatNs(capture.offCpuNs - capture.goWaitNs)} blocked; ${offCpuDetail(stats)})`
       : '';
-    const goWaits = capture.goWaitRecords > 0 ? `, of which ${capture.goWaitRecords.toLocaleString('en-US')} goroutine waits (${formatNs(capture.goWaitNs)})` : '';
     out.write(
-      `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples${offCpu}${goWaits} from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
+      `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples${offCpu} from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
         ` (${dropDetail(stats)}); wrote ${written.path}${opts.offCpu && written.view ? ` (${written.view})` : ''}\n`,
     );
   }
