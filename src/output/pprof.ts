@@ -3,7 +3,7 @@
 // Layout choices, all dictated by pprof's own conventions:
 // - A Location is one machine address. Inlined frames share that address, so a run of frames
 //   `inlined, inlined, …, physical` (leaf first) becomes ONE Location whose Line entries are
-//   innermost first, last = the function the others were inlined into.
+//   innermost first, last = the function the others were inlined into (see locations.ts).
 // - Functions are shared by every location that names the same (name, file).
 // - Kernel frames without a module get a synthetic `[kernel.kallsyms]` mapping, so they stay
 //   distinguishable from user code (pprof treats `[…]` file names as not symbolizable).
@@ -22,11 +22,9 @@ import {
   ValueType as PprofValueType,
 } from 'pprof-format';
 import type { Frame, Profile } from '../profile-model.js';
+import { locationRuns, ProfileModelError } from './locations.js';
 
-/** Thrown when the profile model is internally inconsistent (a bug upstream, not user input). */
-export class ProfileModelError extends Error {
-  override name = 'ProfileModelError';
-}
+export { ProfileModelError };
 
 const KERNEL_MAPPING_FILE = '[kernel.kallsyms]';
 
@@ -130,13 +128,7 @@ export function toPprof(profile: Profile): PprofProfile {
     }
     const stack = s.stack;
     const locationId: number[] = [];
-    let k = 0;
-    while (k < stack.length) {
-      const from = k;
-      // An inlined frame belongs with the frames outwards of it up to the first physical one.
-      while (k < stack.length - 1 && frames[checkFrame(stack[k]!, frames.length)]!.inlined === true) k++;
-      checkFrame(stack[k]!, frames.length);
-      k++;
+    for (const [from, k] of locationRuns(stack, frames)) {
       if (k - from === 1) {
         const fi = stack[from]!;
         let id = singleLocation[fi]!;
@@ -177,11 +169,6 @@ export function toPprof(profile: Profile): PprofProfile {
     comment: profile.comments.map(str),
     defaultSampleType: str(profile.sampleTypes[profile.defaultSampleType]!.type),
   });
-}
-
-function checkFrame(index: number, count: number): number {
-  if (!(index >= 0 && index < count)) throw new ProfileModelError(`stack refers to frame ${index} of ${count}`);
-  return index;
 }
 
 /** The gzipped pprof bytes, ready for a `.pb.gz` file or an HTTP body. */
