@@ -1,0 +1,257 @@
+// OTLP export against real servers on loopback: a gRPC server (@grpc/grpc-js) and an HTTP
+// server (node:http), both decoding with the OFFICIAL opentelemetry-proto files, so what
+// arrives is what any collector would read. Checks what arrives (the request, headers, gzip)
+// and how every kind of answer is classified: success, partial success, retryable failures
+// (with the server's RetryInfo / Retry-After delay), final failures, a stalled server (the
+// deadline), a server that is not there.
+
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { HTTP_PATH, OtlpExporter, retryAfterMs } from '../src/otlp/exporter.js';
+import { toOtlpRequest } from '../src/otlp/profiles.js';
+import { knownProfile, largeProfile } from './fixtures/output-profile.js';
+import { repoRoot } from './helpers.js';
+
+const OFFICIAL = join(repoRoot, 'test', 'fixtures', 'otlp-proto');
+const root = new protobuf.Root();
+root.resolvePath = (_o, t) => (t.startsWith('/') ? t : join(OFFICIAL, t));
+root.loadSync('opentelemetry/proto/collector/profiles/v1development/profiles_service.proto');
+const Request = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest');
+const Response = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceResponse');
+// google.rpc.Status and RetryInfo, written here independently of proto/rpc_status.proto.
+const rpc = protobuf.Root.fromJSON({
+  nested: {
+    google: {
+      nested: {
+        rpc: {
+          nested: {
+            Status: { fields: { code: { type: 'int32', id: 1 }, message: { type: 'string', id: 2 }, details: { rule: 'repeated', type: 'google.protobuf.Any', id: 3 } } },
+            RetryInfo: { fields: { retryDelay: { type: 'google.protobuf.Duration', id: 1 } } },
+          },
+        },
+        protobuf: {
+          nested: {
+            Any: { fields: { type_url: { type: 'string', id: 1 }, value: { type: 'bytes', id: 2 } } },
+            Duration: { fields: { seconds: { type: 'int64', id: 1 }, nanos: { type: 'int32', id: 2 } } },
+          },
+        },
+      },
+    },
+  },
+});
+
+const body = OtlpExporter.encode(toOtlpRequest(knownProfile(), { version: 'test', resource: { 'service.name': 'checkout' } }));
+const bigBody = OtlpExporter.encode(toOtlpRequest(largeProfile(2000, 20), { version: 'test' }));
+/** The name of the first function of the request, as the server decoded it. */
+const firstFunction = (req: any): string => req.dictionary.stringTable[req.dictionary.functionTable[1].nameStrindex];
+
+interface Received {
+  request: any;
+  headers: Record<string, string>;
+}
+
+/** How the gRPC server answers the next call. */
+type GrpcAnswer = { ok: true; rejected?: number; message?: string } | { ok: false; code: grpc.status; retryDelayMs?: number } | { stall: true };
+
+function statusDetails(code: number, retryDelayMs: number): Buffer {
+  const RetryInfo = rpc.lookupType('google.rpc.RetryInfo');
+  const Status = rpc.lookupType('google.rpc.Status');
+  const info = RetryInfo.encode(RetryInfo.fromObject({ retryDelay: { seconds: Math.floor(retryDelayMs / 1000), nanos: (retryDelayMs % 1000) * 1e6 } })).finish();
+  return Buffer.from(Status.encode(Status.fromObject({ code, message: 'slow down', details: [{ type_url: 'type.googleapis.com/google.rpc.RetryInfo', value: info }] })).finish());
+}
+
+describe('OTLP export over gRPC', () => {
+  const server = new grpc.Server();
+  let port = 0;
+  let answer: GrpcAnswer = { ok: true };
+  const received: Received[] = [];
+  before(async () => {
+    const service: grpc.ServiceDefinition = {
+      Export: {
+        path: '/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (v: any) => Buffer.from(Request.encode(v).finish()),
+        requestDeserialize: (b: Buffer) => Request.toObject(Request.decode(b), { longs: String }),
+        responseSerialize: (v: any) => Buffer.from(Response.encode(Response.fromObject(v)).finish()),
+        responseDeserialize: (b: Buffer) => Response.decode(b),
+      },
+    };
+    server.addService(service, {
+      Export: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
+        received.push({ request: call.request, headers: Object.fromEntries(Object.entries(call.metadata.getMap()).map(([k, v]) => [k, String(v)])) });
+        const a = answer;
+        if ('stall' in a) return; // never answers
+        if (a.ok) {
+          cb(null, a.rejected || a.message ? { partialSuccess: { rejectedProfiles: a.rejected ?? 0, errorMessage: a.message ?? '' } } : {});
+          return;
+        }
+        const md = new grpc.Metadata();
+        if (a.retryDelayMs !== undefined) md.set('grpc-status-details-bin', statusDetails(a.code, a.retryDelayMs));
+        cb({ code: a.code, details: 'refused', metadata: md } as grpc.ServiceError);
+      },
+    });
+    port = await new Promise<number>((ok, fail) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? fail(e) : ok(p))));
+  });
+  after(() => server.forceShutdown());
+
+  const exporter = (extra: Partial<ConstructorParameters<typeof OtlpExporter>[0]> = {}) =>
+    new OtlpExporter({ endpoint: `http://127.0.0.1:${port}`, protocol: 'grpc', compression: 'gzip', headers: { Authorization: 'Bearer s3cret' }, timeoutMs: 2000, ...extra });
+
+  /** Bytes a client sent to the server through a counting proxy, for one export. */
+  async function bytesOnTheWire(compression: 'gzip' | 'none'): Promise<number> {
+    let sent = 0;
+    const proxy = createTcpServer((c) => {
+      const up = connect(port, '127.0.0.1');
+      c.on('data', (d: Buffer) => (sent += d.length));
+      c.pipe(up).pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    });
+    await new Promise<void>((ok) => proxy.listen(0, '127.0.0.1', ok));
+    const e = new OtlpExporter({ endpoint: `127.0.0.1:${(proxy.address() as AddressInfo).port}`, protocol: 'grpc', insecure: true, compression });
+    try {
+      assert.equal((await e.send(bigBody)).ok, true);
+    } finally {
+      e.close();
+      proxy.close();
+    }
+    return sent;
+  }
+
+  it('delivers the request, gzipped, with its headers; a partial success says what was rejected', async () => {
+    answer = { ok: true };
+    const e = exporter();
+    try {
+      assert.deepEqual(await e.send(body), { ok: true, retryable: false, code: 0 });
+      const got = received.at(-1)!;
+      assert.equal(firstFunction(got.request), 'parse_header');
+      assert.equal(got.request.resourceProfiles.length, 2);
+      assert.equal(got.headers.authorization, 'Bearer s3cret');
+      // gzip: the server's library takes the encoding header away, so count the bytes.
+      const plain = await bytesOnTheWire('none');
+      const gzipped = await bytesOnTheWire('gzip');
+      assert.ok(gzipped < plain / 2, `${gzipped} bytes gzipped vs ${plain} plain`);
+      answer = { ok: true, rejected: 1, message: 'one was too old' };
+      const r = await e.send(body);
+      assert.deepEqual(r, { ok: true, retryable: false, rejected: 1, message: 'one was too old', code: 0 });
+    } finally {
+      e.close();
+    }
+  });
+
+  it('retries what the OTLP spec says, RESOURCE_EXHAUSTED only with RetryInfo, and honours its delay', async () => {
+    const e = exporter();
+    try {
+      answer = { ok: false, code: grpc.status.RESOURCE_EXHAUSTED, retryDelayMs: 1500 };
+      let r = await e.send(body);
+      assert.equal(r.ok, false);
+      assert.equal(r.retryable, true);
+      assert.equal(r.retryAfterMs, 1500);
+      assert.equal(r.code, grpc.status.RESOURCE_EXHAUSTED);
+      answer = { ok: false, code: grpc.status.RESOURCE_EXHAUSTED };
+      r = await e.send(body);
+      assert.deepEqual([r.ok, r.retryable], [false, false]);
+      for (const code of [grpc.status.UNAVAILABLE, grpc.status.ABORTED, grpc.status.DATA_LOSS]) {
+        answer = { ok: false, code };
+        assert.equal((await e.send(body)).retryable, true, grpc.status[code]);
+      }
+      for (const code of [grpc.status.INVALID_ARGUMENT, grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED]) {
+        answer = { ok: false, code };
+        const x = await e.send(body);
+        assert.deepEqual([x.ok, x.retryable], [false, false], grpc.status[code]);
+        assert.ok(!x.message?.includes('s3cret'));
+      }
+    } finally {
+      e.close();
+    }
+  });
+
+  it('gives up on a server that does not answer at the deadline (retryable)', async () => {
+    answer = { stall: true };
+    const e = exporter({ timeoutMs: 300 });
+    try {
+      const t = Date.now();
+      const r = await e.send(body);
+      assert.deepEqual([r.ok, r.retryable, r.code], [false, true, grpc.status.DEADLINE_EXCEEDED]);
+      assert.ok(Date.now() - t < 5000);
+    } finally {
+      e.close();
+    }
+  });
+
+  it('reports a server that is not there as retryable', async () => {
+    const e = new OtlpExporter({ endpoint: '127.0.0.1:1', protocol: 'grpc', insecure: true, timeoutMs: 1000 });
+    try {
+      const r = await e.send(body);
+      assert.deepEqual([r.ok, r.retryable], [false, true]);
+    } finally {
+      e.close();
+    }
+  });
+});
+
+describe('OTLP export over HTTP', () => {
+  let server: Server;
+  let base = '';
+  let handler: (req: IncomingMessage, body: Buffer, res: ServerResponse) => void = () => undefined;
+  const received: Received[] = [];
+  before(async () => {
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => handler(req, Buffer.concat(chunks), res));
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => server.close());
+
+  const decodeBody = (req: IncomingMessage, b: Buffer) => Request.toObject(Request.decode(req.headers['content-encoding'] === 'gzip' ? gunzipSync(b) : b), { longs: String });
+
+  it('POSTs protobuf to /v1development/profiles, gzipped, with its headers; reads a partial success', async () => {
+    handler = (req, b, res) => {
+      received.push({ request: { path: req.url, ...decodeBody(req, b) }, headers: req.headers as Record<string, string> });
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+      res.end(Response.encode(Response.fromObject({ partialSuccess: { rejectedProfiles: 2, errorMessage: 'two out of range' } })).finish());
+    };
+    const e = new OtlpExporter({ endpoint: base, protocol: 'http/protobuf', compression: 'gzip', headers: { 'X-Scope-OrgID': 'tenant1' } });
+    const r = await e.send(body);
+    assert.deepEqual(r, { ok: true, retryable: false, rejected: 2, message: 'two out of range', code: 200 });
+    const got = received.at(-1)!;
+    assert.equal(got.request.path, HTTP_PATH);
+    assert.equal(firstFunction(got.request), 'parse_header');
+    assert.equal(got.headers['content-type'], 'application/x-protobuf');
+    assert.equal(got.headers['content-encoding'], 'gzip');
+    assert.equal(got.headers['x-scope-orgid'], 'tenant1');
+  });
+
+  it('retries 429/502/503/504 after Retry-After, not 400', async () => {
+    const e = new OtlpExporter({ endpoint: base, protocol: 'http/protobuf' });
+    for (const [status, retryable] of [[429, true], [503, true], [502, true], [504, true], [400, false], [401, false]] as const) {
+      handler = (_req, _b, res) => {
+        res.writeHead(status, { 'retry-after': '2' });
+        res.end('nope');
+      };
+      const r = await e.send(body);
+      assert.deepEqual([r.ok, r.retryable, r.code], [false, retryable, status]);
+      assert.equal(r.retryAfterMs, retryable ? 2000 : undefined);
+    }
+    assert.equal(retryAfterMs('Wed, 21 Oct 2015 07:28:05 GMT', Date.parse('Wed, 21 Oct 2015 07:28:00 GMT')), 5000);
+    assert.equal(retryAfterMs('soon'), undefined);
+  });
+
+  it('gives up on a stalled server at the deadline, and on one that is not there (both retryable)', async () => {
+    handler = () => undefined; // never answers
+    const stalled = await new OtlpExporter({ endpoint: base, protocol: 'http/protobuf', timeoutMs: 300 }).send(body);
+    assert.deepEqual([stalled.ok, stalled.retryable], [false, true]);
+    const gone = await new OtlpExporter({ endpoint: 'http://127.0.0.1:1', protocol: 'http/protobuf', timeoutMs: 1000 }).send(body);
+    assert.deepEqual([gone.ok, gone.retryable], [false, true]);
+  });
+});
