@@ -1,0 +1,185 @@
+// The agent's export queue, one per destination: encoded windows wait here, in order, until
+// the destination takes them. Bounded in bytes: when a new window does not fit, the oldest
+// ones are dropped and counted, so the agent never blocks the reader nor grows without bound
+// while a backend is down. One send at a time; a retryable failure waits (exponential backoff
+// with full jitter, or the delay the server asked for) and tries the same window again; a final
+// failure drops it and counts it. Nothing leaves the queue without being counted as sent,
+// rejected in part, or dropped for a reason.
+
+import type { ExportResult } from '../otlp/exporter.js';
+
+export interface QueueItem {
+  body: Uint8Array;
+  /** Profiles in the window (what a partial success's rejected count is out of). */
+  profiles: number;
+  /** When the window was queued (ms, Date.now()). */
+  queuedAt: number;
+}
+
+export interface QueueOptions {
+  /** Bytes of queued windows at most (default 64 MiB). */
+  maxBytes?: number;
+  /** Sends one window. */
+  send: (item: QueueItem) => Promise<ExportResult>;
+  /** Backoff after a retryable failure: first delay, cap, growth (defaults 1 s, 30 s, 2). */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  multiplier?: number;
+  /** Called for every outcome (logging, metrics). */
+  onResult?: (r: ExportResult, item: QueueItem, attempt: number) => void;
+  random?: () => number;
+}
+
+export interface QueueStats {
+  queued: number;
+  queuedBytes: number;
+  sent: number;
+  sentBytes: number;
+  /** Sends that failed and will be tried again. */
+  retries: number;
+  /** Windows dropped: the queue was full (oldest first), or the destination refused them. */
+  droppedFull: number;
+  droppedFinal: number;
+  /** Windows still queued at shutdown. */
+  droppedShutdown: number;
+  /** Profiles the destination rejected in partial successes. */
+  rejectedProfiles: number;
+}
+
+export const DEFAULT_QUEUE_BYTES = 64 << 20;
+
+export class ExportQueue {
+  private readonly items: QueueItem[] = [];
+  private bytes = 0;
+  private running = false;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly stats_: QueueStats = {
+    queued: 0,
+    queuedBytes: 0,
+    sent: 0,
+    sentBytes: 0,
+    retries: 0,
+    droppedFull: 0,
+    droppedFinal: 0,
+    droppedShutdown: 0,
+    rejectedProfiles: 0,
+  };
+
+  constructor(private readonly opts: QueueOptions) {}
+
+  get stats(): QueueStats {
+    return { ...this.stats_, queued: this.items.length, queuedBytes: this.bytes };
+  }
+
+  /** Queues a window; drops the oldest ones while it does not fit. False when it was dropped
+   * itself (bigger than the whole queue, or the queue is stopped). */
+  push(body: Uint8Array, profiles: number): boolean {
+    const max = this.opts.maxBytes ?? DEFAULT_QUEUE_BYTES;
+    if (this.stopped || body.length > max) {
+      this.stats_.droppedFull++;
+      return false;
+    }
+    // The head may be in flight: it stays (it is dropped, if at all, by its own outcome).
+    while (this.bytes + body.length > max && this.items.length > (this.running ? 1 : 0)) {
+      const victim = this.items.splice(this.running ? 1 : 0, 1)[0]!;
+      this.bytes -= victim.body.length;
+      this.stats_.droppedFull++;
+    }
+    if (this.bytes + body.length > max) {
+      this.stats_.droppedFull++;
+      return false;
+    }
+    this.items.push({ body, profiles, queuedAt: Date.now() });
+    this.bytes += body.length;
+    this.kick();
+    return true;
+  }
+
+  /**
+   * Sends what is queued until it is empty or `deadlineMs` (Date.now() based) has come; then
+   * stops: later pushes are dropped, and what is left is counted as dropped at shutdown.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    const left = deadlineMs - Date.now();
+    // A wait for a retry ends now: the deadline decides.
+    this.fireTimer();
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([this.whenEmpty(), new Promise<void>((r) => (deadline = setTimeout(r, Math.max(0, left))))]);
+    clearTimeout(deadline);
+    this.stopped = true;
+    this.fireTimer();
+    this.stats_.droppedShutdown += this.items.length;
+    this.items.length = 0;
+    this.bytes = 0;
+  }
+
+  private whenEmpty(): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => (this.items.length === 0 && !this.running ? resolve() : setTimeout(check, 20));
+      check();
+    });
+  }
+
+  private fireTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private kick(): void {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    void this.run().finally(() => {
+      this.running = false;
+    });
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped && this.items.length > 0) {
+      const item = this.items[0]!;
+      let r: ExportResult;
+      try {
+        r = await this.opts.send(item);
+      } catch (e) {
+        r = { ok: false, retryable: true, message: (e as Error).message };
+      }
+      this.opts.onResult?.(r, item, attempt);
+      if (r.ok || !r.retryable) {
+        if (this.items[0] === item) {
+          this.items.shift();
+          this.bytes -= item.body.length;
+        }
+        if (r.ok) {
+          this.stats_.sent++;
+          this.stats_.sentBytes += item.body.length;
+          this.stats_.rejectedProfiles += r.rejected ?? 0;
+        } else {
+          this.stats_.droppedFinal++;
+        }
+        attempt = 0;
+        continue;
+      }
+      this.stats_.retries++;
+      const delay = r.retryAfterMs ?? this.backoff(attempt);
+      attempt++;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        this.timer = setTimeout(() => this.fireTimer(), delay);
+        this.timer.unref();
+      });
+    }
+  }
+
+  /** Full jitter: a random delay up to min(cap, initial × multiplier^attempt). */
+  private backoff(attempt: number): number {
+    const initial = this.opts.initialBackoffMs ?? 1000;
+    const cap = this.opts.maxBackoffMs ?? 30_000;
+    const ceiling = Math.min(cap, initial * (this.opts.multiplier ?? 2) ** attempt);
+    return Math.round((this.opts.random ?? Math.random)() * ceiling);
+  }
+}

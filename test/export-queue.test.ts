@@ -1,0 +1,153 @@
+// The export queue in front of a real OTLP/HTTP destination on loopback (node:http, decoding
+// with the official proto files): a backend that is down at first and comes up later gets
+// everything; a backend that says 503 + Retry-After gets the window again; a refusal drops
+// only that window; a full queue drops the oldest windows and counts them; shutdown stops by
+// its deadline and counts what was left. Each window is told apart by its service.name.
+
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import protobuf from 'protobufjs';
+import { ExportQueue } from '../src/export/queue.js';
+import { OtlpExporter } from '../src/otlp/exporter.js';
+import { toOtlpRequest } from '../src/otlp/profiles.js';
+import { knownProfile } from './fixtures/output-profile.js';
+import { repoRoot } from './helpers.js';
+
+const root = new protobuf.Root();
+root.resolvePath = (_o, t) => (t.startsWith('/') ? t : join(repoRoot, 'test', 'fixtures', 'otlp-proto', t));
+root.loadSync('opentelemetry/proto/collector/profiles/v1development/profiles_service.proto');
+const Request = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest');
+
+/** Window `name`: the known profile, its resources named `name`, padded to about `pad` bytes. */
+function windowBody(name: string, pad = 0): Uint8Array {
+  return OtlpExporter.encode(toOtlpRequest(knownProfile(), { version: 'test', resource: { 'service.name': name, padding: 'x'.repeat(pad) } }));
+}
+
+/** A destination whose answers the test scripts: each request takes the next status (then 200). */
+class Backend {
+  readonly arrived: string[] = [];
+  statuses: number[] = [];
+  private server: Server | undefined;
+  port = 0;
+
+  async start(port = 0): Promise<void> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const status = this.statuses.shift() ?? 200;
+        if (status === 200) {
+          const r = Request.toObject(Request.decode(Buffer.concat(chunks))) as any;
+          this.arrived.push(r.resourceProfiles[0].resource.attributes.find((a: any) => a.key === 'service.name').value.stringValue);
+        }
+        res.writeHead(status, status === 503 ? { 'retry-after': '0' } : {});
+        res.end();
+      });
+    });
+    await new Promise<void>((ok) => this.server!.listen(port, '127.0.0.1', ok));
+    this.port = (this.server!.address() as AddressInfo).port;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((ok) => this.server!.close(() => ok()));
+  }
+}
+
+/** A free loopback port (listened on and closed again). */
+async function freePort(): Promise<number> {
+  const b = new Backend();
+  await b.start();
+  const port = b.port;
+  await b.stop();
+  return port;
+}
+
+function queueTo(port: number, maxBytes?: number): ExportQueue {
+  const exporter = new OtlpExporter({ endpoint: `http://127.0.0.1:${port}`, protocol: 'http/protobuf', timeoutMs: 2000 });
+  return new ExportQueue({ send: (item) => exporter.send(item.body), maxBytes, initialBackoffMs: 50, maxBackoffMs: 200 });
+}
+
+async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+  for (const end = Date.now() + ms; !cond(); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('export queue', () => {
+  it('keeps windows while the backend is down and delivers them, in order, once it is up', async () => {
+    const port = await freePort();
+    const q = queueTo(port);
+    for (const n of ['w1', 'w2', 'w3']) q.push(windowBody(n), 2);
+    await until(() => q.stats.retries >= 3, 'a few failed attempts');
+    const b = new Backend();
+    await b.start(port);
+    try {
+      await until(() => b.arrived.length === 3, 'the three windows');
+      assert.deepEqual(b.arrived, ['w1', 'w2', 'w3']);
+      const s = q.stats;
+      assert.deepEqual([s.sent, s.queued, s.queuedBytes, s.droppedFull, s.droppedFinal], [3, 0, 0, 0, 0]);
+      assert.ok(s.retries >= 3);
+    } finally {
+      await q.drain(Date.now());
+      await b.stop();
+    }
+  });
+
+  it('sends a window again after 503, and drops only the one the backend refuses (400)', async () => {
+    const b = new Backend();
+    await b.start();
+    const q = queueTo(b.port);
+    try {
+      b.statuses = [503, 503, 200, 400];
+      q.push(windowBody('again'), 2);
+      q.push(windowBody('refused'), 2);
+      q.push(windowBody('after'), 2);
+      await until(() => q.stats.queued === 0, 'an empty queue');
+      assert.deepEqual(b.arrived, ['again', 'after']);
+      const s = q.stats;
+      assert.deepEqual([s.sent, s.retries, s.droppedFinal], [2, 2, 1]);
+    } finally {
+      await q.drain(Date.now());
+      await b.stop();
+    }
+  });
+
+  it('drops the oldest windows when full, and counts them', async () => {
+    const port = await freePort();
+    const size = windowBody('w0', 10_000).length;
+    // Room for three windows and a bit: ten pushed while the backend is down.
+    const q = queueTo(port, Math.floor(size * 3.5));
+    for (let i = 0; i < 10; i++) q.push(windowBody(`w${i}`, 10_000), 2);
+    // The first may be in flight (it stays); of the rest only the newest fit.
+    const s = q.stats;
+    assert.ok(s.queuedBytes <= size * 3.5);
+    assert.equal(s.droppedFull + s.queued, 10);
+    assert.ok(s.droppedFull >= 6, `dropped ${s.droppedFull}`);
+    const b = new Backend();
+    await b.start(port);
+    try {
+      await until(() => q.stats.queued === 0, 'an empty queue');
+      assert.deepEqual(b.arrived.slice(-2), ['w8', 'w9']);
+      assert.equal(q.stats.sent + q.stats.droppedFull, 10);
+      // A window bigger than the whole queue is refused at once.
+      assert.equal(q.push(new Uint8Array(size * 4), 1), false);
+    } finally {
+      await q.drain(Date.now());
+      await b.stop();
+    }
+  });
+
+  it('stops at the shutdown deadline with the backend down, and counts what was left', async () => {
+    const port = await freePort();
+    const q = queueTo(port);
+    for (const n of ['a', 'b']) q.push(windowBody(n), 2);
+    await q.drain(Date.now() + 300);
+    const s = q.stats;
+    assert.deepEqual([s.sent, s.queued, s.droppedShutdown], [0, 0, 2]);
+    assert.equal(q.push(windowBody('late'), 2), false);
+  });
+});
