@@ -63,7 +63,7 @@ const NO_MAPS = 0;
 export class OnCpuCapture {
   readonly processes: ProcessTable;
   private unwind = new UnwindTables();
-  private readonly aggregator = new Aggregator();
+  private aggregator = new Aggregator();
   private readonly lookups = new Map<number, RuleLookup>();
   /** Per pid: the frame kind of the code at an address (see rawSample). */
   private readonly frameKinds = new Map<number, Map<number, number>>();
@@ -291,8 +291,12 @@ export class OnCpuCapture {
       this.frameKinds.clear();
     }
     logger().debug(memory(), 'symbolizing');
+    // This window's stacks. Windows (not one-shot) go on taking batches while this one is
+    // symbolized: they start a new aggregator now, so nothing lands in a window being built.
+    const aggregator = this.aggregator;
+    if (!this.opts.oneShot) this.aggregator = new Aggregator();
     const symbolPid = (e: StackEntry) => this.symbolPid(e);
-    const { user, kernel } = this.aggregator.uniqueAddresses(symbolPid);
+    const { user, kernel } = aggregator.uniqueAddresses(symbolPid);
     this.symbolizer ??= new Symbolizer({ processes: this.processes });
     const userRes = (await this.symbolizer.symbolize({ user })).user;
     if (this.opts.oneShot) {
@@ -316,7 +320,7 @@ export class OnCpuCapture {
     const comments = [...opts.comments];
     if (this.decodeErrors > 0) comments.push(`malformed ring buffer batches skipped: ${this.decodeErrors}`);
     return buildProfile({
-      stacks: this.aggregator.stacks(),
+      stacks: aggregator.stacks(),
       user: (pid, a) => res.user.get(pid)?.get(a) ?? UNKNOWN,
       kernel: (a) => res.kernel.get(a) ?? UNKNOWN,
       processName: (pid) => this.processes.get(pid)?.comm ?? (pid > 0 ? String(pid) : '[exec]'),
@@ -330,9 +334,10 @@ export class OnCpuCapture {
     });
   }
 
-  /** Starts a new window: the counts go, the process table and symbol caches stay. */
+  /** Starts a new window: the counts go, the process table and symbol caches stay (a window
+   * that finish() built already started a fresh aggregator). */
   resetWindow(): void {
-    this.aggregator.clear();
+    if (this.opts.oneShot) this.aggregator.clear();
     this.decodeErrors = 0;
   }
 

@@ -3,6 +3,9 @@
 // Every mistake is a UsageError with one line that says what is wrong.
 
 import { parseDuration, parseDurationNs } from './duration.js';
+import type { ExporterOptions } from './otlp/exporter.js';
+import { otlpFromEnv, parseHeaders, resourceFromEnv } from './otel-env.js';
+import type { Attributes } from './otlp/profiles.js';
 import { OutputFormatError, outputFormatFor, type OutputFormat } from './output/format.js';
 
 export class UsageError extends Error {
@@ -25,8 +28,29 @@ export interface RecordOptions {
   quiet: boolean;
 }
 
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface AgentOptions {
+  pids: number[];
+  frequency: number;
+  offCpu: boolean;
+  intervalMs: number;
+  /** Stop after this long (trials, tests); default: until SIGTERM/SIGINT. */
+  durationMs?: number;
+  /** OTLP destinations (none with --no-otlp). */
+  otlp: ExporterOptions[];
+  /** One pprof file per window in this directory. */
+  outputDir?: string;
+  queueBytes: number;
+  shutdownTimeoutMs: number;
+  logLevel: LogLevel;
+  /** OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME. */
+  resource: Attributes;
+}
+
 export type Parsed =
   | { kind: 'record'; options: RecordOptions }
+  | { kind: 'agent'; options: AgentOptions }
   | { kind: 'doctor'; json: boolean }
   | { kind: 'help'; topic?: string }
   | { kind: 'version' };
@@ -48,6 +72,24 @@ const RECORD_OPTIONS: OptionSpec[] = [
   { long: 'format', takesValue: true },
   { long: 'verbose', short: 'v', takesValue: false },
   { long: 'quiet', short: 'q', takesValue: false },
+  { long: 'help', short: 'h', takesValue: false },
+];
+
+const AGENT_OPTIONS: OptionSpec[] = [
+  { long: 'pid', short: 'p', takesValue: true },
+  { long: 'frequency', short: 'F', takesValue: true },
+  { long: 'off-cpu', takesValue: false },
+  { long: 'interval', takesValue: true },
+  { long: 'duration', short: 'd', takesValue: true },
+  { long: 'otlp-endpoint', takesValue: true },
+  { long: 'otlp-protocol', takesValue: true },
+  { long: 'otlp-header', takesValue: true },
+  { long: 'otlp-insecure', takesValue: false },
+  { long: 'no-otlp', takesValue: false },
+  { long: 'output-dir', takesValue: true },
+  { long: 'queue-size', takesValue: true },
+  { long: 'shutdown-timeout', takesValue: true },
+  { long: 'log-level', takesValue: true },
   { long: 'help', short: 'h', takesValue: false },
 ];
 
@@ -74,9 +116,97 @@ export function parseArgs(argv: string[]): Parsed {
     if (command.length > 0) throw new UsageError(`doctor takes no arguments (got '${command[0]}')`);
     return { kind: 'doctor', json: values.has('json') };
   }
-  if (sub === 'agent') throw new UsageError("'agent' is not available in this version yet; use 'record'");
-  if (sub.startsWith('-')) throw new UsageError(`unknown option '${sub}' (expected a command: record, doctor)`);
-  throw new UsageError(`unknown command '${sub}' (expected: record, doctor)`);
+  if (sub === 'agent') return parseAgent(rest);
+  if (sub.startsWith('-')) throw new UsageError(`unknown option '${sub}' (expected a command: record, agent, doctor)`);
+  throw new UsageError(`unknown command '${sub}' (expected: record, agent, doctor)`);
+}
+
+/** 19 Hz, like Parca's and Grafana Alloy's agents: a prime, so it never beats with periodic work. */
+export const DEFAULT_AGENT_FREQUENCY = 19;
+
+function parseAgent(args: string[]): Parsed {
+  const { values, command } = scan(args, AGENT_OPTIONS, 'agent');
+  if (values.has('help')) return { kind: 'help', topic: 'agent' };
+  if (command.length > 0) throw new UsageError(`agent takes no command (got '${command[0]}'); use --pid to limit it`);
+  const get = (k: string) => values.get(k)?.at(-1);
+  const time = (k: string, fallback: number): number => {
+    const v = get(k);
+    if (v === undefined) return fallback;
+    const ms = parseDuration(v);
+    if (ms === undefined || ms <= 0) throw new UsageError(`invalid --${k} '${v}' (examples: 500ms, 15s, 2m)`);
+    return ms;
+  };
+  const frequency = parseFrequency(get('frequency'), DEFAULT_AGENT_FREQUENCY);
+  const otlp: ExporterOptions[] = [];
+  if (!values.has('no-otlp')) {
+    const e = otlpFromEnv();
+    const endpoint = get('otlp-endpoint');
+    const protocol = get('otlp-protocol');
+    if (protocol !== undefined) {
+      if (protocol !== 'grpc' && protocol !== 'http/protobuf') throw new UsageError(`invalid --otlp-protocol '${protocol}' (grpc or http/protobuf)`);
+      e.protocol = protocol;
+    }
+    if (endpoint !== undefined) {
+      if (!/^https?:\/\/[^/]+/.test(endpoint)) throw new UsageError(`invalid --otlp-endpoint '${endpoint}' (e.g. http://localhost:4317)`);
+      e.endpoint = endpoint;
+      delete e.url;
+    }
+    for (const h of values.get('otlp-header') ?? []) e.headers = { ...e.headers, ...parseHeaders(h, '--otlp-header') };
+    if (values.has('otlp-insecure')) e.insecure = true;
+    otlp.push(e);
+  }
+  const outputDir = get('output-dir');
+  if (otlp.length === 0 && outputDir === undefined) throw new UsageError('--no-otlp leaves nowhere to send profiles: add --output-dir');
+  const level = get('log-level') ?? process.env.FLAMEWIRE_LOG_LEVEL ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`invalid --log-level '${level}' (debug, info, warn or error)`);
+  const q = get('queue-size');
+  const queueBytes = q === undefined ? 64 << 20 : parseSize(q);
+  if (!(queueBytes > 0)) throw new UsageError(`invalid --queue-size '${q}' (examples: 64MiB, 512KiB)`);
+  const durationMs = get('duration') === undefined ? undefined : time('duration', 0);
+  return {
+    kind: 'agent',
+    options: {
+      pids: parsePids(values.get('pid') ?? []),
+      frequency,
+      offCpu: values.has('off-cpu'),
+      intervalMs: time('interval', 15_000),
+      durationMs,
+      otlp,
+      outputDir,
+      queueBytes,
+      shutdownTimeoutMs: time('shutdown-timeout', 5_000),
+      logLevel: level as LogLevel,
+      resource: resourceFromEnv(),
+    },
+  };
+}
+
+/** 64MiB, 512KiB, 1GiB, 1000 (bytes); NaN when unreadable. */
+export function parseSize(v: string): number {
+  const m = /^(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$/i.exec(v.trim());
+  if (!m) return NaN;
+  const unit = (m[2] ?? 'B').toLowerCase();
+  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1 << 20, gib: 1 << 30, kb: 1e3, mb: 1e6, gb: 1e9 };
+  return Number(m[1]) * mult[unit]!;
+}
+
+function parsePids(list: string[]): number[] {
+  const pids: number[] = [];
+  for (const v of list) {
+    for (const part of v.split(',')) {
+      if (!/^\d+$/.test(part.trim()) || Number(part) <= 0) throw new UsageError(`invalid pid '${part}' in --pid ${v}`);
+      pids.push(Number(part));
+    }
+  }
+  return pids;
+}
+
+function parseFrequency(f: string | undefined, fallback: number): number {
+  if (f === undefined) return fallback;
+  if (!/^\d+$/.test(f) || Number(f) < 1 || Number(f) > MAX_FREQUENCY) {
+    throw new UsageError(`invalid frequency '${f}' (a whole number of Hz from 1 to ${MAX_FREQUENCY})`);
+  }
+  return Number(f);
 }
 
 function parseRecord(args: string[]): Parsed {
@@ -84,13 +214,7 @@ function parseRecord(args: string[]): Parsed {
   if (values.has('help')) return { kind: 'help', topic: 'record' };
   const get = (k: string) => values.get(k)?.at(-1);
 
-  const pids: number[] = [];
-  for (const v of values.get('pid') ?? []) {
-    for (const part of v.split(',')) {
-      if (!/^\d+$/.test(part.trim()) || Number(part) <= 0) throw new UsageError(`invalid pid '${part}' in --pid ${v}`);
-      pids.push(Number(part));
-    }
-  }
+  const pids = parsePids(values.get('pid') ?? []);
   if (pids.length > 0 && command.length > 0) throw new UsageError('give either --pid or a command after --, not both');
 
   let durationMs: number | undefined;
@@ -100,14 +224,7 @@ function parseRecord(args: string[]): Parsed {
     if (durationMs === undefined || durationMs <= 0) throw new UsageError(`invalid duration '${d}' (examples: 500ms, 10s, 2m)`);
   }
 
-  let frequency = DEFAULT_FREQUENCY;
-  const f = get('frequency');
-  if (f !== undefined) {
-    if (!/^\d+$/.test(f) || Number(f) < 1 || Number(f) > MAX_FREQUENCY) {
-      throw new UsageError(`invalid frequency '${f}' (a whole number of Hz from 1 to ${MAX_FREQUENCY})`);
-    }
-    frequency = Number(f);
-  }
+  const frequency = parseFrequency(get('frequency'), DEFAULT_FREQUENCY);
 
   const offCpu = values.has('off-cpu');
   let offCpuThresholdNs = DEFAULT_OFF_CPU_THRESHOLD_NS;
@@ -202,6 +319,7 @@ export const HELP: Record<string, string> = {
 
 usage:
   flamewire record [options] [-- command [args...]]   profile and write a flame graph or profile
+  flamewire agent [options]                           profile continuously, send to a backend
   flamewire doctor                                    what this kernel and these privileges allow
 
 Run 'flamewire record --help' for the options.`,
@@ -223,6 +341,29 @@ Run 'flamewire record --help' for the options.`,
       --format <name>        pprof | folded | speedscope | html (overrides the extension)
   -v, --verbose              debug logs on stderr
   -q, --quiet                no status line or summary`,
+  agent: `usage: flamewire agent [options]
+
+Profiles the whole machine (or --pid) all the time and sends a profile per process every
+--interval: OTLP Profiles to a collector, Pyroscope or Parca, and/or pprof files to a directory.
+Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
+
+  -p, --pid <pid[,pid...]>     only these processes (default: the whole machine)
+  -F, --frequency <hz>         on-CPU samples per second per CPU (default ${DEFAULT_AGENT_FREQUENCY})
+      --off-cpu                also off-CPU time (threads' blocks, goroutines' waits)
+      --interval <time>        window length (default 15s)
+      --otlp-endpoint <url>    default OTEL_EXPORTER_OTLP_[PROFILES_]ENDPOINT, else
+                               http://localhost:4317 (grpc) / http://localhost:4318 (http)
+      --otlp-protocol <p>      grpc | http/protobuf (default OTEL_EXPORTER_OTLP_[PROFILES_]PROTOCOL,
+                               else grpc); headers, compression, timeout, TLS files: OTEL_* variables
+      --otlp-header <k=v,...>  extra request headers (e.g. authorization)
+      --otlp-insecure          plain-text gRPC to an endpoint given without a scheme
+      --no-otlp                no OTLP export (with --output-dir)
+      --output-dir <dir>       also write one pprof file per window there
+      --queue-size <size>      windows waiting for a destination, at most (default 64MiB;
+                               the oldest are dropped, and counted, when full)
+      --shutdown-timeout <t>   time to deliver the last windows on SIGTERM (default 5s)
+  -d, --duration <time>        stop after this long (default: until SIGTERM/SIGINT)
+      --log-level <level>      debug | info | warn | error (default info, or FLAMEWIRE_LOG_LEVEL)`,
   doctor: `usage: flamewire doctor [--json]
 
 Checks privileges, BTF, bpf(), perf_event_paranoid, tracefs and the BPF ring buffer, and prints

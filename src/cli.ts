@@ -27,6 +27,11 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(parsed.json ? JSON.stringify(checks, null, 2) + '\n' : formatChecks(checks) + '\n');
       return checks.some((c) => c.status === 'fail') ? 1 : 0;
     }
+    case 'agent': {
+      const { runAgent } = await import('./agent.js');
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+      return runAgent(parsed.options, pkg.version);
+    }
     case 'record': {
       configureLogger(parsed.options.verbose ? 'debug' : 'warn');
       const { record } = await import('./record.js');

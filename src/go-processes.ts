@@ -10,7 +10,8 @@ import { readGoBuildInfo } from './elf/go-buildinfo.js';
 import { findAllgs, loadBias } from './go/allgs.js';
 import { goRuntimeOffsets } from './go/runtime-offsets.js';
 import { logger } from './logger.js';
-import type { GoProcessOffsets } from './native.js';
+import { goWaitReasonName } from './go/wait-reasons.js';
+import type { GoProcessOffsets, OnCpuSampler } from './native.js';
 
 /** The file `command` (as given after `--`) runs: a path, or looked up in PATH like the shell does. */
 export function commandPath(command: string): string | undefined {
@@ -121,4 +122,46 @@ function goBinary(exe: string): GoBinary | undefined {
   if (byBinary.size >= 1024) byBinary.clear();
   byBinary.set(key, found);
   return found;
+}
+
+/**
+ * The Go processes a sampler knows, kept in step with the processes it sees (the capture's
+ * onProcess events), and their Go release, which names their goroutines' wait reasons.
+ */
+export class GoRegistry {
+  private readonly minors = new Map<number, number>();
+
+  constructor(private readonly sampler: Pick<OnCpuSampler, 'setGoProcess' | 'removeGoProcess'>) {}
+
+  /**
+   * A process appeared ('new', or 'start': already running), replaced its image, or exited.
+   * Events after the sampler stopped (its last batches) change nothing.
+   */
+  update(pid: number, event: 'new' | 'exec' | 'exit' | 'start'): void {
+    const go = event === 'exit' ? undefined : goProcessOffsets(pid);
+    if (go) this.set(pid, go);
+    else if (event === 'exit' || event === 'exec') {
+      this.minors.delete(pid);
+      this.quietly(() => this.sampler.removeGoProcess(pid));
+    }
+  }
+
+  /** Registers `pid` with offsets known beforehand (a command about to exec its binary). */
+  set(pid: number, go: GoProcessOffsets): void {
+    this.minors.set(pid, go.goMinor ?? 0);
+    this.quietly(() => this.sampler.setGoProcess(pid, go));
+  }
+
+  private quietly(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      logger().debug({ err: (e as Error).message }, 'Go process not updated');
+    }
+  }
+
+  /** The name of wait reason `code` in process `pid`'s Go release. */
+  waitReason(pid: number, code: number): string | undefined {
+    return goWaitReasonName(this.minors.get(pid) ?? 0, code);
+  }
 }

@@ -10,8 +10,9 @@ export function logger(): Logger {
   return current;
 }
 
-export function configureLogger(level: 'debug' | 'info' | 'warn' | 'error'): Logger {
-  current = pino({ level, base: undefined }, pino.destination({ fd: 2, sync: true }));
+/** `fd`: 2 (stderr) for record; the agent logs JSON lines on stdout (1). */
+export function configureLogger(level: 'debug' | 'info' | 'warn' | 'error', fd: 1 | 2 = 2): Logger {
+  current = pino({ level, base: undefined }, pino.destination({ fd, sync: true }));
   return current;
 }
 

@@ -10,8 +10,7 @@ import { UsageError, type RecordOptions } from './cli-args.js';
 import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
 import { formatDuration, formatNs } from './duration.js';
-import { commandPath, goBinaryOffsets, goProcessOffsets } from './go-processes.js';
-import { goWaitReasonName } from './go/wait-reasons.js';
+import { commandPath, goBinaryOffsets, GoRegistry } from './go-processes.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
 import { writeOutput } from './output/write-output.js';
@@ -28,26 +27,15 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   checkPreconditions(opts);
 
   let sampler: OnCpuSampler | undefined;
-  // Go processes known to the sampler, and their Go release (which names wait reasons).
-  const goMinors = new Map<number, number>();
-  const registerGo = (pid: number, event: 'new' | 'exec' | 'exit' | 'start'): void => {
-    if (!sampler) return;
-    const go = event === 'exit' ? undefined : goProcessOffsets(pid);
-    if (go) {
-      sampler.setGoProcess(pid, go);
-      goMinors.set(pid, go.goMinor ?? 0);
-    } else if (event === 'exit' || event === 'exec') {
-      sampler.removeGoProcess(pid);
-      goMinors.delete(pid);
-    }
-  };
+  // Go processes known to the sampler (set once it is open).
+  let go: GoRegistry | undefined;
   const capture = new OnCpuCapture({
     frequency: opts.frequency,
     offCpu: opts.offCpu,
     oneShot: true,
     // Go programs: samples carry goroutine ids once the sampler knows the runtime's offsets.
-    onProcess: registerGo,
-    goWaitReason: (pid, code) => goWaitReasonName(goMinors.get(pid) ?? 0, code),
+    onProcess: (pid, event) => go?.update(pid, event),
+    goWaitReason: (pid, code) => go?.waitReason(pid, code),
   });
   const startWall = process.hrtime.bigint();
   const timeNanos = BigInt(Date.now()) * 1_000_000n;
@@ -76,20 +64,18 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     throw new RecordError(`cannot start the sampler: ${(e as Error).message.split('\n')[0]}`);
   }
   for (const pid of filterPids ?? []) capture.processes.ensure(pid);
+  go = new GoRegistry(sampler);
 
   sampler.start((batch) => capture.addBatch(batch));
   // Go processes already running: their goroutines may all be waiting, so no sample would
   // introduce them. The whole machine's only with off-CPU time, where their waits count.
-  for (const pid of filterPids ?? (opts.offCpu && !command ? runningPids() : [])) registerGo(pid, 'start');
+  for (const pid of filterPids ?? (opts.offCpu && !command ? runningPids() : [])) go.update(pid, 'start');
   if (command) {
     // A Go command gets goroutine ids from its first sample: its pid is the gate shell's, and
     // the exec record would come a poll interval late.
     const exe = commandPath(opts.command[0]!);
-    const go = exe === undefined ? undefined : goBinaryOffsets(exe);
-    if (go) {
-      sampler.setGoProcess(command.pid, go);
-      goMinors.set(command.pid, go.goMinor ?? 0);
-    }
+    const offsets = exe === undefined ? undefined : goBinaryOffsets(exe);
+    if (offsets) go.set(command.pid, offsets);
   }
   command?.release();
   logger().debug({ frequency: opts.frequency, pids: filterPids, command: opts.command }, 'recording');
@@ -260,7 +246,7 @@ export function goWaitVisits(frequency: number): number {
 }
 
 /** Every process now running, but flamewire itself. */
-function runningPids(procRoot = '/proc'): number[] {
+export function runningPids(procRoot = '/proc'): number[] {
   try {
     return readdirSync(procRoot)
       .filter((n) => /^\d+$/.test(n))

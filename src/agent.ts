@@ -1,0 +1,191 @@
+// `flamewire agent`: continuous profiling of the whole machine (or of some processes), cut into
+// windows of --interval; every window becomes one OTLP export request (a resource per process)
+// that goes through a bounded queue to each destination, and/or one pprof file in a directory.
+// Logs are pino JSON lines on stdout. SIGTERM/SIGINT close the current window and deliver what
+// they can within --shutdown-timeout; nothing collected is dropped without being counted.
+
+import { mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { OnCpuCapture } from './capture.js';
+import type { AgentOptions } from './cli-args.js';
+import { containerId } from './container-id.js';
+import { formatDuration } from './duration.js';
+import { ExportQueue } from './export/queue.js';
+import { GoRegistry } from './go-processes.js';
+import { configureLogger, logger } from './logger.js';
+import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler } from './native.js';
+import { OtlpExporter } from './otlp/exporter.js';
+import { toOtlpRequest, type Attributes } from './otlp/profiles.js';
+import { encodePprof } from './output/pprof.js';
+import type { Profile } from './profile-model.js';
+import { goWaitPeriodNs, goWaitVisits, RecordError, runningPids } from './record.js';
+import { btfProblem, privilegeProblem } from './system-checks.js';
+
+/** One destination of the windows. */
+interface Sink {
+  name: string;
+  take(profile: Profile): void;
+  drain(deadlineMs: number): Promise<void>;
+  summary(): Record<string, number>;
+}
+
+export async function runAgent(opts: AgentOptions, version: string): Promise<number> {
+  configureLogger(opts.logLevel, 1);
+  const log = logger();
+  const priv = privilegeProblem();
+  if (priv) throw new RecordError(priv);
+  const btf = btfProblem();
+  if (btf) throw new RecordError(btf);
+
+  const resource: Attributes = { 'host.name': hostname(), ...opts.resource };
+  const sinks: Sink[] = [];
+  for (const e of opts.otlp) sinks.push(otlpSink(e, opts, resource, version));
+  if (opts.outputDir) sinks.push(directorySink(opts.outputDir));
+
+  let go: GoRegistry | undefined;
+  const capture = new OnCpuCapture({
+    frequency: opts.frequency,
+    offCpu: opts.offCpu,
+    onProcess: (pid, event) => go?.update(pid, event),
+    goWaitReason: (pid, code) => go?.waitReason(pid, code),
+  });
+  let sampler: OnCpuSampler;
+  try {
+    pinMmapThreshold();
+    sampler = openOnCpuSampler({
+      frequency: opts.frequency,
+      pids: opts.pids.length > 0 ? opts.pids : undefined,
+      offCpu: opts.offCpu,
+      goWaits: opts.offCpu,
+      goWaitPeriodNs: goWaitPeriodNs(opts.frequency),
+      goWaitMaxVisits: goWaitVisits(opts.frequency),
+      onLog: (level, message) => log[level]({ libbpf: message.trim() }, 'libbpf'),
+    });
+  } catch (e) {
+    throw new RecordError(`cannot start the sampler: ${(e as Error).message.split('\n')[0]}`);
+  }
+  go = new GoRegistry(sampler);
+  sampler.start((batch) => capture.addBatch(batch));
+  for (const pid of opts.pids.length > 0 ? opts.pids : opts.offCpu ? runningPids() : []) go.update(pid, 'start');
+  log.info({ frequency: opts.frequency, offCpu: opts.offCpu, interval: formatDuration(opts.intervalMs), pids: opts.pids, sinks: sinks.map((s) => s.name), info: sampler.info() }, 'agent started');
+
+  let windowStart = process.hrtime.bigint();
+  let windowWall = BigInt(Date.now()) * 1_000_000n;
+  let windows = 0;
+  let closing: Promise<void> = Promise.resolve();
+  const closeWindow = async (): Promise<void> => {
+    const end = process.hrtime.bigint();
+    const endWall = BigInt(Date.now()) * 1_000_000n;
+    // The window's counts first: finish() starts the next window.
+    const samples = capture.sampleCount;
+    const offCpu = capture.offCpuRecords;
+    const profile = await capture.finish({ timeNanos: windowWall, durationNanos: end - windowStart, comments: [`flamewire agent window ${windows + 1}`] });
+    capture.resetWindow();
+    windowStart = end;
+    windowWall = endWall;
+    windows++;
+    for (const s of sinks) s.take(profile);
+    log.info({ window: windows, samples, offCpuRecords: offCpu, stacks: profile.samples.length }, 'window closed');
+  };
+
+  const stopReason = await new Promise<string>((resolve) => {
+    const tick = setInterval(() => {
+      closing = closing.then(closeWindow).catch((e: Error) => log.error({ err: e.message }, 'window lost'));
+    }, opts.intervalMs);
+    const timers: NodeJS.Timeout[] = [tick];
+    const done = (why: string) => {
+      for (const t of timers) clearTimeout(t);
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(why);
+    };
+    const onInt = () => done('SIGINT');
+    const onTerm = () => done('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    if (opts.durationMs !== undefined) timers.push(setTimeout(() => done('duration'), opts.durationMs));
+  });
+
+  // The last window: everything until now, then delivery within the shutdown timeout.
+  const deadline = Date.now() + opts.shutdownTimeoutMs;
+  sampler.stop();
+  await closing;
+  await closeWindow().catch((e: Error) => log.error({ err: e.message }, 'last window lost'));
+  await Promise.all(sinks.map((s) => s.drain(deadline)));
+  await capture.close();
+  const stats = sampler.stats();
+  log.info(
+    { reason: stopReason, windows, sinks: Object.fromEntries(sinks.map((s) => [s.name, s.summary()])), ringBufferFull: stats.ringBufferFull, offCpuDropped: stats.offCpuRingBufferFull },
+    'agent stopped',
+  );
+  return 0;
+}
+
+/** Windows to an OTLP destination, through its own bounded queue. */
+function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource: Attributes, version: string): Sink {
+  const exporter = new OtlpExporter(e);
+  const name = `otlp ${e.protocol} ${e.url ?? e.endpoint}`;
+  const log = logger().child({ sink: name });
+  const queue = new ExportQueue({
+    maxBytes: opts.queueBytes,
+    send: (item) => exporter.send(item.body),
+    onResult: (r, item, attempt) => {
+      if (r.ok && r.rejected) log.warn({ rejected: r.rejected, message: r.message }, 'partial success');
+      else if (r.ok) log.debug({ bytes: item.body.length, attempt }, 'exported');
+      else log.warn({ retryable: r.retryable, retryAfterMs: r.retryAfterMs, code: r.code, message: r.message, attempt }, 'export failed');
+    },
+  });
+  return {
+    name,
+    take(profile) {
+      const req = toOtlpRequest(profile, { version, resource, processAttributes: processResource });
+      const profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
+      if (profiles === 0) return;
+      if (!queue.push(OtlpExporter.encode(req), profiles)) log.warn({ queueBytes: opts.queueBytes }, 'window dropped: queue full');
+    },
+    async drain(deadlineMs) {
+      await queue.drain(deadlineMs);
+      exporter.close();
+    },
+    summary: () => ({ ...queue.stats }),
+  };
+}
+
+/** Resource attributes of one process, from /proc (once per process and window: cheap). */
+function processResource(pid: number): Attributes {
+  const a: Attributes = {};
+  const c = containerId(pid);
+  if (c) a['container.id'] = c;
+  try {
+    const exe = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '');
+    a['process.executable.path'] = exe;
+    a['process.executable.name'] = exe.slice(exe.lastIndexOf('/') + 1);
+  } catch {
+    // gone, or a kernel thread
+  }
+  return a;
+}
+
+/** One pprof file per window: the offline mode. */
+function directorySink(dir: string): Sink {
+  mkdirSync(dir, { recursive: true });
+  let written = 0;
+  let failed = 0;
+  const log = logger().child({ sink: `directory ${dir}` });
+  return {
+    name: `directory ${dir}`,
+    take(profile) {
+      const file = join(dir, `flamewire-${new Date(Number(profile.timeNanos / 1_000_000n)).toISOString().replace(/[:.]/g, '-')}.pb.gz`);
+      try {
+        writeFileSync(file, encodePprof(profile));
+        written++;
+      } catch (e) {
+        failed++;
+        log.error({ file, err: (e as Error).message }, 'cannot write the window');
+      }
+    },
+    drain: () => Promise.resolve(),
+    summary: () => ({ written, failed }),
+  };
+}

@@ -1,0 +1,214 @@
+// `flamewire agent` end to end, against real OTLP servers on loopback (gRPC and HTTP, decoding
+// with the official proto files): windows of a CPU-burning program arrive every interval with
+// the program's functions and its resource attributes (pid, executable path, service.name from
+// OTEL_SERVICE_NAME, host.name), headers from OTEL_EXPORTER_OTLP_HEADERS; SIGTERM delivers the
+// last window and exits 0; a backend that is not there costs nothing but counted drops; the
+// directory sink writes one pprof file per window. Logs are JSON lines on stdout.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import * as grpc from '@grpc/grpc-js';
+import { Profile as PprofProfile } from 'pprof-format';
+import protobuf from 'protobufjs';
+import { buildC, repoRoot, workDir } from './helpers.js';
+
+const cli = join(repoRoot, 'dist', 'src', 'cli.js');
+const dir = workDir('agent');
+const root = new protobuf.Root();
+root.resolvePath = (_o, t) => (t.startsWith('/') ? t : join(repoRoot, 'test', 'fixtures', 'otlp-proto', t));
+root.loadSync('opentelemetry/proto/collector/profiles/v1development/profiles_service.proto');
+const Request = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest');
+const Response = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceResponse');
+
+const BURNER = `
+volatile unsigned long sink;
+__attribute__((noinline)) void agent_burn(void) { for (unsigned long i = 0; i < 100000; i++) sink += i; }
+int main(void) { for (;;) agent_burn(); }
+`;
+
+interface Window {
+  resources: Array<Record<string, string | number>>;
+  /** Function names of every sample of the CPU profiles, per resource pid. */
+  functions: Map<number, Set<string>>;
+  sampleTypes: string[];
+  headers: Record<string, string>;
+}
+
+function decodeWindow(bytes: Buffer, headers: Record<string, string>): Window {
+  const r = Request.toObject(Request.decode(bytes), { longs: Number, defaults: true }) as any;
+  const d = r.dictionary;
+  const str = (i: number) => d.stringTable[i];
+  const functions = new Map<number, Set<string>>();
+  const sampleTypes: string[] = [];
+  const resources = r.resourceProfiles.map((rp: any) => {
+    const attrs = Object.fromEntries(rp.resource.attributes.map((kv: any) => [kv.key, kv.value.stringValue ?? Number(kv.value.intValue)]));
+    const names = new Set<string>();
+    for (const p of rp.scopeProfiles[0].profiles) {
+      sampleTypes.push(`${str(p.sampleType.typeStrindex)}/${str(p.sampleType.unitStrindex)}`);
+      for (const s of p.samples) {
+        for (const li of d.stackTable[s.stackIndex].locationIndices) for (const l of d.locationTable[li].lines) names.add(str(d.functionTable[l.functionIndex].nameStrindex));
+      }
+    }
+    functions.set(Number(attrs['process.pid']), names);
+    return attrs;
+  });
+  return { resources, functions, sampleTypes, headers };
+}
+
+/** Runs the agent; resolves with its exit status and its stdout's JSON log lines. */
+function agent(args: string[], env: NodeJS.ProcessEnv = {}, onStart?: (child: ChildProcess) => void): Promise<{ code: number | null; logs: any[]; stderr: string }> {
+  const child = spawn(process.execPath, [cli, 'agent', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += String(d)));
+  child.stderr.on('data', (d) => (err += String(d)));
+  onStart?.(child);
+  return new Promise((resolve) => {
+    child.on('close', (code) => {
+      const logs = out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      resolve({ code, logs, stderr: err });
+    });
+  });
+}
+
+describe('flamewire agent', () => {
+  let burner: ChildProcess;
+  let burnerPath: string;
+  before(() => {
+    burnerPath = buildC(dir, 'agent-burner', BURNER, ['-O2', '-fno-omit-frame-pointer']);
+    burner = spawn(burnerPath, [], { stdio: 'ignore' });
+  });
+  after(() => burner.kill('SIGKILL'));
+
+  it('sends a window of the program every interval over OTLP/HTTP, with its resource attributes', async () => {
+    const windows: Window[] = [];
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(Buffer.concat(chunks)) : Buffer.concat(chunks);
+        windows.push(decodeWindow(body, req.headers as Record<string, string>));
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+        res.end(Response.encode(Response.create({})).finish());
+      });
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const r = await agent(['-p', String(burner.pid), '--interval', '1s', '-d', '3500ms', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${port}`], {
+        OTEL_SERVICE_NAME: 'checkout',
+        OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=test',
+        OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20s3cret',
+        OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(windows.length >= 3, `${windows.length} windows arrived`);
+      for (const w of windows) {
+        assert.deepEqual(w.resources, [
+          {
+            'host.name': hostname(),
+            'deployment.environment': 'test',
+            'service.name': 'checkout',
+            'process.pid': burner.pid!,
+            'process.executable.name': 'agent-burner',
+            'process.executable.path': burnerPath,
+          },
+        ]);
+        assert.ok(w.functions.get(burner.pid!)!.has('agent_burn'), [...w.functions.get(burner.pid!)!].join(','));
+        assert.deepEqual(w.sampleTypes, ['samples/count']);
+        assert.equal(w.headers.authorization, 'Bearer s3cret');
+        assert.equal(w.headers['content-encoding'], 'gzip');
+      }
+      // JSON lines on stdout; the summary says what went where; secrets stay out of the logs.
+      const stopped = r.logs.find((l) => l.msg === 'agent stopped');
+      assert.equal(stopped.reason, 'duration');
+      const sink = Object.values(stopped.sinks)[0] as any;
+      assert.equal(sink.sent, windows.length);
+      assert.equal(sink.droppedFull + sink.droppedFinal + sink.droppedShutdown, 0);
+      assert.ok(!JSON.stringify(r.logs).includes('s3cret'));
+    } finally {
+      server.close();
+    }
+  });
+
+  it('on SIGTERM sends the last window over gRPC and exits 0', async () => {
+    const windows: Window[] = [];
+    const server = new grpc.Server();
+    server.addService(
+      {
+        Export: {
+          path: '/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (v: Buffer) => v,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: () => Buffer.from(Response.encode(Response.create({})).finish()),
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      {
+        Export: (call: grpc.ServerUnaryCall<Buffer, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+          windows.push(decodeWindow(call.request, {}));
+          cb(null, {});
+        },
+      },
+    );
+    const port = await new Promise<number>((ok, fail) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? fail(e) : ok(p))));
+    try {
+      // A long interval: only the window SIGTERM closes can arrive.
+      const r = await agent(['-p', String(burner.pid), '--interval', '1m', '--otlp-endpoint', `http://127.0.0.1:${port}`], {}, (child) => {
+        setTimeout(() => child.kill('SIGTERM'), 2500);
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(windows.length, 1);
+      assert.ok(windows[0]!.functions.get(burner.pid!)!.has('agent_burn'));
+      assert.equal(r.logs.find((l) => l.msg === 'agent stopped').reason, 'SIGTERM');
+    } finally {
+      server.forceShutdown();
+    }
+  });
+
+  it('with the backend down, stops within the shutdown timeout and counts what it could not send', async () => {
+    const t = Date.now();
+    const r = await agent(['-p', String(burner.pid), '--interval', '500ms', '-d', '1500ms', '--shutdown-timeout', '500ms', '--otlp-endpoint', 'http://127.0.0.1:1']);
+    assert.equal(r.code, 0, r.stderr);
+    const sink = Object.values(r.logs.find((l) => l.msg === 'agent stopped').sinks)[0] as any;
+    assert.equal(sink.sent, 0);
+    assert.ok(sink.droppedShutdown >= 1, JSON.stringify(sink));
+    assert.ok(r.logs.some((l) => l.msg === 'export failed' && l.retryable === true));
+    // Bounded by the shutdown timeout, not by the backend (generous: the machine is shared).
+    assert.ok(Date.now() - t < 30_000);
+  });
+
+  it('writes one pprof file per window to --output-dir', async () => {
+    const out = join(dir, 'windows');
+    rmSync(out, { recursive: true, force: true });
+    const r = await agent(['-p', String(burner.pid), '--interval', '1s', '-d', '2500ms', '--no-otlp', '--output-dir', out]);
+    assert.equal(r.code, 0, r.stderr);
+    const files = readdirSync(out).filter((f) => f.endsWith('.pb.gz'));
+    assert.ok(files.length >= 2, files.join(','));
+    const p = PprofProfile.decode(gunzipSync(readFileSync(join(out, files[0]!))));
+    assert.ok(p.stringTable.strings.includes('agent_burn'));
+  });
+
+  it('refuses bad settings with one line', async () => {
+    for (const [args, env, want] of [
+      [['--otlp-protocol', 'thrift'], {}, /--otlp-protocol 'thrift'/],
+      [['--no-otlp'], {}, /nowhere to send/],
+      [[], { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, /OTEL_EXPORTER_OTLP_PROTOCOL='http\/json'/],
+      [['--queue-size', 'lots'], {}, /--queue-size 'lots'/],
+    ] as const) {
+      const r = await agent([...args], env);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr.trim(), want);
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+    }
+  });
+});

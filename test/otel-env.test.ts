@@ -1,0 +1,83 @@
+// The OTLP exporter environment (OTEL_EXPORTER_OTLP_[PROFILES_]*, OTEL_RESOURCE_ATTRIBUTES,
+// OTEL_SERVICE_NAME) as the OTLP exporter specification reads it, and container ids from the
+// /proc/PID/cgroup lines Docker, containerd (Kubernetes), CRI-O and Podman write, cgroup v1 and v2.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { UsageError } from '../src/cli-args.js';
+import { containerIdFromCgroup } from '../src/container-id.js';
+import { otlpFromEnv, resourceFromEnv } from '../src/otel-env.js';
+
+const ID = '9f2f6a0e1b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6';
+
+describe('OTEL environment', () => {
+  it('defaults to gRPC on localhost:4317, HTTP on 4318', () => {
+    assert.deepEqual(otlpFromEnv({}), { endpoint: 'http://localhost:4317', protocol: 'grpc' });
+    assert.deepEqual(otlpFromEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }), { endpoint: 'http://localhost:4318', protocol: 'http/protobuf' });
+  });
+
+  it('prefers the profiles variables; the signal endpoint is the full URL for HTTP', () => {
+    const o = otlpFromEnv({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://generic:4318',
+      OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT: 'https://pyroscope:4040/v1development/profiles',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+      OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL: 'http/protobuf',
+      OTEL_EXPORTER_OTLP_HEADERS: 'a=1',
+      OTEL_EXPORTER_OTLP_PROFILES_HEADERS: 'authorization=Basic%20dXNlcjpwYXNz,X-Scope-OrgID=t1',
+      OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+      OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT: '2500',
+      OTEL_EXPORTER_OTLP_CERTIFICATE: '/etc/ca.pem',
+      OTEL_EXPORTER_OTLP_PROFILES_CLIENT_CERTIFICATE: '/etc/c.pem',
+      OTEL_EXPORTER_OTLP_PROFILES_CLIENT_KEY: '/etc/k.pem',
+      OTEL_EXPORTER_OTLP_INSECURE: 'TRUE',
+    });
+    assert.deepEqual(o, {
+      endpoint: 'https://pyroscope:4040/v1development/profiles',
+      url: 'https://pyroscope:4040/v1development/profiles',
+      protocol: 'http/protobuf',
+      headers: { authorization: 'Basic dXNlcjpwYXNz', 'X-Scope-OrgID': 't1' },
+      compression: 'gzip',
+      timeoutMs: 2500,
+      certificate: '/etc/ca.pem',
+      clientCertificate: '/etc/c.pem',
+      clientKey: '/etc/k.pem',
+      insecure: true,
+    });
+  });
+
+  it('names the variable that is wrong', () => {
+    assert.throws(() => otlpFromEnv({ OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL: 'http/json' }), (e: Error) => e instanceof UsageError && /OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL/.test(e.message));
+    assert.throws(() => otlpFromEnv({ OTEL_EXPORTER_OTLP_TIMEOUT: '10s' }), /OTEL_EXPORTER_OTLP_TIMEOUT='10s'/);
+    assert.throws(() => otlpFromEnv({ OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' }), /gzip or none/);
+    assert.throws(() => otlpFromEnv({ OTEL_EXPORTER_OTLP_HEADERS: 'novalue' }), /not key=value/);
+  });
+
+  it('reads resource attributes, OTEL_SERVICE_NAME over service.name', () => {
+    assert.deepEqual(resourceFromEnv({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=a,k8s.namespace.name=shop%20prod', OTEL_SERVICE_NAME: 'checkout' }), {
+      'service.name': 'checkout',
+      'k8s.namespace.name': 'shop prod',
+    });
+    assert.deepEqual(resourceFromEnv({}), {});
+  });
+});
+
+describe('container id', () => {
+  it('is found in every runtime layout, v1 and v2', () => {
+    for (const text of [
+      `0::/system.slice/docker-${ID}.scope\n`,
+      `0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/cri-containerd-${ID}.scope\n`,
+      `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podabc.slice/crio-${ID}.scope\n`,
+      `0::/machine.slice/libpod-${ID}.scope/container\n`,
+      `12:pids:/docker/${ID}\n11:memory:/docker/${ID}\n`,
+      `4:memory:/kubepods/burstable/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`,
+    ]) {
+      assert.equal(containerIdFromCgroup(text), ID, text);
+    }
+  });
+
+  it('is absent outside containers', () => {
+    assert.equal(containerIdFromCgroup('0::/user.slice/user-0.slice/session-3.scope\n'), undefined);
+    assert.equal(containerIdFromCgroup('0::/\n'), undefined);
+    assert.equal(containerIdFromCgroup(''), undefined);
+  });
+});
