@@ -7,11 +7,12 @@
 import { mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { AgentMetrics } from './agent-metrics.js';
 import { OnCpuCapture } from './capture.js';
 import type { AgentOptions } from './cli-args.js';
 import { containerId } from './container-id.js';
 import { formatDuration } from './duration.js';
-import { ExportQueue } from './export/queue.js';
+import { ExportQueue, type QueueStats } from './export/queue.js';
 import { GoRegistry } from './go-processes.js';
 import { configureLogger, logger } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler } from './native.js';
@@ -28,6 +29,8 @@ interface Sink {
   take(profile: Profile): void;
   drain(deadlineMs: number): Promise<void>;
   summary(): Record<string, number>;
+  /** Destinations with a queue. */
+  queue?: () => QueueStats;
 }
 
 export async function runAgent(opts: AgentOptions, version: string): Promise<number> {
@@ -66,7 +69,26 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     throw new RecordError(`cannot start the sampler: ${(e as Error).message.split('\n')[0]}`);
   }
   go = new GoRegistry(sampler);
+  let stopped = false;
+  const metrics = new AgentMetrics(
+    {
+      sampler: () => (stopped ? undefined : sampler.stats()),
+      queues: () => sinks.flatMap((s) => (s.queue ? [{ sink: s.name, stats: s.queue() }] : [])),
+      symbolizer: () => capture.symbolizerStats,
+    },
+    opts.intervalMs,
+  );
+  if (opts.metricsAddress !== undefined) {
+    try {
+      const a = await metrics.listen(opts.metricsAddress);
+      log.info({ address: `${a.address}:${a.port}` }, 'serving /metrics, /healthz, /readyz');
+    } catch (e) {
+      sampler.stop();
+      throw new RecordError(`cannot serve metrics on ${opts.metricsAddress}: ${(e as Error).message}`);
+    }
+  }
   sampler.start((batch) => capture.addBatch(batch));
+  metrics.setReady();
   for (const pid of opts.pids.length > 0 ? opts.pids : opts.offCpu ? runningPids() : []) go.update(pid, 'start');
   log.info({ frequency: opts.frequency, offCpu: opts.offCpu, interval: formatDuration(opts.intervalMs), pids: opts.pids, sinks: sinks.map((s) => s.name), info: sampler.info() }, 'agent started');
 
@@ -85,6 +107,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     windowStart = end;
     windowWall = endWall;
     windows++;
+    metrics.windowClosed(samples);
     for (const s of sinks) s.take(profile);
     log.info({ window: windows, samples, offCpuRecords: offCpu, stacks: profile.samples.length }, 'window closed');
   };
@@ -110,10 +133,12 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   // The last window: everything until now, then delivery within the shutdown timeout.
   const deadline = Date.now() + opts.shutdownTimeoutMs;
   sampler.stop();
+  stopped = true;
   await closing;
   await closeWindow().catch((e: Error) => log.error({ err: e.message }, 'last window lost'));
   await Promise.all(sinks.map((s) => s.drain(deadline)));
   await capture.close();
+  metrics.close();
   const stats = sampler.stats();
   log.info(
     { reason: stopReason, windows, sinks: Object.fromEntries(sinks.map((s) => [s.name, s.summary()])), ringBufferFull: stats.ringBufferFull, offCpuDropped: stats.offCpuRingBufferFull },
@@ -149,6 +174,7 @@ function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource:
       exporter.close();
     },
     summary: () => ({ ...queue.stats }),
+    queue: () => queue.stats,
   };
 }
 

@@ -11,7 +11,7 @@ import { buildProfile, type ResolvedAddress } from './profile-builder.js';
 import type { Profile } from './profile-model.js';
 import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, type RawSample } from './record-decoder.js';
 import type { OnCpuSample } from './sample.js';
-import { Symbolizer } from './symbolizer.js';
+import { Symbolizer, type SymbolizerStats } from './symbolizer.js';
 import { goroutineStateName, threadStateName } from './thread-state.js';
 import { frameKind, OWN_FRAME, repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
 import { ruleLookupFor, UnwindTables } from './unwind/unwind-tables.js';
@@ -78,6 +78,11 @@ export class OnCpuCapture {
   private kernelSymbolizer: Symbolizer | undefined;
   /** Batches that could not be decoded. */
   decodeErrors = 0;
+  /** The user-space symbolizer's counters (cache hits and misses), once it exists. */
+  get symbolizerStats(): SymbolizerStats | undefined {
+    return this.symbolizer?.stats;
+  }
+
   /** The last profile's waits of the Go runtime's own goroutines, left out of it. */
   systemGoroutines = { records: 0, ns: 0 };
   /** Samples counted straight from the raw record (see rawSample). */

@@ -44,6 +44,8 @@ export interface AgentOptions {
   queueBytes: number;
   shutdownTimeoutMs: number;
   logLevel: LogLevel;
+  /** host:port (or :port) for /metrics, /healthz and /readyz; none when undefined. */
+  metricsAddress?: string;
   /** OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME. */
   resource: Attributes;
 }
@@ -90,6 +92,7 @@ const AGENT_OPTIONS: OptionSpec[] = [
   { long: 'queue-size', takesValue: true },
   { long: 'shutdown-timeout', takesValue: true },
   { long: 'log-level', takesValue: true },
+  { long: 'metrics-address', takesValue: true },
   { long: 'help', short: 'h', takesValue: false },
 ];
 
@@ -163,6 +166,8 @@ function parseAgent(args: string[]): Parsed {
   const queueBytes = q === undefined ? 64 << 20 : parseSize(q);
   if (!(queueBytes > 0)) throw new UsageError(`invalid --queue-size '${q}' (examples: 64MiB, 512KiB)`);
   const durationMs = get('duration') === undefined ? undefined : time('duration', 0);
+  const metricsAddress = get('metrics-address');
+  if (metricsAddress !== undefined && !/^[^:]*:\d{1,5}$/.test(metricsAddress)) throw new UsageError(`invalid --metrics-address '${metricsAddress}' (host:port or :port)`);
   return {
     kind: 'agent',
     options: {
@@ -176,6 +181,7 @@ function parseAgent(args: string[]): Parsed {
       queueBytes,
       shutdownTimeoutMs: time('shutdown-timeout', 5_000),
       logLevel: level as LogLevel,
+      metricsAddress,
       resource: resourceFromEnv(),
     },
   };
@@ -363,7 +369,9 @@ Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
                                the oldest are dropped, and counted, when full)
       --shutdown-timeout <t>   time to deliver the last windows on SIGTERM (default 5s)
   -d, --duration <time>        stop after this long (default: until SIGTERM/SIGINT)
-      --log-level <level>      debug | info | warn | error (default info, or FLAMEWIRE_LOG_LEVEL)`,
+      --log-level <level>      debug | info | warn | error (default info, or FLAMEWIRE_LOG_LEVEL)
+      --metrics-address <a>    serve /metrics (Prometheus), /healthz and /readyz on host:port
+                               or :port (default: not served)`,
   doctor: `usage: flamewire doctor [--json]
 
 Checks privileges, BTF, bpf(), perf_event_paranoid, tracefs and the BPF ring buffer, and prints

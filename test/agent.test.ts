@@ -187,6 +187,31 @@ describe('flamewire agent', () => {
     assert.ok(Date.now() - t < 30_000);
   });
 
+  it('serves Prometheus metrics, /healthz and /readyz while it runs', async () => {
+    let scraped = '';
+    let health = 0;
+    let ready = 0;
+    const port = 19000 + (process.pid % 1000);
+    const r = await agent(['-p', String(burner.pid), '--interval', '500ms', '-d', '4s', '--no-otlp', '--output-dir', join(dir, 'metrics-windows'), '--metrics-address', `127.0.0.1:${port}`], {}, () => {
+      setTimeout(async () => {
+        try {
+          scraped = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+          health = (await fetch(`http://127.0.0.1:${port}/healthz`)).status;
+          ready = (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+        } catch {
+          // asserted below
+        }
+      }, 3000);
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual([health, ready], [200, 200]);
+    const value = (name: string) => Number(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\d+)`, 'm').exec(scraped)?.[1]);
+    assert.ok(value('flamewire_windows_total') >= 1, scraped);
+    assert.ok(value('flamewire_samples_total{kind="on_cpu"}') > 0, scraped);
+    assert.match(scraped, /^flamewire_dropped_total\{reason="ring_buffer_full"\} 0$/m);
+    assert.match(scraped, /^flamewire_symbol_cache_total\{result="miss"\} \d+$/m);
+  });
+
   it('writes one pprof file per window to --output-dir', async () => {
     const out = join(dir, 'windows');
     rmSync(out, { recursive: true, force: true });

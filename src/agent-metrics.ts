@@ -1,0 +1,174 @@
+// The agent's own metrics (prom-client) and its Kubernetes probes, on one HTTP port:
+//   GET /metrics   Prometheus text: samples, drops by reason, windows, exports by outcome,
+//                  queue bytes, symbol-cache hits and misses
+//   GET /healthz   200 while windows keep closing (the last one less than 3 intervals ago)
+//   GET /readyz    200 once the sampler is attached
+// Counters that live in BPF or in the queues are read when scraped.
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { QueueStats } from './export/queue.js';
+import type { OnCpuStats } from './native.js';
+import type { SymbolizerStats } from './symbolizer.js';
+
+export interface MetricsSources {
+  sampler: () => OnCpuStats | undefined;
+  queues: () => Array<{ sink: string; stats: QueueStats }>;
+  symbolizer: () => SymbolizerStats | undefined;
+}
+
+/** What a counter's source said at the last scrape, so that it grows by the difference. */
+class Deltas {
+  private readonly last = new Map<string, number>();
+  inc(c: Counter<string>, labels: Record<string, string>, value: number): void {
+    const key = `${(c as unknown as { name: string }).name}${JSON.stringify(labels)}`;
+    const d = value - (this.last.get(key) ?? 0);
+    this.last.set(key, value);
+    // Also by 0: a series exists from the first scrape on, so that a 0 reads as 0, not absent.
+    c.inc(labels, Math.max(0, d));
+  }
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly windows: Counter<string>;
+  private readonly windowSamples: Counter<string>;
+  private ready = false;
+  private lastWindowAt = Date.now();
+  private server: Server | undefined;
+
+  constructor(
+    sources: MetricsSources,
+    private readonly intervalMs: number,
+  ) {
+    const reg = this.registry;
+    const deltas = new Deltas();
+    this.windows = new Counter({ name: 'flamewire_windows_total', help: 'Windows closed.', registers: [reg] });
+    this.windowSamples = new Counter({ name: 'flamewire_window_samples_total', help: 'On-CPU samples in the windows closed.', registers: [reg] });
+    new Counter({
+      name: 'flamewire_samples_total',
+      help: 'Records written by the BPF programs, by kind.',
+      labelNames: ['kind'],
+      registers: [reg],
+      collect() {
+        const s = sources.sampler();
+        if (!s) return;
+        deltas.inc(this, { kind: 'on_cpu' }, s.samples);
+        deltas.inc(this, { kind: 'off_cpu' }, s.offCpuRecords);
+        deltas.inc(this, { kind: 'goroutine_wait' }, s.goWaitRecords);
+      },
+    });
+    new Counter({
+      name: 'flamewire_dropped_total',
+      help: 'What was lost, by reason: ring buffer full (per record kind), queue full, refused by the destination, left at shutdown.',
+      labelNames: ['reason'],
+      registers: [reg],
+      collect() {
+        const s = sources.sampler();
+        if (s) {
+          deltas.inc(this, { reason: 'ring_buffer_full' }, s.ringBufferFull + s.eventRingBufferFull);
+          deltas.inc(this, { reason: 'off_cpu_ring_buffer_full' }, s.offCpuRingBufferFull);
+          deltas.inc(this, { reason: 'goroutine_wait_ring_buffer_full' }, s.goWaitRingBufferFull);
+        }
+        let full = 0;
+        let refused = 0;
+        let shutdown = 0;
+        for (const q of sources.queues()) {
+          full += q.stats.droppedFull;
+          refused += q.stats.droppedFinal;
+          shutdown += q.stats.droppedShutdown;
+        }
+        deltas.inc(this, { reason: 'queue_full' }, full);
+        deltas.inc(this, { reason: 'refused' }, refused);
+        deltas.inc(this, { reason: 'shutdown' }, shutdown);
+      },
+    });
+    new Counter({
+      name: 'flamewire_exports_total',
+      help: 'Export attempts per destination and outcome (ok, retry, failed).',
+      labelNames: ['sink', 'outcome'],
+      registers: [reg],
+      collect() {
+        for (const q of sources.queues()) {
+          deltas.inc(this, { sink: q.sink, outcome: 'ok' }, q.stats.sent);
+          deltas.inc(this, { sink: q.sink, outcome: 'retry' }, q.stats.retries);
+          deltas.inc(this, { sink: q.sink, outcome: 'failed' }, q.stats.droppedFinal);
+        }
+      },
+    });
+    new Gauge({
+      name: 'flamewire_queue_bytes',
+      help: 'Bytes of windows waiting for each destination.',
+      labelNames: ['sink'],
+      registers: [reg],
+      collect() {
+        for (const q of sources.queues()) this.set({ sink: q.sink }, q.stats.queuedBytes);
+      },
+    });
+    new Counter({
+      name: 'flamewire_symbol_cache_total',
+      help: 'Addresses symbolized from the cache (hit) or by parsing files (miss).',
+      labelNames: ['result'],
+      registers: [reg],
+      collect() {
+        const s = sources.symbolizer();
+        if (!s) return;
+        deltas.inc(this, { result: 'hit' }, s.cacheHits);
+        deltas.inc(this, { result: 'miss' }, s.cacheMisses);
+      },
+    });
+  }
+
+  windowClosed(samples: number): void {
+    this.windows.inc();
+    this.windowSamples.inc(samples);
+    this.lastWindowAt = Date.now();
+  }
+
+  setReady(): void {
+    this.ready = true;
+    this.lastWindowAt = Date.now();
+  }
+
+  /** Serves /metrics, /healthz and /readyz on `address` (host:port, or :port for every interface). */
+  async listen(address: string): Promise<AddressInfo> {
+    const m = /^(.*):(\d+)$/.exec(address);
+    if (!m) throw new Error(`metrics address '${address}' is not host:port`);
+    const host = m[1] || '0.0.0.0';
+    this.server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        this.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': this.registry.contentType });
+            res.end(text);
+          },
+          (e: Error) => {
+            res.writeHead(500);
+            res.end(e.message);
+          },
+        );
+      } else if (path === '/healthz') {
+        const ok = Date.now() - this.lastWindowAt < 3 * this.intervalMs + 10_000;
+        res.writeHead(ok ? 200 : 503);
+        res.end(ok ? 'ok\n' : 'no window closed lately\n');
+      } else if (path === '/readyz') {
+        res.writeHead(this.ready ? 200 : 503);
+        res.end(this.ready ? 'ready\n' : 'starting\n');
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((ok, fail) => {
+      this.server!.once('error', fail);
+      this.server!.listen(Number(m[2]), host, ok);
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  close(): void {
+    this.server?.close();
+  }
+}
