@@ -3,7 +3,8 @@
 // comparison is a ratio.
 //
 //   FLAMEWIRE_BENCH_QUICK=1 shortens every run (for trying the bench itself, not for figures).
-//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go,gowaits runs only those.
+//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go,gowaits,export,agent
+//   runs only those. FLAMEWIRE_BENCH_AGENT_MINUTES sets the agent runs' length (default 10).
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,8 @@ import { encodePprof } from '../src/output/pprof.js';
 import { measureBpfCost } from './bpf-cost.js';
 import { buildGoJob, measureGoCost } from './go-cost.js';
 import { timeGoPingPong, type GoWaitsMode, type GoWaitsRun } from './go-waits.js';
+import { measureExportCost } from './export-cost.js';
+import { measureAgent } from './agent-cost.js';
 import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
 import { buildSplitWorkload } from '../test/workloads.js';
 
@@ -467,6 +470,34 @@ async function goWaits(): Promise<void> {
   );
 }
 
+async function exportCost(): Promise<void> {
+  const [procs, stacks] = quick ? [100, 100] : [1000, 1000];
+  log(`export: encoding a window of ${procs} processes × ${stacks} stacks, OTLP vs pprof`);
+  const c = measureExportCost(procs, stacks);
+  const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+  add(
+    `export: one window of ${procs.toLocaleString('en-US')} processes × ${stacks.toLocaleString('en-US')} stacks (20 frames), encode time and bytes`,
+    `OTLP request ${c.otlpMs.toFixed(0)} ms, ${mb(c.otlpBytes)} (${mb(c.otlpGzipBytes)} gzipped); ` +
+      `pprof per process ${c.pprofPerProcessMs.toFixed(0)} ms, ${mb(c.pprofPerProcessBytes)} gzipped in all; one pprof for the window ${c.pprofWholeMs.toFixed(0)} ms, ${mb(c.pprofWholeBytes)}`,
+    '(reported)',
+    undefined,
+  );
+}
+
+async function agentCost(): Promise<void> {
+  const minutes = Number(process.env.FLAMEWIRE_BENCH_AGENT_MINUTES ?? (quick ? 1 : 10));
+  for (const backend of ['up', 'down'] as const) {
+    log(`agent: ${minutes} min of whole-machine profiling at 19 Hz, backend ${backend}`);
+    const a = await measureAgent(backend, minutes * 60);
+    add(
+      `agent: whole machine, -F 19, 15 s windows, ${minutes} min, backend ${backend}: peak RSS, CPU of one core`,
+      `${a.peakRssMb.toFixed(1)} MB, ${(a.cpuShare * 100).toFixed(2)}% (${backend === 'up' ? `${a.windowsSent} windows delivered` : `${a.retries} failed attempts logged, windows kept in the queue`})`,
+      '≤ 100 MB, ≤ 1%',
+      a.peakRssMb <= 100 && a.cpuShare <= 0.01,
+    );
+  }
+}
+
 function printTable(): void {
   const head = { what: 'benchmark', value: 'measured', target: 'target', verdict: '' };
   const all = [head, ...rows];
@@ -492,6 +523,8 @@ async function main(): Promise<void> {
     offcpu: offCpu,
     go: goCost,
     gowaits: goWaits,
+    export: exportCost,
+    agent: agentCost,
   };
   for (const [name, run] of Object.entries(benches)) if (!only || only.includes(name)) await run();
   printTable();

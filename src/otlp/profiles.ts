@@ -175,6 +175,8 @@ class Dictionary {
   private readonly functions = new Map<string, number>();
   private readonly mappings = new Map<number, number>();
   private readonly locations = new Map<string, number>();
+  /** Locations of one (not inlined) frame, by frame index: the common case, without a key. */
+  private single: Int32Array | undefined;
   private readonly attributes = new Map<string, number>();
   private readonly stacks = new Map<string, number>();
   private kernelMapping = 0;
@@ -246,25 +248,39 @@ class Dictionary {
 
   /** The location of frames stack[from..to) (inlined ones, then the physical one). */
   private location(profile: Profile, stack: number[], from: number, to: number): number {
+    if (to - from === 1) {
+      this.single ??= new Int32Array(profile.frames.length);
+      const fi = stack[from]!;
+      let i = this.single[fi]!;
+      if (i === 0) this.single[fi] = i = this.newLocation(profile, stack, from, to);
+      return i;
+    }
     const key = stack.slice(from, to).join(',');
     let i = this.locations.get(key);
     if (i === undefined) {
+      i = this.newLocation(profile, stack, from, to);
+      this.locations.set(key, i);
+    }
+    return i;
+  }
+
+  private newLocation(profile: Profile, stack: number[], from: number, to: number): number {
+    {
       const physical = profile.frames[stack[to - 1]!]!;
       const lines: Array<{ functionIndex: number; line: string }> = [];
       for (let k = from; k < to; k++) {
         const f = profile.frames[stack[k]!]!;
         lines.push({ functionIndex: this.function(f), line: String(f.line ?? 0) });
       }
-      i = this.tables.locationTable.length;
+      const i = this.tables.locationTable.length;
       this.tables.locationTable.push({
         mappingIndex: this.mapping(profile, physical),
         address: String(physical.address),
         lines,
         attributeIndices: [this.attribute('profile.frame.type', FRAME_TYPE[physical.kind])],
       });
-      this.locations.set(key, i);
+      return i;
     }
-    return i;
   }
 
   stack(profile: Profile, stack: number[]): number {

@@ -1,0 +1,76 @@
+// The agent's own footprint over a long run of whole-machine profiling at its default 19 Hz and
+// 15 s windows: peak RSS (VmHWM) and CPU time (utime + stime of the agent process, all its
+// threads: reader, walker, symbolizer worker) per second of wall time. Once with the backend up
+// (a loopback OTLP/HTTP server in this process answering 200) and once with it down (nothing
+// listening: every window waits in the queue and is retried). Prints nothing.
+
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const cli = join(root, 'dist', 'src', 'cli.js');
+
+export interface AgentCost {
+  backend: 'up' | 'down';
+  seconds: number;
+  peakRssMb: number;
+  /** CPU time of the agent process over its wall time (1 = one core). */
+  cpuShare: number;
+  windowsSent: number;
+  queuedBytes: number;
+  retries: number;
+}
+
+/** CPU ticks (utime + stime) of process `pid` from /proc/PID/stat. */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
+function peakRssKb(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+export async function measureAgent(backend: 'up' | 'down', seconds: number): Promise<AgentCost> {
+  let windows = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      windows++;
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+      res.end();
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const port = (server.address() as AddressInfo).port;
+  if (backend === 'down') await new Promise<void>((ok) => server.close(() => ok()));
+  const child = spawn(process.execPath, [cli, 'agent', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${port}`, '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += String(d)));
+  const closed = new Promise<void>((ok) => child.once('close', () => ok()));
+  try {
+    // The start-up (BPF load, the first window's symbolizer) is part of the footprint.
+    const t0 = Date.now();
+    const c0 = cpuTicks(child.pid!);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const cpu = (cpuTicks(child.pid!) - c0) / 100;
+    const wall = (Date.now() - t0) / 1000;
+    const peak = peakRssKb(child.pid!);
+    child.kill('SIGTERM');
+    await closed;
+    // --log-level warn: only the failures; the stop summary is at info. Count from the server.
+    const failures = out.split('\n').filter((l) => l.includes('export failed')).length;
+    return { backend, seconds, peakRssMb: peak / 1024, cpuShare: cpu / wall, windowsSent: windows, queuedBytes: 0, retries: failures };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    if (backend === 'up') server.close();
+  }
+}
