@@ -44,7 +44,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   const resource: Attributes = { 'host.name': hostname(), ...opts.resource };
   const sinks: Sink[] = [];
   for (const e of opts.otlp) sinks.push(otlpSink(e, opts, resource, version));
-  if (opts.outputDir) sinks.push(directorySink(opts.outputDir));
+  for (const d of opts.outputDirs) sinks.push(directorySink(d));
 
   let go: GoRegistry | undefined;
   const capture = new OnCpuCapture({

@@ -5,6 +5,7 @@
 import { parseDuration, parseDurationNs } from './duration.js';
 import type { ExporterOptions } from './otlp/exporter.js';
 import { otlpFromEnv, parseHeaders, resourceFromEnv } from './otel-env.js';
+import { readAgentConfig } from './agent-config.js';
 import type { Attributes } from './otlp/profiles.js';
 import { OutputFormatError, outputFormatFor, type OutputFormat } from './output/format.js';
 
@@ -39,8 +40,8 @@ export interface AgentOptions {
   durationMs?: number;
   /** OTLP destinations (none with --no-otlp). */
   otlp: ExporterOptions[];
-  /** One pprof file per window in this directory. */
-  outputDir?: string;
+  /** One pprof file per window in each of these directories. */
+  outputDirs: string[];
   queueBytes: number;
   shutdownTimeoutMs: number;
   logLevel: LogLevel;
@@ -93,6 +94,7 @@ const AGENT_OPTIONS: OptionSpec[] = [
   { long: 'shutdown-timeout', takesValue: true },
   { long: 'log-level', takesValue: true },
   { long: 'metrics-address', takesValue: true },
+  { long: 'config', takesValue: true },
   { long: 'help', short: 'h', takesValue: false },
 ];
 
@@ -140,8 +142,12 @@ function parseAgent(args: string[]): Parsed {
     return ms;
   };
   const frequency = parseFrequency(get('frequency'), DEFAULT_AGENT_FREQUENCY);
-  const otlp: ExporterOptions[] = [];
-  if (!values.has('no-otlp')) {
+  const config = get('config') === undefined ? undefined : readAgentConfig(get('config')!);
+  const otlp: ExporterOptions[] = [...(config?.otlp ?? [])];
+  // The exporter of the flags and OTEL_* variables: unless turned off, or a config file says
+  // where to send and no flag asks for more.
+  const otlpFlags = ['otlp-endpoint', 'otlp-protocol', 'otlp-header', 'otlp-insecure'].some((k) => values.has(k));
+  if (!values.has('no-otlp') && (!config || otlpFlags)) {
     const e = otlpFromEnv();
     const endpoint = get('otlp-endpoint');
     const protocol = get('otlp-protocol');
@@ -158,8 +164,8 @@ function parseAgent(args: string[]): Parsed {
     if (values.has('otlp-insecure')) e.insecure = true;
     otlp.push(e);
   }
-  const outputDir = get('output-dir');
-  if (otlp.length === 0 && outputDir === undefined) throw new UsageError('--no-otlp leaves nowhere to send profiles: add --output-dir');
+  const outputDirs = [...(config?.outputDirs ?? []), ...(values.get('output-dir') ?? [])];
+  if (otlp.length === 0 && outputDirs.length === 0) throw new UsageError('--no-otlp leaves nowhere to send profiles: add --output-dir');
   const level = get('log-level') ?? process.env.FLAMEWIRE_LOG_LEVEL ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`invalid --log-level '${level}' (debug, info, warn or error)`);
   const q = get('queue-size');
@@ -177,7 +183,7 @@ function parseAgent(args: string[]): Parsed {
       intervalMs: time('interval', 15_000),
       durationMs,
       otlp,
-      outputDir,
+      outputDirs,
       queueBytes,
       shutdownTimeoutMs: time('shutdown-timeout', 5_000),
       logLevel: level as LogLevel,
@@ -365,6 +371,7 @@ Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
       --otlp-insecure          plain-text gRPC to an endpoint given without a scheme
       --no-otlp                no OTLP export (with --output-dir)
       --output-dir <dir>       also write one pprof file per window there
+      --config <file>          JSON: several destinations at once (see src/agent-config.ts)
       --queue-size <size>      windows waiting for a destination, at most (default 64MiB;
                                the oldest are dropped, and counted, when full)
       --shutdown-timeout <t>   time to deliver the last windows on SIGTERM (default 5s)

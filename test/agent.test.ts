@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -223,12 +223,40 @@ describe('flamewire agent', () => {
     assert.ok(p.stringTable.strings.includes('agent_burn'));
   });
 
+  it('sends to every destination of a config file', async () => {
+    let arrived = 0;
+    const server: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        arrived++;
+        res.writeHead(200);
+        res.end();
+      });
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const out = join(dir, 'config-windows');
+      rmSync(out, { recursive: true, force: true });
+      const cfg = join(dir, 'agent.json');
+      const port = (server.address() as AddressInfo).port;
+      writeFileSync(cfg, JSON.stringify({ exporters: [{ type: 'otlp', protocol: 'http/protobuf', endpoint: `http://127.0.0.1:${port}` }, { type: 'directory', path: out }] }));
+      const r = await agent(['-p', String(burner.pid), '--interval', '1s', '-d', '2500ms', '--config', cfg]);
+      assert.equal(r.code, 0, r.stderr);
+      const files = readdirSync(out).length;
+      assert.ok(arrived >= 2 && files >= 2, `${arrived} requests, ${files} files`);
+      assert.equal(arrived, files);
+    } finally {
+      server.close();
+    }
+  });
+
   it('refuses bad settings with one line', async () => {
     for (const [args, env, want] of [
       [['--otlp-protocol', 'thrift'], {}, /--otlp-protocol 'thrift'/],
       [['--no-otlp'], {}, /nowhere to send/],
       [[], { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, /OTEL_EXPORTER_OTLP_PROTOCOL='http\/json'/],
       [['--queue-size', 'lots'], {}, /--queue-size 'lots'/],
+      [['--config', '/nonexistent.json'], {}, /cannot read the config file \/nonexistent.json: ENOENT/],
     ] as const) {
       const r = await agent([...args], env);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

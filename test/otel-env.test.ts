@@ -1,9 +1,11 @@
 // The OTLP exporter environment (OTEL_EXPORTER_OTLP_[PROFILES_]*, OTEL_RESOURCE_ATTRIBUTES,
 // OTEL_SERVICE_NAME) as the OTLP exporter specification reads it, and container ids from the
-// /proc/PID/cgroup lines Docker, containerd (Kubernetes), CRI-O and Podman write, cgroup v1 and v2.
+// /proc/PID/cgroup lines Docker, containerd (Kubernetes), CRI-O and Podman write, cgroup v1 and v2;
+// the agent's config file.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseAgentConfig } from '../src/agent-config.js';
 import { UsageError } from '../src/cli-args.js';
 import { containerIdFromCgroup } from '../src/container-id.js';
 import { otlpFromEnv, resourceFromEnv } from '../src/otel-env.js';
@@ -79,5 +81,39 @@ describe('container id', () => {
     assert.equal(containerIdFromCgroup('0::/user.slice/user-0.slice/session-3.scope\n'), undefined);
     assert.equal(containerIdFromCgroup('0::/\n'), undefined);
     assert.equal(containerIdFromCgroup(''), undefined);
+  });
+});
+
+describe('agent config file', () => {
+  it('reads several destinations, with secrets from the environment', () => {
+    const cfg = parseAgentConfig(
+      {
+        exporters: [
+          { type: 'otlp', endpoint: 'http://collector:4317', headers: { authorization: 'Bearer ${TOKEN}' }, compression: 'gzip', timeout: '2s', insecure: true },
+          { type: 'otlp', protocol: 'http/protobuf', endpoint: 'http://pyroscope:4040' },
+          { type: 'directory', path: '/var/lib/flamewire' },
+        ],
+      },
+      'cfg.json',
+      { TOKEN: 't0k' },
+    );
+    assert.deepEqual(cfg, {
+      otlp: [
+        { endpoint: 'http://collector:4317', protocol: 'grpc', headers: { authorization: 'Bearer t0k' }, compression: 'gzip', timeoutMs: 2000, insecure: true },
+        { endpoint: 'http://pyroscope:4040', protocol: 'http/protobuf' },
+      ],
+      outputDirs: ['/var/lib/flamewire'],
+    });
+  });
+
+  it('names the exporter and the field that is wrong', () => {
+    const bad = (json: unknown, want: RegExp) => assert.throws(() => parseAgentConfig(json, 'cfg.json', {}), (e: Error) => e instanceof UsageError && want.test(e.message));
+    bad({}, /needs "exporters"/);
+    bad({ exporters: [{ type: 'kafka' }] }, /exporters\[0\]\.type/);
+    bad({ exporters: [{ type: 'otlp' }] }, /exporters\[0\]\.endpoint is missing/);
+    bad({ exporters: [{ type: 'otlp', endpoint: 'collector:4317' }] }, /must be a URL/);
+    bad({ exporters: [{ type: 'otlp', endpoint: 'http://c:1', protocol: 'udp' }] }, /protocol/);
+    bad({ exporters: [{ type: 'otlp', endpoint: 'http://c:1', headers: { a: '${NOPE}' } }] }, /NOPE, which is not set/);
+    bad({ exporters: [{ type: 'otlp', endpoint: 'http://c:1', retries: 3 }] }, /unknown field "retries"/);
   });
 });

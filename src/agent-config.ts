@@ -1,0 +1,113 @@
+// The agent's config file (--config FILE, JSON), for sending to several destinations at once:
+//
+//   {
+//     "exporters": [
+//       { "type": "otlp", "protocol": "grpc", "endpoint": "http://collector:4317",
+//         "headers": { "authorization": "Bearer ${COLLECTOR_TOKEN}" }, "compression": "gzip",
+//         "timeout": "10s", "insecure": false,
+//         "certificate": "/etc/ca.pem", "clientCertificate": "...", "clientKey": "..." },
+//       { "type": "otlp", "protocol": "http/protobuf", "endpoint": "http://pyroscope:4040" },
+//       { "type": "directory", "path": "/var/lib/flamewire" }
+//     ]
+//   }
+//
+// ${NAME} in a string is replaced by the environment variable NAME, so secrets can stay in the
+// environment (a Kubernetes Secret) rather than in the file. Every mistake is a UsageError
+// that names the exporter and the field.
+
+import { readFileSync } from 'node:fs';
+import { UsageError } from './cli-args.js';
+import { parseDuration } from './duration.js';
+import type { ExporterOptions } from './otlp/exporter.js';
+
+export interface AgentConfig {
+  otlp: ExporterOptions[];
+  outputDirs: string[];
+}
+
+type Env = Record<string, string | undefined>;
+
+export function readAgentConfig(path: string, env: Env = process.env): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read the config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`config file ${path} is not JSON: ${(e as Error).message}`);
+  }
+  return parseAgentConfig(json, path, env);
+}
+
+export function parseAgentConfig(json: unknown, where: string, env: Env = process.env): AgentConfig {
+  const fail = (what: string): never => {
+    throw new UsageError(`config file ${where}: ${what}`);
+  };
+  if (!isObject(json) || !Array.isArray(json.exporters) || json.exporters.length === 0) fail('needs "exporters": [ … ] with at least one');
+  const cfg: AgentConfig = { otlp: [], outputDirs: [] };
+  const expand = (s: string, field: string): string =>
+    s.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+      const v = env[name];
+      if (v === undefined) fail(`${field} names the environment variable ${name}, which is not set`);
+      return v!;
+    });
+  (json as { exporters: unknown[] }).exporters.forEach((e, i) => {
+    const at = `exporters[${i}]`;
+    if (!isObject(e)) fail(`${at} is not an object`);
+    const o = e as Record<string, unknown>;
+    const str = (k: string, required = false): string | undefined => {
+      const v = o[k];
+      if (v === undefined) return required ? fail(`${at}.${k} is missing`) : undefined;
+      if (typeof v !== 'string' || v === '') return fail(`${at}.${k} must be a non-empty string`);
+      return expand(v, `${at}.${k}`);
+    };
+    if (o.type === 'directory') {
+      cfg.outputDirs.push(str('path', true)!);
+      return;
+    }
+    if (o.type !== 'otlp') fail(`${at}.type must be "otlp" or "directory"`);
+    const protocol = str('protocol') ?? 'grpc';
+    if (protocol !== 'grpc' && protocol !== 'http/protobuf') fail(`${at}.protocol must be grpc or http/protobuf`);
+    const endpoint = str('endpoint', true)!;
+    if (!/^https?:\/\/[^/]+/.test(endpoint)) fail(`${at}.endpoint must be a URL such as http://collector:4317`);
+    const x: ExporterOptions = { endpoint, protocol: protocol as ExporterOptions['protocol'] };
+    const url = str('url');
+    if (url) x.url = url;
+    if (o.headers !== undefined) {
+      if (!isObject(o.headers) || Object.values(o.headers).some((v) => typeof v !== 'string')) fail(`${at}.headers must map names to strings`);
+      x.headers = Object.fromEntries(Object.entries(o.headers as Record<string, string>).map(([k, v]) => [k, expand(v, `${at}.headers.${k}`)]));
+    }
+    const compression = str('compression');
+    if (compression !== undefined) {
+      if (compression !== 'gzip' && compression !== 'none') fail(`${at}.compression must be gzip or none`);
+      x.compression = compression as 'gzip' | 'none';
+    }
+    const timeout = str('timeout');
+    if (timeout !== undefined) {
+      const ms = parseDuration(timeout);
+      if (ms === undefined || ms <= 0) fail(`${at}.timeout must be a duration such as 10s`);
+      x.timeoutMs = ms;
+    }
+    if (o.insecure !== undefined) {
+      if (typeof o.insecure !== 'boolean') fail(`${at}.insecure must be true or false`);
+      x.insecure = o.insecure as boolean;
+    }
+    for (const k of ['certificate', 'clientCertificate', 'clientKey'] as const) {
+      const v = str(k);
+      if (v !== undefined) x[k] = v;
+    }
+    const known = new Set(['type', 'protocol', 'endpoint', 'url', 'headers', 'compression', 'timeout', 'insecure', 'certificate', 'clientCertificate', 'clientKey']);
+    const extra = Object.keys(o).find((k) => !known.has(k));
+    if (extra) fail(`${at} has an unknown field "${extra}"`);
+    cfg.otlp.push(x);
+  });
+  return cfg;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
