@@ -7,6 +7,7 @@
 //         "timeout": "10s", "insecure": false,
 //         "certificate": "/etc/ca.pem", "clientCertificate": "...", "clientKey": "..." },
 //       { "type": "otlp", "protocol": "http/protobuf", "endpoint": "http://pyroscope:4040" },
+//       { "type": "parca", "endpoint": "http://parca:7070", "insecure": true },
 //       { "type": "directory", "path": "/var/lib/flamewire" }
 //     ]
 //   }
@@ -69,12 +70,14 @@ export function parseAgentConfig(json: unknown, where: string, env: Env = proces
       cfg.outputDirs.push(str('path', true)!);
       return;
     }
-    if (o.type !== 'otlp') fail(`${at}.type must be "otlp" or "directory"`);
+    if (o.type !== 'otlp' && o.type !== 'parca') fail(`${at}.type must be "otlp", "parca" or "directory"`);
+    // parca: Parca's own WriteRaw API (gRPC), gzipped pprof per process.
     const protocol = str('protocol') ?? 'grpc';
+    if (o.type === 'parca' && protocol !== 'grpc') fail(`${at}: Parca's WriteRaw is gRPC only`);
     if (protocol !== 'grpc' && protocol !== 'http/protobuf') fail(`${at}.protocol must be grpc or http/protobuf`);
     const endpoint = str('endpoint', true)!;
     if (!/^https?:\/\/[^/]+/.test(endpoint)) fail(`${at}.endpoint must be a URL such as http://collector:4317`);
-    const x: ExporterOptions = { endpoint, protocol: protocol as ExporterOptions['protocol'] };
+    const x: ExporterOptions = { endpoint, protocol: protocol as ExporterOptions['protocol'], ...(o.type === 'parca' ? { api: 'parca' as const } : {}) };
     const url = str('url');
     if (url) x.url = url;
     if (o.headers !== undefined) {

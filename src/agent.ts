@@ -12,6 +12,7 @@ import { OnCpuCapture } from './capture.js';
 import type { AgentOptions } from './cli-args.js';
 import { containerId } from './container-id.js';
 import { formatDuration } from './duration.js';
+import { toParcaWriteRaw } from './export/parca.js';
 import { ExportQueue, type QueueStats } from './export/queue.js';
 import { GoRegistry } from './go-processes.js';
 import { configureLogger, logger } from './logger.js';
@@ -150,7 +151,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
 /** Windows to an OTLP destination, through its own bounded queue. */
 function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource: Attributes, version: string): Sink {
   const exporter = new OtlpExporter(e);
-  const name = `otlp ${e.protocol} ${e.url ?? e.endpoint}`;
+  const name = e.api === 'parca' ? `parca ${e.endpoint}` : `otlp ${e.protocol} ${e.url ?? e.endpoint}`;
   const log = logger().child({ sink: name });
   const queue = new ExportQueue({
     maxBytes: opts.queueBytes,
@@ -164,10 +165,17 @@ function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource:
   return {
     name,
     take(profile) {
-      const req = toOtlpRequest(profile, { version, resource, processAttributes: processResource });
-      const profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
+      let body: Uint8Array;
+      let profiles: number;
+      if (e.api === 'parca') {
+        ({ body, series: profiles } = toParcaWriteRaw(profile, { resource, processAttributes: processResource }));
+      } else {
+        const req = toOtlpRequest(profile, { version, resource, processAttributes: processResource });
+        profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
+        body = OtlpExporter.encode(req);
+      }
       if (profiles === 0) return;
-      if (!queue.push(OtlpExporter.encode(req), profiles)) log.warn({ queueBytes: opts.queueBytes }, 'window dropped: queue full');
+      if (!queue.push(body, profiles)) log.warn({ queueBytes: opts.queueBytes }, 'window dropped: queue full');
     },
     async drain(deadlineMs) {
       await queue.drain(deadlineMs);

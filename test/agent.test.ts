@@ -250,6 +250,63 @@ describe('flamewire agent', () => {
     }
   });
 
+  it("sends gzipped pprof per process through Parca's WriteRaw API (gRPC)", async () => {
+    // WriteRawRequest as Parca defines it, written here independently of proto/.
+    const parca = protobuf.Root.fromJSON({
+      nested: {
+        WriteRawRequest: { fields: { tenant: { type: 'string', id: 1 }, series: { rule: 'repeated', type: 'RawProfileSeries', id: 2 }, normalized: { type: 'bool', id: 3 } } },
+        RawProfileSeries: { fields: { labels: { type: 'LabelSet', id: 1 }, samples: { rule: 'repeated', type: 'RawSample', id: 2 } } },
+        LabelSet: { fields: { labels: { rule: 'repeated', type: 'Label', id: 1 } } },
+        Label: { fields: { name: { type: 'string', id: 1 }, value: { type: 'string', id: 2 } } },
+        RawSample: { fields: { raw_profile: { type: 'bytes', id: 1 } } },
+      },
+    }).lookupType('WriteRawRequest');
+    const series: Array<{ labels: Record<string, string>; functions: Set<string> }> = [];
+    const server = new grpc.Server();
+    server.addService(
+      {
+        WriteRaw: {
+          path: '/parca.profilestore.v1alpha1.ProfileStoreService/WriteRaw',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (v: Buffer) => v,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: () => Buffer.alloc(0),
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      {
+        WriteRaw: (call: grpc.ServerUnaryCall<Buffer, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+          const req = parca.toObject(parca.decode(call.request)) as any;
+          for (const s of req.series) {
+            const p = PprofProfile.decode(gunzipSync(s.samples[0].raw_profile));
+            const strings = p.stringTable.strings;
+            const names = new Set<string>(p.function.map((f) => strings[Number(f.name)]!));
+            series.push({ labels: Object.fromEntries(s.labels.labels.map((l: any) => [l.name, l.value])), functions: names });
+          }
+          cb(null, {});
+        },
+      },
+    );
+    const port = await new Promise<number>((ok, fail) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? fail(e) : ok(p))));
+    try {
+      const cfg = join(dir, 'parca.json');
+      writeFileSync(cfg, JSON.stringify({ exporters: [{ type: 'parca', endpoint: `http://127.0.0.1:${port}` }] }));
+      const r = await agent(['-p', String(burner.pid), '--interval', '1s', '-d', '2500ms', '--config', cfg], { OTEL_SERVICE_NAME: 'checkout' });
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(series.length >= 2, `${series.length} series`);
+      for (const s of series) {
+        assert.equal(s.labels.__name__, 'flamewire');
+        assert.equal(s.labels.process_pid, String(burner.pid));
+        assert.equal(s.labels.service_name, 'checkout');
+        assert.equal(s.labels.process_executable_path, burnerPath);
+        assert.ok(s.functions.has('agent_burn'));
+      }
+    } finally {
+      server.forceShutdown();
+    }
+  });
+
   it('refuses bad settings with one line', async () => {
     for (const [args, env, want] of [
       [['--otlp-protocol', 'thrift'], {}, /--otlp-protocol 'thrift'/],

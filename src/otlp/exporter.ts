@@ -25,6 +25,9 @@ import type { OtlpRequest } from './profiles.js';
 export type OtlpProtocol = 'grpc' | 'http/protobuf';
 
 export interface ExporterOptions {
+  /** What the body is: an OTLP export request (default), or a Parca WriteRawRequest (gRPC only;
+   * see export/parca.ts). */
+  api?: 'otlp' | 'parca';
   /** gRPC: host:port or http(s)://host:port; HTTP: the base URL (…/v1development/profiles is
    * appended) unless `url` is given. */
   endpoint: string;
@@ -69,6 +72,7 @@ const RETRYABLE_GRPC = new Set([
 ]);
 const RETRYABLE_HTTP = new Set([429, 502, 503, 504]);
 const RETRY_INFO = 'type.googleapis.com/google.rpc.RetryInfo';
+export const PARCA_WRITE_RAW = '/parca.profilestore.v1alpha1.ProfileStoreService/WriteRaw';
 export const HTTP_PATH = '/v1development/profiles';
 
 let rpcTypes: { status: protobuf.Type; retryInfo: protobuf.Type } | undefined;
@@ -93,7 +97,7 @@ export class OtlpExporter {
 
   /** Sends one encoded ExportProfilesServiceRequest. */
   send(body: Uint8Array): Promise<ExportResult> {
-    return this.opts.protocol === 'grpc' ? this.sendGrpc(body) : this.sendHttp(body);
+    return this.opts.protocol === 'grpc' || this.opts.api === 'parca' ? this.sendGrpc(body) : this.sendHttp(body);
   }
 
   close(): void {
@@ -128,10 +132,12 @@ export class OtlpExporter {
     for (const [k, v] of Object.entries(this.opts.headers ?? {})) metadata.set(k.toLowerCase(), v);
     const deadline = Date.now() + (this.opts.timeoutMs ?? 10_000);
     return new Promise((done) => {
+      const parca = this.opts.api === 'parca';
       client.makeUnaryRequest(
-        `/${EXPORT_SERVICE}/Export`,
+        parca ? PARCA_WRITE_RAW : `/${EXPORT_SERVICE}/Export`,
         (b: Uint8Array) => Buffer.from(b),
-        (b: Buffer) => response.decode(b),
+        // WriteRawResponse is empty: nothing to read.
+        (b: Buffer) => (parca ? undefined : response.decode(b)),
         body,
         metadata,
         { deadline },

@@ -1,0 +1,51 @@
+// A window for Parca's native write API (ProfileStoreService/WriteRaw, proto/
+// parca_profilestore.proto): one series per process, labelled like the OTLP resource (names in
+// Prometheus form: dots become underscores) under __name__="flamewire", holding that process's
+// samples as one gzipped pprof. Parca reads the sample types from the pprof, so its profile
+// types read flamewire:samples:count:cpu:nanoseconds (and off_cpu, wall with --off-cpu).
+
+import { join } from 'node:path';
+import protobuf from 'protobufjs';
+import type { Attributes } from '../otlp/profiles.js';
+import { PROTO_DIR } from '../otlp/proto.js';
+import { encodePprof } from '../output/pprof.js';
+import type { Profile, Sample } from '../profile-model.js';
+
+let type: protobuf.Type | undefined;
+function writeRawRequest(): protobuf.Type {
+  type ??= new protobuf.Root().loadSync(join(PROTO_DIR, 'parca_profilestore.proto')).lookupType('parca.profilestore.v1alpha1.WriteRawRequest');
+  return type;
+}
+
+export const PARCA_PROFILE_NAME = 'flamewire';
+
+/** A Prometheus label name for an attribute key. */
+function labelName(key: string): string {
+  const n = key.replace(/[^A-Za-z0-9_]/g, '_');
+  return /^[A-Za-z_]/.test(n) ? n : `_${n}`;
+}
+
+/** The encoded WriteRawRequest of a window, and how many series (processes) it holds. */
+export function toParcaWriteRaw(profile: Profile, opts: { resource?: Attributes; processAttributes?: (pid: number) => Attributes }): { body: Uint8Array; series: number } {
+  const byPid = new Map<number, Sample[]>();
+  for (const s of profile.samples) {
+    const pid = s.numLabels['process.pid'] ?? 0;
+    let list = byPid.get(pid);
+    if (!list) byPid.set(pid, (list = []));
+    list.push(s);
+  }
+  const series = [];
+  for (const [pid, samples] of byPid) {
+    const attrs: Attributes = {
+      ...opts.resource,
+      ...(pid > 0 ? { 'process.pid': pid } : {}),
+      ...(samples[0]!.labels['process.name'] ? { 'process.executable.name': samples[0]!.labels['process.name'] } : {}),
+      ...(pid > 0 ? opts.processAttributes?.(pid) : {}),
+    };
+    const labels = [{ name: '__name__', value: PARCA_PROFILE_NAME }, ...Object.entries(attrs).map(([k, v]) => ({ name: labelName(k), value: String(v) }))];
+    labels.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    series.push({ labels: { labels }, samples: [{ rawProfile: encodePprof({ ...profile, samples }) }] });
+  }
+  const t = writeRawRequest();
+  return { body: t.encode(t.fromObject({ series, normalized: false })).finish(), series: series.length };
+}
