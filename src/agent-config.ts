@@ -6,7 +6,7 @@
 //         "headers": { "authorization": "Bearer ${COLLECTOR_TOKEN}" }, "compression": "gzip",
 //         "timeout": "10s", "insecure": false,
 //         "certificate": "/etc/ca.pem", "clientCertificate": "...", "clientKey": "..." },
-//       { "type": "otlp", "protocol": "http/protobuf", "endpoint": "http://pyroscope:4040" },
+//       { "type": "otlp", "preset": "pyroscope", "protocol": "http/protobuf", "endpoint": "http://pyroscope:4040" },
 //       { "type": "parca", "endpoint": "http://parca:7070", "insecure": true },
 //       { "type": "directory", "path": "/var/lib/flamewire" }
 //     ]
@@ -103,7 +103,12 @@ export function parseAgentConfig(json: unknown, where: string, env: Env = proces
       const v = str(k);
       if (v !== undefined) x[k] = v;
     }
-    const known = new Set(['type', 'protocol', 'endpoint', 'url', 'headers', 'compression', 'timeout', 'insecure', 'certificate', 'clientCertificate', 'clientKey']);
+    const preset = str('preset');
+    if (preset !== undefined) {
+      if (preset !== 'pyroscope') fail(`${at}.preset must be "pyroscope" (the only backend with rules of its own here)`);
+      x.preset = 'pyroscope';
+    }
+    const known = new Set(['type', 'preset', 'protocol', 'endpoint', 'url', 'headers', 'compression', 'timeout', 'insecure', 'certificate', 'clientCertificate', 'clientKey']);
     const extra = Object.keys(o).find((k) => !known.has(k));
     if (extra) fail(`${at} has an unknown field "${extra}"`);
     cfg.otlp.push(x);

@@ -24,6 +24,9 @@ import type { Profile } from './profile-model.js';
 import { goWaitPeriodNs, goWaitVisits, RecordError, runningPids } from './record.js';
 import { btfProblem, privilegeProblem } from './system-checks.js';
 
+/** Pyroscope refuses series with more labels than this. */
+const PYROSCOPE_MAX_LABELS = 30;
+
 /** One destination of the windows. */
 interface Sink {
   name: string;
@@ -170,7 +173,7 @@ function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource:
       if (e.api === 'parca') {
         ({ body, series: profiles } = toParcaWriteRaw(profile, { resource, processAttributes: processResource }));
       } else {
-        const req = toOtlpRequest(profile, { version, resource, processAttributes: processResource });
+        const req = toOtlpRequest(profile, { version, resource, processAttributes: processResource, maxLabels: e.preset === 'pyroscope' ? PYROSCOPE_MAX_LABELS : undefined });
         profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
         body = OtlpExporter.encode(req);
       }

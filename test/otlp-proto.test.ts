@@ -207,6 +207,25 @@ describe('OTLP export request of a profile', () => {
     assert.deepEqual(build.map((a: any) => [str(a.keyStrindex), a.value.stringValue]), [['process.executable.build_id.gnu', EXE_BUILD_ID]]);
   });
 
+  it('keeps resource and sample labels within a limit (Pyroscope: 30), counting what it dropped', () => {
+    const { request } = otlpTypes();
+    const resource = Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`k${i}`, 'v']));
+    const req = toOtlpRequest(knownProfile(), { version: 'x', resource, maxLabels: 30 });
+    const r = theirs.toObject(theirs.decode(request.encode(request.fromObject(req)).finish()), { ...DECODE, defaults: true }) as any;
+    for (const rp of r.resourceProfiles) {
+      // 28 + process.pid + process.executable.name = 30: nothing of the resource dropped, and no
+      // room left for the samples' thread.name and thread.id.
+      assert.equal(rp.resource.attributes.length, 30);
+      assert.equal(rp.resource.droppedAttributesCount, 0);
+      for (const s of rp.scopeProfiles[0].profiles[0].samples) assert.deepEqual(s.attributeIndices, []);
+    }
+    const tight = toOtlpRequest(knownProfile(), { version: 'x', resource, maxLabels: 20 });
+    assert.equal(tight.resourceProfiles[0]!.resource.attributes.length, 20);
+    assert.equal(tight.resourceProfiles[0]!.resource.droppedAttributesCount, 10);
+    const roomy = toOtlpRequest(knownProfile(), { version: 'x', maxLabels: 30 });
+    assert.equal(roomy.resourceProfiles[0]!.scopeProfiles[0]!.profiles[0]!.samples[0]!.attributeIndices.length, 2);
+  });
+
   it('sends off-CPU time as its own profile of nanoseconds', () => {
     const p = offCpuProfile();
     const r = decode(p);

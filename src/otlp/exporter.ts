@@ -28,6 +28,8 @@ export interface ExporterOptions {
   /** What the body is: an OTLP export request (default), or a Parca WriteRawRequest (gRPC only;
    * see export/parca.ts). */
   api?: 'otlp' | 'parca';
+  /** A backend's rules: 'pyroscope' keeps every series within its 30 labels. */
+  preset?: 'pyroscope';
   /** gRPC: host:port or http(s)://host:port; HTTP: the base URL (…/v1development/profiles is
    * appended) unless `url` is given. */
   endpoint: string;

@@ -31,6 +31,12 @@ export interface OtlpOptions {
   processAttributes?: (pid: number) => Attributes;
   /** 16 bytes identifying each profile (tests fix it). */
   profileId?: () => Uint8Array;
+  /**
+   * At most this many labels per series: resource attributes and a sample's attributes
+   * together (Pyroscope takes 30). The resource's come first; a sample's fill what is left;
+   * the resource's dropped_attributes_count says how many of its own went.
+   */
+  maxLabels?: number;
 }
 
 /** A KeyValue of the common proto, as protobufjs takes it. */
@@ -43,7 +49,7 @@ type AnyValue = { stringValue: string } | { intValue: number } | { boolValue: bo
 /** The request object (ExportProfilesServiceRequest) protobufjs encodes. */
 export interface OtlpRequest {
   resourceProfiles: Array<{
-    resource: { attributes: KeyValue[] };
+    resource: { attributes: KeyValue[]; droppedAttributesCount?: number };
     scopeProfiles: Array<{ scope: { name: string; version: string }; profiles: OtlpProfile[] }>;
   }>;
   dictionary: OtlpDictionary;
@@ -132,7 +138,7 @@ export function toOtlpRequest(profile: Profile, opts: OtlpOptions): OtlpRequest 
       ...(pid > 0 ? opts.processAttributes?.(pid) : {}),
     };
     resourceProfiles.push({
-      resource: { attributes: keyValues(attributes) },
+      resource: limitResource(keyValues(attributes), opts.maxLabels, profiles),
       scopeProfiles: [{ scope: { name: 'flamewire', version: opts.version }, profiles }],
     });
   }
@@ -148,6 +154,19 @@ function partsOf(profile: Profile): Part[] {
   const off = at('off_cpu');
   if (off >= 0) parts.push({ value: off, type: 'off_cpu', unit: profile.sampleTypes[off]!.unit, periodic: false });
   return parts;
+}
+
+/**
+ * The resource, and the samples' attributes cut so that resource + sample labels stay within
+ * `max` (see OtlpOptions.maxLabels).
+ */
+function limitResource(attrs: KeyValue[], max: number | undefined, profiles: OtlpProfile[]): { attributes: KeyValue[]; droppedAttributesCount?: number } {
+  if (max === undefined) return { attributes: attrs };
+  // The resource's identity comes first; what does not fit of it is dropped.
+  const kept = attrs.slice(0, max);
+  const room = max - kept.length;
+  for (const p of profiles) for (const s of p.samples) if (s.attributeIndices.length > room) s.attributeIndices = s.attributeIndices.slice(0, room);
+  return kept.length < attrs.length ? { attributes: kept, droppedAttributesCount: attrs.length - kept.length } : { attributes: kept };
 }
 
 function keyValues(a: Attributes): KeyValue[] {
