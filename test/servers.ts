@@ -1,0 +1,330 @@
+// The real profiling backends that the export tests talk to: an OpenTelemetry Collector and
+// Parca, built from the Go module proxy at pinned versions, cached, and started on loopback.
+//
+// Builds are cached in test/.servers/<name>-<version>-<hash of the recipe>/ (FLAMEWIRE_SERVERS
+// overrides the parent folder). A build happens in a temporary folder beside it that is renamed
+// into place only when the binary exists, so an interrupted build is never taken for a finished
+// one. The tests build on demand rather than in scripts/test-deps.mjs: only the tests that talk
+// to a backend pay for it, and a failed build fails those tests with the go command's message
+// instead of stopping the whole suite before it starts.
+//
+// What a build costs (2 cores, other work on the machine): with empty Go caches, as on a fresh
+// CI machine, the collector 150 s and Parca 600 s, adding 2.5 GB to the Go build cache and 2.8 GB
+// to the module cache; with warm Go caches and no test/.servers (a fresh clone) 7 s and 13 s;
+// cached, nothing. The binaries: collector 34 MB, Parca 164 MB (stripped).
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { repoRoot, workDir } from './helpers.js';
+
+/** The collector core and contrib release (they move together) and the stable confmap modules of that release. */
+export const COLLECTOR_VERSION = '0.162.0';
+export const COLLECTOR_STABLE_VERSION = '1.68.0';
+/** The Parca release the issue names. */
+export const PARCA_VERSION = '0.28.0';
+
+/** The collector's manifest for the OpenTelemetry Collector Builder (ocb). */
+const COLLECTOR_MANIFEST = `dist:
+  name: otelcol-flamewire
+  description: OpenTelemetry Collector for flamewire's export tests
+  output_path: ./src
+  version: ${COLLECTOR_VERSION}
+receivers:
+  - gomod: go.opentelemetry.io/collector/receiver/otlpreceiver v${COLLECTOR_VERSION}
+exporters:
+  - gomod: go.opentelemetry.io/collector/exporter/debugexporter v${COLLECTOR_VERSION}
+  - gomod: github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter v${COLLECTOR_VERSION}
+providers:
+  - gomod: go.opentelemetry.io/collector/confmap/provider/fileprovider v${COLLECTOR_STABLE_VERSION}
+  - gomod: go.opentelemetry.io/collector/confmap/provider/envprovider v${COLLECTOR_STABLE_VERSION}
+`;
+
+const serversRoot = (): string => process.env.FLAMEWIRE_SERVERS ?? join(repoRoot, 'test', '.servers');
+
+/**
+ * The environment of every Go command here. GOTOOLCHAIN=auto: the local Go when it is new
+ * enough for the module (both need Go 1.25), else the toolchain go.mod asks for, which the go
+ * command fetches from the module proxy. GOFLAGS is ours alone, so that a developer's settings
+ * (-mod=vendor, say) do not change what is built.
+ */
+function goEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, GOTOOLCHAIN: 'auto', GOFLAGS: '', CGO_ENABLED: '0', ...extra };
+}
+
+function run(cmd: string, args: string[], opts: { cwd?: string; env: NodeJS.ProcessEnv }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { cwd: opts.cwd, env: opts.env, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-4000)}`)) : resolve(stdout),
+    );
+  });
+}
+
+const building = new Map<string, Promise<string>>();
+
+/**
+ * Returns `<cache>/<key>/<binary>`, running `build(tmp)` first when it is not there yet; build
+ * leaves the binary at `<tmp>/<binary>`. One build per key at a time in this process.
+ */
+function cached(key: string, binary: string, build: (tmp: string) => Promise<void>): Promise<string> {
+  const dir = join(serversRoot(), key);
+  const bin = join(dir, binary);
+  if (existsSync(bin)) return Promise.resolve(bin);
+  let p = building.get(key);
+  if (!p) {
+    process.stderr.write(`flamewire tests: building ${key} from the Go module proxy into ${dir} (once; minutes with empty Go caches)\n`);
+    p = (async () => {
+      const tmp = `${dir}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      mkdirSync(tmp, { recursive: true });
+      try {
+        await build(tmp);
+        if (!existsSync(join(tmp, binary))) throw new Error(`building ${key} left no ${binary}`);
+        rmSync(dir, { recursive: true, force: true });
+        renameSync(tmp, dir);
+      } catch (e) {
+        rmSync(tmp, { recursive: true, force: true });
+        throw e;
+      }
+      return bin;
+    })().finally(() => building.delete(key));
+    building.set(key, p);
+  }
+  return p;
+}
+
+const short = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 8);
+
+/**
+ * Builds the OpenTelemetry Collector of COLLECTOR_MANIFEST with ocb (installed from the module
+ * proxy at the same version) and returns the binary's path.
+ *
+ * Why 0.162.0, not the newest: the proxy this project reaches answers 403 for the zips of
+ * go.opentelemetry.io/collector/internal/statusutil v0.163.0 and v0.164.0, which otlpreceiver
+ * imports from 0.163.0 on, so 0.163 and 0.164 cannot be built here; 0.162.0 is the newest that
+ * builds, and its pdata (v1.68.0) speaks the profiles v1development layout of proto 1.10/1.11
+ * (one sample_type per profile, the seven dictionary tables, key_strindex).
+ *
+ * Why GOFLAGS=-e: ocb runs `go mod tidy`, which also resolves the test-only imports of every
+ * component; the fileexporter's tests import otlpencodingextension v0.162.0, whose zip the proxy
+ * also refuses. -e lets tidy record everything else; the collector itself never imports that
+ * module, and `go build` (run by ocb next) fails loudly if anything it needs is missing.
+ */
+export function buildCollector(): Promise<string> {
+  const key = `otelcol-${COLLECTOR_VERSION}-${short(COLLECTOR_MANIFEST)}`;
+  return cached(key, 'otelcol-flamewire', async (tmp) => {
+    writeFileSync(join(tmp, 'manifest.yaml'), COLLECTOR_MANIFEST);
+    await run('go', ['install', `go.opentelemetry.io/collector/cmd/builder@v${COLLECTOR_VERSION}`], { env: goEnv({ GOBIN: tmp }) });
+    await run(join(tmp, 'builder'), ['--config', 'manifest.yaml'], { cwd: tmp, env: goEnv({ GOFLAGS: '-e' }) });
+    renameSync(join(tmp, 'src', 'otelcol-flamewire'), join(tmp, 'otelcol-flamewire'));
+  });
+}
+
+/**
+ * Builds Parca PARCA_VERSION and returns the binary's path. The build is the one
+ * `go install github.com/parca-dev/parca/cmd/parca@v0.28.0` does (the released module's own
+ * go.mod and go.sum, nothing replaced), done in two steps because that command fails here before
+ * it builds anything: to learn whether the module is deprecated it reads the module's version
+ * list (.../parca-dev/parca/@v/list), and the proxy this project reaches answers that with 403,
+ * while it serves the version itself. So: `go mod download` the module (info, go.mod, zip:
+ * checked against the checksum database like any download), then `go build ./cmd/parca` inside
+ * it. The web UI that Parca embeds (ui/packages/app/web/build) is a folder that holds only a
+ * keep.go in the released module, so it embeds as is: the UI pages are missing, the APIs are not.
+ */
+export function buildParca(): Promise<string> {
+  const flags = ['-trimpath', '-ldflags=-s -w'];
+  return cached(`parca-${PARCA_VERSION}-${short(flags.join(' '))}`, 'parca', async (tmp) => {
+    const mod = `github.com/parca-dev/parca@v${PARCA_VERSION}`;
+    const info = JSON.parse(await run('go', ['mod', 'download', '-json', mod], { cwd: tmp, env: goEnv() })) as { Dir?: string; Error?: string };
+    if (!info.Dir) throw new Error(`go mod download ${mod}: ${info.Error ?? 'no folder'}`);
+    await run('go', ['build', ...flags, '-o', join(tmp, 'parca'), './cmd/parca'], {
+      cwd: info.Dir,
+      env: goEnv({ GOFLAGS: '-mod=readonly' }),
+    });
+  });
+}
+
+/** A free TCP port on 127.0.0.1 (free when asked; the server that takes it binds it soon after). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A started server: its output so far, and stop(), which ends it (SIGTERM, then SIGKILL). */
+export interface RunningServer {
+  child: ChildProcess;
+  /** Everything it printed on stdout and stderr so far (the last few MiB). */
+  log(): string;
+  /** The file that keeps all of it, for a look after the test. */
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+function startServer(bin: string, args: string[], cwd: string, logFile: string): RunningServer {
+  const child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const file = createWriteStream(logFile);
+  let out = '';
+  const keep = (d: Buffer): void => {
+    file.write(d);
+    out += d.toString();
+    if (out.length > 4 << 20) out = out.slice(-(2 << 20));
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('exit', () => file.end());
+  return {
+    child,
+    log: () => out,
+    logFile,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Polls `ready` every 100 ms until it is true; rejects when the server exits or after `ms`. */
+async function waitReady(server: RunningServer, what: string, ready: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (server.child.exitCode !== null || server.child.signalCode !== null) {
+      throw new Error(`${what} exited (${server.child.exitCode ?? server.child.signalCode}) before it was ready:\n${server.log().slice(-4000)}`);
+    }
+    if (await ready().catch(() => false)) return;
+    if (Date.now() > deadline) {
+      await server.stop();
+      throw new Error(`${what} not ready after ${ms} ms:\n${server.log().slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export interface Collector extends RunningServer {
+  /** host:port of the OTLP gRPC receiver (opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export). */
+  grpc: string;
+  /** Base URL of the OTLP HTTP receiver; profiles go to POST `${http}/v1development/profiles`. */
+  http: string;
+  /** The file exporter's output: one JSON ProfilesData (OTLP JSON mapping) per line. */
+  output: string;
+  /** The lines of `output` parsed so far. */
+  received(): unknown[];
+}
+
+/**
+ * Starts the collector (buildCollector first) with an OTLP receiver on two free loopback ports,
+ * a profiles pipeline to the file exporter and, with `debug`, also the debug exporter at
+ * detailed verbosity (its text goes to log()). Resolves once the HTTP receiver answers.
+ */
+export async function startCollector(opts: { name?: string; debug?: boolean } = {}): Promise<Collector> {
+  const bin = await buildCollector();
+  const dir = workDir(opts.name ?? 'collector');
+  const [grpcPort, httpPort] = [await freePort(), await freePort()];
+  const output = join(dir, `profiles-${httpPort}.jsonl`);
+  rmSync(output, { force: true });
+  const exporters = opts.debug ? '[file, debug]' : '[file]';
+  const config = `receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:${grpcPort}
+      http:
+        endpoint: 127.0.0.1:${httpPort}
+exporters:
+  file:
+    path: ${JSON.stringify(output)}
+    flush_interval: 100ms
+  debug:
+    verbosity: detailed
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    profiles:
+      receivers: [otlp]
+      exporters: ${exporters}
+`;
+  const configPath = join(dir, `collector-${httpPort}.yaml`);
+  writeFileSync(configPath, config);
+  // Profiles are a development signal: without this gate a profiles pipeline is a config error.
+  const server = startServer(bin, ['--config', configPath, '--feature-gates=+service.profilesSupport'], dir, join(dir, `collector-${httpPort}.log`));
+  const http = `http://127.0.0.1:${httpPort}`;
+  // The HTTP receiver answers a GET on the profiles path with 405 once it listens.
+  await waitReady(server, 'the OpenTelemetry Collector', async () => (await fetch(`${http}/v1development/profiles`)).status === 405);
+  return {
+    ...server,
+    grpc: `127.0.0.1:${grpcPort}`,
+    http,
+    output,
+    received: () =>
+      existsSync(output)
+        ? readFileSync(output, 'utf8')
+            .split('\n')
+            .filter((l) => l.trim())
+            .map((l) => JSON.parse(l) as unknown)
+        : [],
+  };
+}
+
+/**
+ * Parca serves everything on one port: gRPC over cleartext HTTP/2
+ * (parca.profilestore.v1alpha1.ProfileStoreService/WriteRaw,
+ * opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export,
+ * parca.query.v1alpha1.QueryService/*), the same services as gRPC-web over HTTP/1.1
+ * (content-type application/grpc-web+proto), and JSON under /api (POST /api/profiles/writeraw,
+ * GET /api/profiles/query, /types, /labels, /query_range). OTLP comes only over gRPC: there is
+ * no /v1development/profiles. The web UI answers 404 (see buildParca).
+ */
+export interface Parca extends RunningServer {
+  /** host:port of Parca's one port. */
+  address: string;
+  /** `http://${address}`. */
+  url: string;
+}
+
+/**
+ * Starts Parca (buildParca first) on a free loopback port with in-memory storage (the default
+ * without --enable-persistence), a config with no scrape targets and its object storage (debug
+ * info uploads) in a scratch folder, and no debuginfod upstream (by default Parca would ask
+ * debuginfod.elfutils.org about unsymbolized addresses). Resolves once the query API answers.
+ */
+export async function startParca(opts: { name?: string } = {}): Promise<Parca> {
+  const bin = await buildParca();
+  const dir = workDir(opts.name ?? 'parca');
+  const port = await freePort();
+  const data = join(dir, `data-${port}`);
+  rmSync(data, { recursive: true, force: true });
+  mkdirSync(data, { recursive: true });
+  const configPath = join(dir, `parca-${port}.yaml`);
+  writeFileSync(configPath, `object_storage:\n  bucket:\n    type: FILESYSTEM\n    config:\n      directory: ${JSON.stringify(data)}\n`);
+  const address = `127.0.0.1:${port}`;
+  const server = startServer(
+    bin,
+    [
+      `--config-path=${configPath}`,
+      `--http-address=${address}`,
+      '--debuginfod-upstream-servers=',
+      `--debuginfo-cache-dir=${data}`,
+      '--storage-active-memory=67108864',
+      '--log-level=info',
+    ],
+    dir,
+    join(dir, `parca-${port}.log`),
+  );
+  const url = `http://${address}`;
+  await waitReady(server, 'Parca', async () => (await fetch(`${url}/api/profiles/types`)).ok);
+  return { ...server, address, url };
+}
