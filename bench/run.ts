@@ -4,7 +4,8 @@
 //
 //   FLAMEWIRE_BENCH_QUICK=1 shortens every run (for trying the bench itself, not for figures).
 //   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go,gowaits,export,agent
-//   runs only those. FLAMEWIRE_BENCH_AGENT_MINUTES sets the agent runs' length (default 10).
+//   runs only those. FLAMEWIRE_BENCH_AGENT_MINUTES sets the agent runs' length (default 10),
+//   FLAMEWIRE_BENCH_AGENT_BACKENDS=up or down only one of its two runs.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -486,7 +487,8 @@ async function exportCost(): Promise<void> {
 
 async function agentCost(): Promise<void> {
   const minutes = Number(process.env.FLAMEWIRE_BENCH_AGENT_MINUTES ?? (quick ? 1 : 10));
-  for (const backend of ['up', 'down'] as const) {
+  const backends = (process.env.FLAMEWIRE_BENCH_AGENT_BACKENDS?.split(',') ?? ['up', 'down']) as Array<'up' | 'down'>;
+  for (const backend of backends) {
     log(`agent: ${minutes} min of whole-machine profiling at 19 Hz, backend ${backend}`);
     const a = await measureAgent(backend, minutes * 60);
     add(

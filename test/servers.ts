@@ -269,13 +269,13 @@ service:
     grpc: `127.0.0.1:${grpcPort}`,
     http,
     output,
-    received: () =>
-      existsSync(output)
-        ? readFileSync(output, 'utf8')
-            .split('\n')
-            .filter((l) => l.trim())
-            .map((l) => JSON.parse(l) as unknown)
-        : [],
+    received: () => {
+      if (!existsSync(output)) return [];
+      // The exporter may be writing a line right now: only complete lines count.
+      const lines = readFileSync(output, 'utf8').split('\n');
+      lines.pop();
+      return lines.filter((l) => l.trim()).map((l) => JSON.parse(l) as unknown);
+    },
   };
 }
 
