@@ -229,20 +229,22 @@ static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 pos, _
 
 
 /*
- * The goroutine the current thread runs, in a Go process user space told us about: g from
- * thread-local storage, then g->m->curg (g itself for a user goroutine; from g0 or gsignal,
- * the goroutine they serve). 0 when none (or not Go, or unreadable); *go is its settings.
+ * A thread of a Go process user space told us about, as the runtime sees it: g from thread-local
+ * storage, then g->m->curg, the user goroutine the thread runs (g itself for a user goroutine;
+ * from g0 or gsignal, the goroutine they serve; 0 when the thread is in the scheduler with
+ * none). False when the thread has no g and m (not Go, a C thread of a cgo program, or
+ * unreadable); *go_out is the process's settings whenever it is a Go process.
  */
-static __always_inline __u64 current_g(__u32 tgid, struct fw_go_proc **go_out)
+static __always_inline bool go_thread(__u32 tgid, struct fw_go_proc **go_out, __u64 *curg)
 {
 	struct fw_go_proc *go;
-	__u64 g = 0, m = 0, curg = 0;
+	__u64 g = 0, m = 0;
 
 	if (!go_procs_used)
-		return 0;
+		return false;
 	go = bpf_map_lookup_elem(&go_procs, &tgid);
 	if (!go)
-		return 0;
+		return false;
 	*go_out = go;
 #if defined(__TARGET_ARCH_x86)
 	{
@@ -250,16 +252,23 @@ static __always_inline __u64 current_g(__u32 tgid, struct fw_go_proc **go_out)
 		__u64 fsbase = task->thread.fsbase;
 
 		if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + go->g_tls_offset)))
-			return 0;
+			return false;
 	}
 #else
 	/* arm64 keeps g in R28: not wired yet. */
-	return 0;
+	return false;
 #endif
-	if (!g || bpf_probe_read_user(&m, sizeof(m), (void *)(g + go->g_m)) || !m ||
-	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + go->m_curg)))
-		return 0;
-	return curg;
+	*curg = 0;
+	return g && !bpf_probe_read_user(&m, sizeof(m), (void *)(g + go->g_m)) && m &&
+	       !bpf_probe_read_user(curg, sizeof(*curg), (void *)(m + go->m_curg));
+}
+
+/* The goroutine the current thread runs (see go_thread); 0 when none. */
+static __always_inline __u64 current_g(__u32 tgid, struct fw_go_proc **go_out)
+{
+	__u64 curg = 0;
+
+	return go_thread(tgid, go_out, &curg) ? curg : 0;
 }
 
 /*
@@ -275,32 +284,16 @@ static __always_inline long fw_read_user(void *dst, __u32 size, const void *src,
 }
 
 /*
- * A thread of a Go process that is on its scheduler stack with no goroutine to run: its g (from
- * thread-local storage) is set, but g->m->curg is 0. An idle M parking in the scheduler, or
- * sysmon. Threads that never ran Go code (g 0: C threads of a cgo program) are not idle here.
+ * A thread of a Go process that is on its scheduler stack with no goroutine to run: its g is
+ * set, but g->m->curg is 0. An idle M parking in the scheduler, or sysmon. Threads that never
+ * ran Go code (g 0: C threads of a cgo program) are not idle here.
  */
 static __always_inline bool go_thread_idle(__u32 tgid)
 {
-#if defined(__TARGET_ARCH_x86)
-	struct fw_go_proc *go;
-	struct task_struct *task;
-	__u64 g = 0, m = 0, curg = 0, fsbase;
+	struct fw_go_proc *go = NULL;
+	__u64 curg = 0;
 
-	if (!go_procs_used)
-		return false;
-	go = bpf_map_lookup_elem(&go_procs, &tgid);
-	if (!go)
-		return false;
-	task = bpf_get_current_task_btf();
-	fsbase = task->thread.fsbase;
-	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + go->g_tls_offset)) || !g ||
-	    bpf_probe_read_user(&m, sizeof(m), (void *)(g + go->g_m)) || !m ||
-	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + go->m_curg)))
-		return false;
-	return curg == 0;
-#else
-	return false;
-#endif
+	return go_thread(tgid, &go, &curg) && curg == 0;
 }
 
 /* Go's map bucket for map[string]string (Go 1.21-1.23): tophash[8], keys[8], values[8]. */
