@@ -4,13 +4,14 @@
 // Logs are pino JSON lines on stdout. SIGTERM/SIGINT close the current window and deliver what
 // they can within --shutdown-timeout; nothing collected is dropped without being counted.
 
-import { mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AgentMetrics } from './agent-metrics.js';
 import { OnCpuCapture } from './capture.js';
 import type { AgentOptions } from './cli-args.js';
 import { containerId } from './container-id.js';
+import { baseName, type ProcessTable } from './process-table.js';
 import { formatDuration } from './duration.js';
 import { toParcaWriteRaw } from './export/parca.js';
 import { ExportQueue, type QueueStats } from './export/queue.js';
@@ -30,7 +31,8 @@ const PYROSCOPE_MAX_LABELS = 30;
 /** One destination of the windows. */
 interface Sink {
   name: string;
-  take(profile: Profile): void;
+  /** `processAttributes`: the window's processes' own resource attributes. */
+  take(profile: Profile, processAttributes: (pid: number) => Attributes): void;
   drain(deadlineMs: number): Promise<void>;
   summary(): Record<string, number>;
   /** Destinations with a queue. */
@@ -112,7 +114,8 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     windowWall = endWall;
     windows++;
     metrics.windowClosed(samples);
-    for (const s of sinks) s.take(profile);
+    const attrs = processAttributesFor(capture.processes);
+    for (const s of sinks) s.take(profile, attrs);
     log.info({ window: windows, samples, offCpuRecords: offCpu, stacks: profile.samples.length }, 'window closed');
   };
 
@@ -167,13 +170,13 @@ function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource:
   });
   return {
     name,
-    take(profile) {
+    take(profile, processAttributes) {
       let body: Uint8Array;
       let profiles: number;
       if (e.api === 'parca') {
-        ({ body, series: profiles } = toParcaWriteRaw(profile, { resource, processAttributes: processResource }));
+        ({ body, series: profiles } = toParcaWriteRaw(profile, { resource, processAttributes }));
       } else {
-        const req = toOtlpRequest(profile, { version, resource, processAttributes: processResource, maxLabels: e.preset === 'pyroscope' ? PYROSCOPE_MAX_LABELS : undefined });
+        const req = toOtlpRequest(profile, { version, resource, processAttributes, maxLabels: e.preset === 'pyroscope' ? PYROSCOPE_MAX_LABELS : undefined });
         profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
         body = OtlpExporter.encode(req);
       }
@@ -189,19 +192,28 @@ function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource:
   };
 }
 
-/** Resource attributes of one process, from /proc (once per process and window: cheap). */
-function processResource(pid: number): Attributes {
-  const a: Attributes = {};
-  const c = containerId(pid);
-  if (c) a['container.id'] = c;
-  try {
-    const exe = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '');
-    a['process.executable.path'] = exe;
-    a['process.executable.name'] = exe.slice(exe.lastIndexOf('/') + 1);
-  } catch {
-    // gone, or a kernel thread
-  }
-  return a;
+/**
+ * The resource attributes of a window's processes, found once per process and window for every
+ * destination: the executable from the capture's process table (read when the process was first
+ * seen, so it outlives the process), the container from /proc/PID/cgroup.
+ */
+function processAttributesFor(processes: ProcessTable): (pid: number) => Attributes {
+  const known = new Map<number, Attributes>();
+  return (pid) => {
+    let a = known.get(pid);
+    if (a === undefined) {
+      a = {};
+      const c = containerId(pid);
+      if (c) a['container.id'] = c;
+      const exe = processes.get(pid)?.exePath;
+      if (exe) {
+        a['process.executable.path'] = exe;
+        a['process.executable.name'] = baseName(exe);
+      }
+      known.set(pid, a);
+    }
+    return a;
+  };
 }
 
 /** One pprof file per window: the offline mode. */

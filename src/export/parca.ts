@@ -6,10 +6,10 @@
 
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
-import type { Attributes } from '../otlp/profiles.js';
+import { processResource, samplesByProcess, type OtlpOptions } from '../otlp/profiles.js';
 import { PROTO_DIR } from '../otlp/proto.js';
 import { encodePprof } from '../output/pprof.js';
-import type { Profile, Sample } from '../profile-model.js';
+import type { Profile } from '../profile-model.js';
 
 let type: protobuf.Type | undefined;
 function writeRawRequest(): protobuf.Type {
@@ -26,22 +26,10 @@ function labelName(key: string): string {
 }
 
 /** The encoded WriteRawRequest of a window, and how many series (processes) it holds. */
-export function toParcaWriteRaw(profile: Profile, opts: { resource?: Attributes; processAttributes?: (pid: number) => Attributes }): { body: Uint8Array; series: number } {
-  const byPid = new Map<number, Sample[]>();
-  for (const s of profile.samples) {
-    const pid = s.numLabels['process.pid'] ?? 0;
-    let list = byPid.get(pid);
-    if (!list) byPid.set(pid, (list = []));
-    list.push(s);
-  }
+export function toParcaWriteRaw(profile: Profile, opts: Pick<OtlpOptions, 'resource' | 'processAttributes'>): { body: Uint8Array; series: number } {
   const series = [];
-  for (const [pid, samples] of byPid) {
-    const attrs: Attributes = {
-      ...opts.resource,
-      ...(pid > 0 ? { 'process.pid': pid } : {}),
-      ...(samples[0]!.labels['process.name'] ? { 'process.executable.name': samples[0]!.labels['process.name'] } : {}),
-      ...(pid > 0 ? opts.processAttributes?.(pid) : {}),
-    };
+  for (const [pid, samples] of samplesByProcess(profile)) {
+    const attrs = processResource(pid, samples, opts);
     const labels = [{ name: '__name__', value: PARCA_PROFILE_NAME }, ...Object.entries(attrs).map(([k, v]) => ({ name: labelName(k), value: String(v) }))];
     labels.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     series.push({ labels: { labels }, samples: [{ rawProfile: encodePprof({ ...profile, samples }) }] });

@@ -90,9 +90,8 @@ const PROCESS_NUM_LABELS = new Set(['process.pid']);
 
 const FRAME_TYPE: Record<Frame['kind'], string> = { kernel: 'kernel', native: 'native', go: 'go', unknown: 'native' };
 
-export function toOtlpRequest(profile: Profile, opts: OtlpOptions): OtlpRequest {
-  const dict = new Dictionary();
-  const parts = partsOf(profile);
+/** The window's samples per process (the model's process.pid label; 0 when a sample has none). */
+export function samplesByProcess(profile: Profile): Map<number, Sample[]> {
   const byPid = new Map<number, Sample[]>();
   for (const s of profile.samples) {
     const pid = s.numLabels['process.pid'] ?? 0;
@@ -100,6 +99,24 @@ export function toOtlpRequest(profile: Profile, opts: OtlpOptions): OtlpRequest 
     if (!list) byPid.set(pid, (list = []));
     list.push(s);
   }
+  return byPid;
+}
+
+/** What every destination says of a process: the agent's resource, then the process's own. */
+export function processResource(pid: number, samples: Sample[], opts: Pick<OtlpOptions, 'resource' | 'processAttributes'>): Attributes {
+  const name = samples[0]?.labels['process.name'];
+  return {
+    ...opts.resource,
+    ...(pid > 0 ? { 'process.pid': pid } : {}),
+    ...(name ? { 'process.executable.name': name } : {}),
+    ...(pid > 0 ? opts.processAttributes?.(pid) : {}),
+  };
+}
+
+export function toOtlpRequest(profile: Profile, opts: OtlpOptions): OtlpRequest {
+  const dict = new Dictionary();
+  const parts = partsOf(profile);
+  const byPid = samplesByProcess(profile);
   const profileId = opts.profileId ?? (() => randomBytes(16));
   const stackOf = new Map<Sample['stack'], number>();
   const resourceProfiles: OtlpRequest['resourceProfiles'] = [];
@@ -130,15 +147,8 @@ export function toOtlpRequest(profile: Profile, opts: OtlpOptions): OtlpRequest 
       });
     }
     if (profiles.length === 0) continue;
-    const name = samples[0]!.labels['process.name'];
-    const attributes: Attributes = {
-      ...opts.resource,
-      ...(pid > 0 ? { 'process.pid': pid } : {}),
-      ...(name ? { 'process.executable.name': name } : {}),
-      ...(pid > 0 ? opts.processAttributes?.(pid) : {}),
-    };
     resourceProfiles.push({
-      resource: limitResource(keyValues(attributes), opts.maxLabels, profiles),
+      resource: limitResource(keyValues(processResource(pid, samples, opts)), opts.maxLabels, profiles),
       scopeProfiles: [{ scope: { name: 'flamewire', version: opts.version }, profiles }],
     });
   }
