@@ -9,10 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { gunzipSync } from 'node:zlib';
-import { Profile as PprofProfile } from 'pprof-format';
 import { repoRoot, workDir } from './helpers.js';
-import { startCollector, startParca, type Collector, type Parca } from './servers.js';
+import { parcaQuery, startCollector, startParca, type Collector, type Parca } from './servers.js';
 import { buildSplitWorkload } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
@@ -41,33 +39,6 @@ function stringsIn(lines: unknown[]): Set<string> {
   };
   walk(lines);
   return out;
-}
-
-/** Parca's merged pprof for `query` over the last hour: cumulative value per function. */
-async function parcaCumulative(parca: Parca, query: string): Promise<Map<string, number>> {
-  const now = Date.now();
-  const params = new URLSearchParams({
-    mode: 'MODE_MERGE',
-    report_type: 'REPORT_TYPE_PPROF',
-    'merge.query': query,
-    'merge.start': new Date(now - 3_600_000).toISOString(),
-    'merge.end': new Date(now + 60_000).toISOString(),
-  });
-  const res = await fetch(`${parca.url}/api/profiles/query?${params}`);
-  const text = await res.text();
-  assert.equal(res.status, 200, text);
-  const b64 = (JSON.parse(text) as { pprof?: string }).pprof;
-  const cum = new Map<string, number>();
-  if (!b64) return cum;
-  const p = PprofProfile.decode(gunzipSync(Buffer.from(b64, 'base64')));
-  const s = p.stringTable.strings;
-  const fn = new Map(p.function.map((f) => [Number(f.id), s[Number(f.name)] ?? '']));
-  const loc = new Map(p.location.map((l) => [Number(l.id), l.line.map((ln) => fn.get(Number(ln.functionId)) ?? '')]));
-  for (const sample of p.sample) {
-    const names = new Set(sample.locationId.flatMap((id) => loc.get(Number(id)) ?? []));
-    for (const n of names) cum.set(n, (cum.get(n) ?? 0) + Number(sample.value[0] ?? 0));
-  }
-  return cum;
 }
 
 describe('agent against the real backends', { timeout: 20 * 60_000 }, () => {
@@ -107,10 +78,10 @@ describe('agent against the real backends', { timeout: 20 * 60_000 }, () => {
     }
 
     // Parca: the split, as Parca itself merges and reports it.
-    const cum = await parcaCumulative(parca!, `flamewire:samples:count:cpu:nanoseconds:delta{process_pid="${pid}"}`);
-    const major = cum.get('caller_major') ?? 0;
-    const minor = cum.get('caller_minor') ?? 0;
-    assert.ok(major + minor > 0, `Parca knows nothing of the callers: ${[...cum.keys()].join(', ')}`);
+    const byFunction = await parcaQuery(parca!, `flamewire:samples:count:cpu:nanoseconds:delta{process_pid="${pid}"}`);
+    const major = byFunction.get('caller_major')?.cum ?? 0;
+    const minor = byFunction.get('caller_minor')?.cum ?? 0;
+    assert.ok(major + minor > 0, `Parca knows nothing of the callers: ${[...byFunction.keys()].join(', ')}`);
     const share = (100 * major) / (major + minor);
     assert.ok(Math.abs(share - 75) <= 6, `caller_major has ${share.toFixed(1)}% in Parca`);
   });

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { connect, type IncomingHttpHeaders } from 'node:http2';
 import { after, before, describe, it } from 'node:test';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 import { Function as PprofFunction, Line, Location, Mapping, Profile as PprofProfile, Sample, StringTable, ValueType } from 'pprof-format';
-import { buildCollector, buildParca, startCollector, startParca, type Collector, type Parca } from './servers.js';
+import { buildCollector, buildParca, parcaQuery, startCollector, startParca, type Collector, type Parca } from './servers.js';
 
 // ---- a protobuf writer, just enough for the requests below -----------------------------------
 
@@ -245,48 +245,6 @@ async function until<T>(what: string, get: () => T | Promise<T>, ok: (v: T) => b
     if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(v, (_k, x) => (x instanceof Set || x instanceof Map ? [...x] : x))}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-/**
- * What Parca gives back for a query merged over the last hour, as function → flat and cumulative
- * value. Asked for as pprof (REPORT_TYPE_PPROF, gzipped pprof in the JSON) rather than as
- * Parca's own top table: v0.28.0's REPORT_TYPE_TOP dereferences the function of every location
- * line and crashes the whole server (a nil pointer in query/top.go) when a line has none, which
- * is what a line pointing at the empty function_table[0] becomes (the first OTLP test does that).
- */
-async function parcaQuery(parca: Parca, query: string): Promise<Map<string, { flat: number; cum: number }>> {
-  const now = Date.now();
-  const params = new URLSearchParams({
-    mode: 'MODE_MERGE',
-    report_type: 'REPORT_TYPE_PPROF',
-    'merge.query': query,
-    'merge.start': new Date(now - 3_600_000).toISOString(),
-    'merge.end': new Date(now + 60_000).toISOString(),
-  });
-  const res = await fetch(`${parca.url}/api/profiles/query?${params}`);
-  const text = await res.text();
-  assert.equal(res.status, 200, text);
-  const b64 = (JSON.parse(text) as { pprof?: string }).pprof;
-  const out = new Map<string, { flat: number; cum: number }>();
-  if (!b64) return out;
-  const p = PprofProfile.decode(gunzipSync(Buffer.from(b64, 'base64')));
-  const strings = p.stringTable.strings;
-  const fnName = new Map(p.function.map((f) => [Number(f.id), strings[Number(f.name)] ?? '']));
-  const locNames = new Map(p.location.map((l) => [Number(l.id), l.line.map((ln) => fnName.get(Number(ln.functionId)) ?? '')]));
-  for (const sample of p.sample) {
-    const v = Number(sample.value[0] ?? 0);
-    const seen = new Set<string>();
-    sample.locationId.forEach((id, i) => {
-      (locNames.get(Number(id)) ?? []).forEach((name, j) => {
-        const e = out.get(name) ?? { flat: 0, cum: 0 };
-        if (i === 0 && j === 0) e.flat += v; // the leaf: innermost line of the first location
-        if (!seen.has(name)) e.cum += v;
-        seen.add(name);
-        out.set(name, e);
-      });
-    });
-  }
-  return out;
 }
 
 // ---- the tests ----------------------------------------------------------------------------------

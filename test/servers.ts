@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Profile as PprofProfile } from 'pprof-format';
 import { repoRoot, workDir } from './helpers.js';
 
 /** The collector core and contrib release (they move together) and the stable confmap modules of that release. */
@@ -327,4 +329,46 @@ export async function startParca(opts: { name?: string } = {}): Promise<Parca> {
   const url = `http://${address}`;
   await waitReady(server, 'Parca', async () => (await fetch(`${url}/api/profiles/types`)).ok);
   return { ...server, address, url };
+}
+
+/**
+ * What Parca gives back for a query merged over the last hour, as function → flat and cumulative
+ * value. Asked for as pprof (REPORT_TYPE_PPROF, gzipped pprof in the JSON) rather than as
+ * Parca's own top table: v0.28.0's REPORT_TYPE_TOP dereferences the function of every location
+ * line and crashes the whole server (a nil pointer in query/top.go) when a line has none, which
+ * is what a line pointing at the empty function_table[0] becomes (the first OTLP test does that).
+ */
+export async function parcaQuery(parca: Parca, query: string): Promise<Map<string, { flat: number; cum: number }>> {
+  const now = Date.now();
+  const params = new URLSearchParams({
+    mode: 'MODE_MERGE',
+    report_type: 'REPORT_TYPE_PPROF',
+    'merge.query': query,
+    'merge.start': new Date(now - 3_600_000).toISOString(),
+    'merge.end': new Date(now + 60_000).toISOString(),
+  });
+  const res = await fetch(`${parca.url}/api/profiles/query?${params}`);
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`Parca query ${query}: HTTP ${res.status}: ${text.slice(0, 500)}`);
+  const b64 = (JSON.parse(text) as { pprof?: string }).pprof;
+  const out = new Map<string, { flat: number; cum: number }>();
+  if (!b64) return out;
+  const p = PprofProfile.decode(gunzipSync(Buffer.from(b64, 'base64')));
+  const strings = p.stringTable.strings;
+  const fnName = new Map(p.function.map((f) => [Number(f.id), strings[Number(f.name)] ?? '']));
+  const locNames = new Map(p.location.map((l) => [Number(l.id), l.line.map((ln) => fnName.get(Number(ln.functionId)) ?? '')]));
+  for (const sample of p.sample) {
+    const v = Number(sample.value[0] ?? 0);
+    const seen = new Set<string>();
+    sample.locationId.forEach((id, i) => {
+      (locNames.get(Number(id)) ?? []).forEach((name, j) => {
+        const e = out.get(name) ?? { flat: 0, cum: 0 };
+        if (i === 0 && j === 0) e.flat += v; // the leaf: innermost line of the first location
+        if (!seen.has(name)) e.cum += v;
+        seen.add(name);
+        out.set(name, e);
+      });
+    });
+  }
+  return out;
 }
