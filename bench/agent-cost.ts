@@ -50,7 +50,8 @@ export async function measureAgent(backend: 'up' | 'down', seconds: number): Pro
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const port = (server.address() as AddressInfo).port;
   if (backend === 'down') await new Promise<void>((ok) => server.close(() => ok()));
-  const child = spawn(process.execPath, [cli, 'agent', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${port}`, '--log-level', 'warn'], {
+  // Run as installed: through the #! line, whose node flags are part of the footprint.
+  const child = spawn(cli, ['agent', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${port}`, '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -17,7 +17,7 @@ import { toParcaWriteRaw } from './export/parca.js';
 import { ExportQueue, type QueueStats } from './export/queue.js';
 import { GoRegistry } from './go-processes.js';
 import { configureLogger, logger } from './logger.js';
-import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler } from './native.js';
+import { openOnCpuSampler, pinMmapThreshold, trimMemory, type OnCpuSampler } from './native.js';
 import { OtlpExporter } from './otlp/exporter.js';
 import { toOtlpRequest, type Attributes } from './otlp/profiles.js';
 import { encodePprof } from './output/pprof.js';
@@ -27,6 +27,10 @@ import { btfProblem, privilegeProblem } from './system-checks.js';
 
 /** Pyroscope refuses series with more labels than this. */
 const PYROSCOPE_MAX_LABELS = 30;
+/** (file, address) answers the agent's symbolizer keeps between windows (~150 bytes each). */
+const AGENT_SYMBOL_CACHE = 200_000;
+/** Unwind-table bytes (.eh_frame, .debug_frame) the agent keeps between windows. */
+const AGENT_UNWIND_BYTES = 32 << 20;
 
 /** One destination of the windows. */
 interface Sink {
@@ -58,6 +62,10 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     offCpu: opts.offCpu,
     onProcess: (pid, event) => go?.update(pid, event),
     goWaitReason: (pid, code) => go?.waitReason(pid, code),
+    // Bounded for a process that runs for months: (file, address) answers and unwind tables
+    // kept for later windows. Go tables are read a page at a time (elf/file-bytes.ts).
+    symbolizer: { cacheEntries: AGENT_SYMBOL_CACHE },
+    unwindBytes: AGENT_UNWIND_BYTES,
   });
   let sampler: OnCpuSampler;
   try {
@@ -116,6 +124,8 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     metrics.windowClosed(samples);
     const attrs = processAttributesFor(capture.processes);
     for (const s of sinks) s.take(profile, attrs);
+    // What this window's symbolization freed in the native threads' arenas goes back now.
+    trimMemory();
     log.info({ window: windows, samples, offCpuRecords: offCpu, stacks: profile.samples.length }, 'window closed');
   };
 

@@ -11,7 +11,7 @@ import { buildProfile, type ResolvedAddress } from './profile-builder.js';
 import type { Profile } from './profile-model.js';
 import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, type RawSample } from './record-decoder.js';
 import type { OnCpuSample } from './sample.js';
-import { Symbolizer, type SymbolizerStats } from './symbolizer.js';
+import { Symbolizer, type SymbolizerOptions, type SymbolizerStats } from './symbolizer.js';
 import { goroutineStateName, threadStateName } from './thread-state.js';
 import { frameKind, OWN_FRAME, repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
 import { ruleLookupFor, UnwindTables } from './unwind/unwind-tables.js';
@@ -42,6 +42,10 @@ export interface CaptureOptions {
    * never add up. Without it the worker and its caches stay for the next window.
    */
   oneShot?: boolean;
+  /** The user-space symbolizer's worker lifetime and cache bound (windows; see Symbolizer). */
+  symbolizer?: Pick<SymbolizerOptions, 'idleTimeoutMs' | 'cacheEntries'>;
+  /** Unwind-table bytes kept for the leaf repair (see UnwindTables; default 256 MiB). */
+  unwindBytes?: number;
 }
 
 export interface FinishOptions {
@@ -62,7 +66,7 @@ const NO_MAPS = 0;
 
 export class OnCpuCapture {
   readonly processes: ProcessTable;
-  private unwind = new UnwindTables();
+  private unwind: UnwindTables;
   private aggregator = new Aggregator();
   private readonly lookups = new Map<number, RuleLookup>();
   /** Per pid: the frame kind of the code at an address (see rawSample). */
@@ -90,6 +94,7 @@ export class OnCpuCapture {
 
   constructor(private readonly opts: CaptureOptions) {
     this.processes = new ProcessTable({ procRoot: opts.procRoot });
+    this.unwind = new UnwindTables({ maxBytes: opts.unwindBytes });
   }
 
   /** On-CPU samples. */
@@ -291,7 +296,7 @@ export class OnCpuCapture {
   async finish(opts: FinishOptions): Promise<Profile> {
     if (this.opts.oneShot) {
       // No batch comes after this one: the unwind rules can go before symbolization peaks.
-      this.unwind = new UnwindTables();
+      this.unwind = new UnwindTables({ maxBytes: this.opts.unwindBytes });
       this.lookups.clear();
       this.frameKinds.clear();
     }
@@ -302,7 +307,7 @@ export class OnCpuCapture {
     if (!this.opts.oneShot) this.aggregator = new Aggregator();
     const symbolPid = (e: StackEntry) => this.symbolPid(e);
     const { user, kernel } = aggregator.uniqueAddresses(symbolPid);
-    this.symbolizer ??= new Symbolizer({ processes: this.processes });
+    this.symbolizer ??= new Symbolizer({ processes: this.processes, ...this.opts.symbolizer });
     const userRes = (await this.symbolizer.symbolize({ user })).user;
     if (this.opts.oneShot) {
       await this.symbolizer.close();

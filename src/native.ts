@@ -182,6 +182,7 @@ interface NativeAddon {
   enableBpfStats(): { close(): void };
   takeLibbpfLog(): NativeLogLine[];
   pinMmapThreshold(): boolean;
+  trimMemory(): boolean;
 }
 
 /** The package root: this file is src/native.ts, compiled to dist/src/native.js. */
@@ -306,4 +307,12 @@ export function enableBpfStats(): { close(): void } {
  */
 export function pinMmapThreshold(): boolean {
   return load().pinMmapThreshold();
+}
+
+/**
+ * Hands the free pages of every malloc arena back to the kernel (glibc's malloc_trim; see
+ * native/binding.cc). The agent calls it after each window. False where there is no such call.
+ */
+export function trimMemory(): boolean {
+  return load().trimMemory();
 }

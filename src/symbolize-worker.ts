@@ -5,6 +5,7 @@
 import { ElfFile } from './elf/elf-file.js';
 import { findDebugFile } from './elf/debug-file.js';
 import { SymbolTable } from './elf/elf-symbols.js';
+import { closeFileRanges } from './elf/file-bytes.js';
 
 export interface WorkerFrame {
   name: string;
@@ -35,6 +36,7 @@ export interface FileResult {
 
 interface GoTable {
   lookup(vaddr: number): Array<{ name: string; file: string; line: number }> | undefined;
+  moveTo(path: string): void;
 }
 
 interface Loaded {
@@ -83,7 +85,7 @@ function load(task: FileTask): Loaded {
     const out: Loaded = { symbols: SymbolTable.fromElf(elf, demangle) };
     if (goOpen && (elf.section('.gopclntab') || elf.goBuildId)) {
       try {
-        // The Go table copies what it needs at open: the file can be closed afterwards.
+        // The Go table reads its pages through the path later: the file can be closed now.
         out.go = goOpen(elf);
       } catch {
         out.go = undefined;
@@ -138,6 +140,7 @@ function getLoaded(task: FileTask): Loaded {
     cache.set(task.fileKey, l);
     // The main thread may hand the same file out under another /proc/self/fd path now.
     l.symbols.moveTo(task.openPath);
+    l.go?.moveTo(task.openPath);
     return l;
   }
   l = load(task);
@@ -185,6 +188,7 @@ export default async function symbolizeFiles(task: { files: FileTask[] }): Promi
     }
     out.push(l.error ? { fileKey: ft.fileKey, frames, error: l.error } : { fileKey: ft.fileKey, frames });
   }
+  closeFileRanges();
   return out;
 }
 

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ElfFile } from '../src/elf/elf-file.js';
+import { closeFileRanges, dropCachedPages, fileBytesStats } from '../src/elf/file-bytes.js';
 import { GoPclnTab } from '../src/elf/gopclntab.js';
 import { buildGo, workDir } from './helpers.js';
 
@@ -256,7 +257,8 @@ describe('gopclntab', () => {
     const sec = ElfFile.withFile(bin, (e) => e.section('.gopclntab')!);
     const tab0 = ElfFile.withFile(bin, (e) => GoPclnTab.open(e))!;
     const [lo, hi] = tab0.textRange;
-    const fuzzed = join(dir, 'fuzzed');
+    // A new file each time: a table reads its pages later, and only from the file it opened.
+    const fuzzedPath = (it: number) => join(dir, `fuzzed-${it}`);
     let seed = 11;
     const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
     for (let it = 0; it < 60; it++) {
@@ -264,6 +266,7 @@ describe('gopclntab', () => {
       // The header and function table first (where a bad byte hurts most), then anywhere.
       const span = it % 2 ? sec.size : Math.min(sec.size, 4096);
       for (let k = 0; k < 40; k++) b[sec.offset + Math.floor(rnd() * span)] = Math.floor(rnd() * 256);
+      const fuzzed = fuzzedPath(it);
       writeFileSync(fuzzed, b);
       const t = ElfFile.withFile(fuzzed, (e) => GoPclnTab.open(e));
       for (let a = lo; a < hi; a += Math.floor((hi - lo) / 200)) {
@@ -272,6 +275,31 @@ describe('gopclntab', () => {
         t?.funcAt(a);
       }
     }
+  });
+
+  it('reads the table a page at a time, after the file is closed, and only from the file it opened', () => {
+    const path = join(dir, 'paged');
+    copyFileSync(bin, path);
+    const sec = ElfFile.withFile(path, (e) => e.section('.gopclntab')!);
+    const tab = ElfFile.withFile(path, (e) => GoPclnTab.open(e))!;
+    // Nothing of the table is held by the table itself: its pages are in the shared cache.
+    assert.ok(tab.byteSize < sec.size / 4, `${tab.byteSize} bytes held for a ${sec.size}-byte table`);
+    const syms = execFileSync('go', ['tool', 'nm', path], { encoding: 'utf8' });
+    const caller = parseInt(/^\s*([0-9a-f]+) T main\.caller$/m.exec(syms)![1], 16);
+    dropCachedPages();
+    closeFileRanges();
+    assert.equal(tab.lookup(caller + 1)?.at(-1)?.name, 'main.caller');
+    const after = fileBytesStats();
+    assert.ok(after.pages > 0 && after.bytes < sec.size, `${after.pages} pages, ${after.bytes} bytes cached for one lookup`);
+    assert.equal(after.openFiles, 1);
+    closeFileRanges();
+    assert.equal(fileBytesStats().openFiles, 0);
+
+    // Another program at the same path (a binary replaced on disk): no frames, never its names.
+    dropCachedPages();
+    writeFileSync(path, readFileSync(oracle));
+    assert.equal(tab.lookup(caller + 1), undefined);
+    assert.equal(tab.spDelta(caller + 1), undefined);
   });
 
   it('answers undefined outside the text and for non-Go files', () => {

@@ -55,6 +55,11 @@ export interface ElfSegment {
 const MAX_SECTIONS = 65535;
 const MAX_SEGMENTS = 4096;
 
+/** Device, inode, size and modification time: whether a path still names the file it named. */
+export function fileIdentity(st: { dev: number; ino: number; size: number; mtimeMs: number }): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+}
+
 /**
  * An open ELF file. Call close() when done (or use ElfFile.withFile). Addresses and offsets are
  * JS numbers: user-space virtual addresses and file sizes fit in 53 bits.
@@ -76,7 +81,7 @@ export class ElfFile {
     this.fd = fd;
     const st = fstatSync(fd);
     this.size = st.size;
-    this.identity = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+    this.identity = fileIdentity(st);
     const ident = this.read(0, 64 > this.size ? this.size : 64);
     if (ident.length < 16 || ident[0] !== 0x7f || ident[1] !== 0x45 || ident[2] !== 0x4c || ident[3] !== 0x46) {
       throw new ElfError(path, 'not an ELF file (bad magic)');

@@ -10,11 +10,15 @@
 // is only the last resort (external linking puts C code first). Inline trees live in go:func.*,
 // at moduledata.gofunc (1.18+; inside the pclntab from 1.26) or behind absolute pointers
 // (1.16–1.17). 1.27 grew the module data, which moved gofunc (see findModuledata).
-// Everything is read once into memory at open(); lookups never touch the file again, so the
-// ElfFile may be closed afterwards. Malformed tables make lookups return undefined, never throw.
+// The table is read on demand, a page at a time, through a small page cache (file-bytes.ts):
+// a big Go binary's table is tens of megabytes, and a window needs a few pages of it. The
+// ElfFile may be closed after open(); lookups reopen the file by its path and check that it is
+// still the same file. Tables found by searching the segments (no section) are held in memory.
+// Malformed tables, and files that are gone, make lookups return undefined, never throw.
 
 import type { ElfFile } from './elf-file.js';
-import { PF_X, PT_LOAD, SHT_NOBITS } from './elf-file.js';
+import { BufferBytes, FileBytes, type Bytes } from './file-bytes.js';
+import { PF_X, PT_LOAD, SHF_COMPRESSED, SHT_NOBITS } from './elf-file.js';
 import { readGoBuildId } from './go-buildid.js';
 
 const MAGIC_120 = 0xfffffff1;
@@ -26,6 +30,10 @@ const FUNCDATA_INL_TREE = 3;
 const MAX_INLINE_DEPTH = 64;
 /** The region read for go:func.* data when it is not inside the pclntab itself. */
 const MAX_GOFUNC_BYTES = 256 << 20;
+/** Names kept per table (the symbolizer caches its answers anyway). */
+const MAX_CACHED_NAMES = 4096;
+/** No Go symbol or file name is longer. */
+const MAX_NAME = 64 << 10;
 
 export interface GoFrame {
   name: string;
@@ -60,11 +68,11 @@ export class GoPclnTab {
   private nameCache = new Map<number, string>();
 
   private constructor(
-    private readonly data: Buffer,
+    private readonly data: Bytes,
     private readonly vaddr: number,
     private readonly L: Layout,
     /** go:func.* bytes and their vaddr (1.18+), for inline trees. */
-    private readonly gofunc: { data: Buffer; base: number; vaddr: number } | undefined,
+    private readonly gofunc: { data: Bytes; base: number; vaddr: number } | undefined,
   ) {
     if (L.version === '1.16') {
       this.funcFields = { nameOff: 8, pcsp: 20, pcfile: 24, pcln: 28, npcdata: 32, cuOffset: 36, nfuncdata: 43, pcdata: 44 };
@@ -124,9 +132,16 @@ export class GoPclnTab {
     return this.L.nfunc;
   }
 
-  /** Bytes held in memory (for cache accounting). */
+  /** Bytes held in memory by this table alone (for cache accounting); pages read from the file are in a shared, bounded cache. */
   get byteSize(): number {
-    return this.data.length + (this.gofunc && this.gofunc.data !== this.data ? this.gofunc.data.length : 0);
+    const held = (b: Bytes | undefined) => (b instanceof BufferBytes ? b.length : 0);
+    return held(this.data) + (this.gofunc && this.gofunc.data !== this.data ? held(this.gofunc.data) : 0) + this.nameCache.size * 64;
+  }
+
+  /** Reads through `path` from now on (another name for the same file, e.g. a new /proc/self/fd). */
+  moveTo(path: string): void {
+    if (this.data instanceof FileBytes) this.data.moveTo(path);
+    if (this.gofunc?.data instanceof FileBytes) this.gofunc.data.moveTo(path);
   }
 
   /** [start, end) of the text covered by the function table. */
@@ -166,8 +181,8 @@ export class GoPclnTab {
           if (ix === undefined || ix < 0) break;
           const rec = tree.off + ix * this.inlSize;
           if (ix >= 1 << 24 || rec + this.inlSize > tree.buf.length) break;
-          const nameOff = tree.buf.readInt32LE(rec + this.inlNameOff);
-          const parentPc = tree.buf.readInt32LE(rec + this.inlParentPc);
+          const nameOff = tree.buf.i32(rec + this.inlNameOff);
+          const parentPc = tree.buf.i32(rec + this.inlParentPc);
           frames.push({ name: this.nameAt(nameOff), ...this.fileLine(f, entry, pc) });
           const next = entry + parentPc;
           if (next === pc) break;
@@ -200,13 +215,13 @@ export class GoPclnTab {
 
   private u32(off: number): number {
     if (off < 0 || off + 4 > this.data.length) throw new RangeError(`pclntab read at ${off} out of range`);
-    return this.data.readUInt32LE(off);
+    return this.data.u32(off);
   }
 
   private uptr(off: number): number {
     if (this.L.ptrSize === 4) return this.u32(off);
     if (off < 0 || off + 8 > this.data.length) throw new RangeError(`pclntab read at ${off} out of range`);
-    return Number(this.data.readBigUInt64LE(off));
+    return this.data.u64(off);
   }
 
   /** Entry vaddr of function i (i = nfunc gives the end of the text). */
@@ -236,7 +251,7 @@ export class GoPclnTab {
   }
 
   private funcName(f: number): string {
-    return this.nameAt(this.data.readInt32LE(this.check(f + this.funcFields.nameOff, 4)));
+    return this.nameAt(this.data.i32(this.check(f + this.funcFields.nameOff, 4)));
   }
 
   private check(off: number, len: number): number {
@@ -248,7 +263,7 @@ export class GoPclnTab {
     let s = this.nameCache.get(nameOff);
     if (s === undefined) {
       s = this.cstr(this.L.funcnameOff + nameOff);
-      if (this.nameCache.size > 100_000) this.nameCache.clear();
+      if (this.nameCache.size >= MAX_CACHED_NAMES) this.nameCache.clear();
       this.nameCache.set(nameOff, s);
     }
     return s;
@@ -256,9 +271,9 @@ export class GoPclnTab {
 
   private cstr(off: number): string {
     if (off < 0 || off >= this.data.length) return '';
-    let end = this.data.indexOf(0, off);
-    if (end < 0) end = this.data.length;
-    return this.data.toString('utf8', off, end);
+    let end = this.data.indexOfZero(off, MAX_NAME);
+    if (end < 0) end = Math.min(this.data.length, off + MAX_NAME);
+    return this.data.utf8(off, end);
   }
 
   private fileLine(f: number, entry: number, pc: number): { file: string; line: number } {
@@ -285,10 +300,10 @@ export class GoPclnTab {
   }
 
   /** The inline tree of a function: the buffer holding it and the offset of entry 0. */
-  private inlineTree(f: number): { buf: Buffer; off: number } | undefined {
+  private inlineTree(f: number): { buf: Bytes; off: number } | undefined {
     const ff = this.funcFields;
     const npcdata = this.u32(f + ff.npcdata);
-    const nfuncdata = this.data[this.check(f + ff.nfuncdata, 1)];
+    const nfuncdata = this.data.u8(this.check(f + ff.nfuncdata, 1));
     if (nfuncdata <= FUNCDATA_INL_TREE) return undefined;
     const fdStart = f + ff.pcdata + npcdata * 4;
     if (this.L.version === '1.16') {
@@ -323,7 +338,7 @@ export class GoPclnTab {
     for (let i = 0; i < this.L.nfunc; i++) {
       try {
         const f = this.funcOffset(i);
-        if (this.data[this.check(f + ff.nfuncdata, 1)] <= FUNCDATA_INL_TREE) continue;
+        if (this.data.u8(this.check(f + ff.nfuncdata, 1)) <= FUNCDATA_INL_TREE) continue;
         const p = this.funcdataPtr116(f + ff.pcdata + this.u32(f + ff.npcdata) * 4, FUNCDATA_INL_TREE);
         if (p !== 0 && (low === 0 || p < low)) low = p;
       } catch {
@@ -347,7 +362,7 @@ export class GoPclnTab {
       let mul = 1;
       for (;;) {
         if (p >= d.length) return undefined;
-        const b = d[p++];
+        const b = d.u8(p++);
         uv += (b & 0x7f) * mul;
         if ((b & 0x80) === 0) break;
         mul *= 128;
@@ -360,7 +375,7 @@ export class GoPclnTab {
       mul = 1;
       for (;;) {
         if (p >= d.length) return undefined;
-        const b = d[p++];
+        const b = d.u8(p++);
         pcd += (b & 0x7f) * mul;
         if ((b & 0x80) === 0) break;
         mul *= 128;
@@ -374,10 +389,10 @@ export class GoPclnTab {
 
   /** @internal used by open(). */
   static create(
-    data: Buffer,
+    data: Bytes,
     vaddr: number,
     L: Layout,
-    gofunc: { data: Buffer; base: number; vaddr: number } | undefined,
+    gofunc: { data: Bytes; base: number; vaddr: number } | undefined,
   ): GoPclnTab {
     return new GoPclnTab(data, vaddr, L, gofunc);
   }
@@ -385,21 +400,21 @@ export class GoPclnTab {
 
 // ---- locating the table -------------------------------------------------------------------------
 
-function parseHeader(d: Buffer, textSection: number | undefined): Layout | undefined {
+function parseHeader(d: Bytes, textSection: number | undefined): Layout | undefined {
   if (d.length < 16) return undefined;
-  const magic = d.readUInt32LE(0);
+  const magic = d.u32(0);
   let version: Version;
   if (magic === MAGIC_120) version = '1.20';
   else if (magic === MAGIC_118) version = '1.18';
   else if (magic === MAGIC_116) version = '1.16';
   else return undefined;
-  if (d[4] !== 0 || d[5] !== 0) return undefined;
-  const quantum = d[6];
-  const ptrSize = d[7];
+  if (d.u8(4) !== 0 || d.u8(5) !== 0) return undefined;
+  const quantum = d.u8(6);
+  const ptrSize = d.u8(7);
   if (![1, 2, 4].includes(quantum) || (ptrSize !== 4 && ptrSize !== 8)) return undefined;
   const words = version === '1.16' ? 7 : 8;
   if (d.length < 8 + words * ptrSize) return undefined;
-  const w = (i: number) => (ptrSize === 8 ? Number(d.readBigUInt64LE(8 + i * 8)) : d.readUInt32LE(8 + i * 4));
+  const w = (i: number) => (ptrSize === 8 ? d.u64(8 + i * 8) : d.u32(8 + i * 4));
   const nfunc = w(0);
   let i = 2;
   let headerText = 0;
@@ -429,16 +444,16 @@ function parseHeader(d: Buffer, textSection: number | undefined): Layout | undef
   if (L.functabOff + (nfunc + 1) * ftEntry > d.length) return undefined;
   // The first function's own entry field must agree with the function table.
   if (version === '1.16') {
-    const e0 = ptrSize === 8 ? Number(d.readBigUInt64LE(L.functabOff)) : d.readUInt32LE(L.functabOff);
-    const f0 = ptrSize === 8 ? Number(d.readBigUInt64LE(L.functabOff + ptrSize)) : d.readUInt32LE(L.functabOff + ptrSize);
+    const e0 = ptrSize === 8 ? d.u64(L.functabOff) : d.u32(L.functabOff);
+    const f0 = ptrSize === 8 ? d.u64(L.functabOff + ptrSize) : d.u32(L.functabOff + ptrSize);
     const fo = L.functabOff + f0;
     if (fo + 8 > d.length) return undefined;
-    const fe = ptrSize === 8 ? Number(d.readBigUInt64LE(fo)) : d.readUInt32LE(fo);
+    const fe = ptrSize === 8 ? d.u64(fo) : d.u32(fo);
     if (fe !== e0) return undefined;
   } else {
-    const e0 = d.readUInt32LE(L.functabOff);
-    const fo = L.functabOff + d.readUInt32LE(L.functabOff + 4);
-    if (fo + 4 > d.length || d.readUInt32LE(fo) !== e0) return undefined;
+    const e0 = d.u32(L.functabOff);
+    const fo = L.functabOff + d.u32(L.functabOff + 4);
+    if (fo + 4 > d.length || d.u32(fo) !== e0) return undefined;
   }
   return L;
 }
@@ -446,14 +461,14 @@ function parseHeader(d: Buffer, textSection: number | undefined): Layout | undef
 function openTable(elf: ElfFile): GoPclnTab | undefined {
   const textSec = elf.section('.text');
   const textAddr = textSec && textSec.addr !== 0 ? textSec.addr : undefined;
-  let data: Buffer | undefined;
+  let data: Bytes | undefined;
   let vaddr = 0;
   let L: Layout | undefined;
   // PIE binaries from Go 1.25 and older have it in .data.rel.ro.gopclntab when linked internally
   // (and unnamed, inside .data.rel.ro, when linked externally).
   const sec = elf.section('.gopclntab') ?? elf.section('.data.rel.ro.gopclntab');
-  if (sec && sec.type !== SHT_NOBITS && sec.size > 0) {
-    data = elf.sectionData(sec);
+  if (sec && sec.type !== SHT_NOBITS && sec.size > 0 && (sec.flags & SHF_COMPRESSED) === 0 && sec.offset + sec.size <= elf.size) {
+    data = new FileBytes(elf.path, elf.identity, sec.offset, sec.size);
     vaddr = sec.addr;
     L = parseHeader(data, textAddr);
   }
@@ -481,7 +496,7 @@ function openTable(elf: ElfFile): GoPclnTab | undefined {
 }
 
 /** Scans loaded segments for a plausible pclntab header. */
-function searchMagic(elf: ElfFile, textAddr: number | undefined): { data: Buffer; vaddr: number; L: Layout } | undefined {
+function searchMagic(elf: ElfFile, textAddr: number | undefined): { data: Bytes; vaddr: number; L: Layout } | undefined {
   const magics = [MAGIC_120, MAGIC_118, MAGIC_116].map((m) => {
     const b = Buffer.alloc(4);
     b.writeUInt32LE(m);
@@ -495,9 +510,9 @@ function searchMagic(elf: ElfFile, textAddr: number | undefined): { data: Buffer
       while (at >= 0) {
         // The table is pointer-aligned.
         if (at % 4 === 0) {
-          const sub = data.subarray(at);
+          const sub = new BufferBytes(data.subarray(at));
           const L = parseHeader(sub, textAddr);
-          if (L) return { data: Buffer.from(sub), vaddr: seg.vaddr + at, L };
+          if (L) return { data: new BufferBytes(Buffer.from(sub.buf)), vaddr: seg.vaddr + at, L };
         }
         at = data.indexOf(m, at + 1);
       }
@@ -523,10 +538,10 @@ function inText(elf: ElfFile, vaddr: number): boolean {
  */
 function findModuledata(
   elf: ElfFile,
-  table: Buffer,
+  table: Bytes,
   tableVaddr: number,
   L: Layout,
-): { region: { data: Buffer; base: number; vaddr: number } | undefined; text: number; layout: Layout['moduledata'] } | undefined {
+): { region: { data: Bytes; base: number; vaddr: number } | undefined; text: number; layout: Layout['moduledata'] } | undefined {
   const ps = L.ptrSize;
   const want = Buffer.alloc(ps * 2);
   const put = (b: Buffer, off: number, v: number) => (ps === 8 ? b.writeBigUInt64LE(BigInt(v), off) : b.writeUInt32LE(v, off));
@@ -569,14 +584,15 @@ function findModuledata(
   return undefined;
 }
 
-function gofuncRegion(elf: ElfFile, table: Buffer, tableVaddr: number, gofunc: number): { data: Buffer; base: number; vaddr: number } | undefined {
+function gofuncRegion(elf: ElfFile, table: Bytes, tableVaddr: number, gofunc: number): { data: Bytes; base: number; vaddr: number } | undefined {
   if (gofunc === 0) return undefined;
   // Go 1.26+ place go:func.* inside the pclntab's range: share the buffer.
   if (gofunc >= tableVaddr && gofunc < tableVaddr + table.length) return { data: table, base: gofunc - tableVaddr, vaddr: tableVaddr };
   for (const p of elf.segments) {
     if (p.type === PT_LOAD && gofunc >= p.vaddr && gofunc < p.vaddr + p.filesz) {
       const len = Math.min(p.vaddr + p.filesz - gofunc, MAX_GOFUNC_BYTES);
-      return { data: elf.read(p.offset + (gofunc - p.vaddr), len), base: 0, vaddr: gofunc };
+      if (p.offset + (gofunc - p.vaddr) + len > elf.size) return undefined;
+      return { data: new FileBytes(elf.path, elf.identity, p.offset + (gofunc - p.vaddr), len), base: 0, vaddr: gofunc };
     }
   }
   return undefined;
