@@ -12,7 +12,8 @@
 //   means (Parca rejects a dictionary without them; link_table[0] has empty trace and span ids).
 // - Locations group inlined frames as pprof does (one address, lines innermost first); each
 //   carries profile.frame.type. A mapping's GNU build id is its
-//   process.executable.build_id.gnu attribute.
+//   process.executable.build_id.gnu attribute, a Go binary's Go build id its
+//   process.executable.build_id.go.
 // - 64-bit fields go to protobufjs as decimal strings: it would encode a bigint as 0.
 // - Backends with rules of their own get a preset (OTLP_PRESETS): options that bend the request
 //   to what they read. Without one, the request is as the specification says.
@@ -295,7 +296,10 @@ class Dictionary {
         memoryLimit: String(m.end),
         fileOffset: String(m.offset),
         filenameStrindex: this.string(m.file),
-        attributeIndices: m.buildId ? [this.attribute('process.executable.build_id.gnu', m.buildId)] : [],
+        attributeIndices: [
+          ...(m.buildId ? [this.attribute('process.executable.build_id.gnu', m.buildId)] : []),
+          ...(m.goBuildId ? [this.attribute('process.executable.build_id.go', m.goBuildId)] : []),
+        ],
       });
       this.mappings.set(f.mapping, i);
     }
