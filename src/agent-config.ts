@@ -7,10 +7,14 @@
 //         "timeout": "10s", "insecure": false,
 //         "certificate": "/etc/ca.pem", "clientCertificate": "...", "clientKey": "..." },
 //       { "type": "otlp", "preset": "pyroscope", "protocol": "http/protobuf", "endpoint": "http://pyroscope:4040" },
+//       { "type": "otlp", "preset": "parca", "endpoint": "http://parca:7070" },
 //       { "type": "parca", "endpoint": "http://parca:7070", "insecure": true },
 //       { "type": "directory", "path": "/var/lib/flamewire" }
 //     ]
 //   }
+//
+// "preset" fits an OTLP exporter to a backend's rules (otlp/profiles.ts OTLP_PRESETS): "pyroscope"
+// keeps its 30-label limit; "parca" works around how Parca reads the request (gRPC only).
 //
 // ${NAME} in a string is replaced by the environment variable NAME, so secrets can stay in the
 // environment (a Kubernetes Secret) rather than in the file. Every mistake is a UsageError
@@ -20,6 +24,7 @@ import { readFileSync } from 'node:fs';
 import { UsageError } from './cli-args.js';
 import { parseDuration } from './duration.js';
 import type { ExporterOptions } from './otlp/exporter.js';
+import { OTLP_PRESETS, type OtlpPreset } from './otlp/profiles.js';
 
 export interface AgentConfig {
   otlp: ExporterOptions[];
@@ -105,8 +110,10 @@ export function parseAgentConfig(json: unknown, where: string, env: Env = proces
     }
     const preset = str('preset');
     if (preset !== undefined) {
-      if (preset !== 'pyroscope') fail(`${at}.preset must be "pyroscope" (the only backend with rules of its own here)`);
-      x.preset = 'pyroscope';
+      if (o.type !== 'otlp') fail(`${at}.preset is for exporters of type "otlp"`);
+      if (!Object.hasOwn(OTLP_PRESETS, preset)) fail(`${at}.preset must be ${Object.keys(OTLP_PRESETS).map((p) => `"${p}"`).join(' or ')}`);
+      if (preset === 'parca' && protocol !== 'grpc') fail(`${at}: Parca takes OTLP over gRPC only (protocol "grpc")`);
+      x.preset = preset as OtlpPreset;
     }
     const known = new Set(['type', 'preset', 'protocol', 'endpoint', 'url', 'headers', 'compression', 'timeout', 'insecure', 'certificate', 'clientCertificate', 'clientKey']);
     const extra = Object.keys(o).find((k) => !known.has(k));

@@ -19,14 +19,12 @@ import { GoRegistry } from './go-processes.js';
 import { configureLogger, logger } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, trimMemory, type OnCpuSampler } from './native.js';
 import { OtlpExporter } from './otlp/exporter.js';
-import { toOtlpRequest, type Attributes } from './otlp/profiles.js';
+import { OTLP_PRESETS, toOtlpRequest, type Attributes } from './otlp/profiles.js';
 import { encodePprof } from './output/pprof.js';
 import type { Profile } from './profile-model.js';
 import { goWaitPeriodNs, goWaitVisits, RecordError, runningPids } from './record.js';
 import { btfProblem, privilegeProblem } from './system-checks.js';
 
-/** Pyroscope refuses series with more labels than this. */
-const PYROSCOPE_MAX_LABELS = 30;
 /** (file, address) answers the agent's symbolizer keeps between windows (~150 bytes each). */
 const AGENT_SYMBOL_CACHE = 200_000;
 /** Unwind-table bytes (.eh_frame, .debug_frame) the agent keeps between windows. */
@@ -186,7 +184,7 @@ function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource:
       if (e.api === 'parca') {
         ({ body, series: profiles } = toParcaWriteRaw(profile, { resource, processAttributes }));
       } else {
-        const req = toOtlpRequest(profile, { version, resource, processAttributes, maxLabels: e.preset === 'pyroscope' ? PYROSCOPE_MAX_LABELS : undefined });
+        const req = toOtlpRequest(profile, { version, resource, processAttributes, ...(e.preset ? OTLP_PRESETS[e.preset] : {}) });
         profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
         body = OtlpExporter.encode(req);
       }

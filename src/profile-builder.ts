@@ -57,6 +57,7 @@ export function buildProfile(input: BuildInput): Profile {
         offset: m.offset,
         file: m.file,
         buildId: m.buildId,
+        ...(m.goBuildId ? { goBuildId: m.goBuildId } : {}),
         hasFunctions: true,
         hasFilenames: m.hasLines === true,
         hasLineNumbers: m.hasLines === true,

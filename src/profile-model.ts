@@ -27,6 +27,8 @@ export interface Mapping {
   file: string;
   /** Hex GNU build id, or '' when the file has none. */
   buildId: string;
+  /** Go's build id (as `go tool buildid` prints it) of a Go binary. */
+  goBuildId?: string;
   hasFunctions: boolean;
   hasFilenames: boolean;
   hasLineNumbers: boolean;

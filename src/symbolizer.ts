@@ -30,6 +30,8 @@ export interface SymbolizedMapping {
   /** Path as the process sees it, or `[vdso]`, `[module]`. */
   file: string;
   buildId: string;
+  /** Go's build id of a Go binary. */
+  goBuildId?: string;
   hasLines?: boolean;
 }
 
@@ -303,6 +305,7 @@ export class Symbolizer {
         file: m.path === '' ? '[anon]' : m.path,
         buildId: m.file?.buildId ?? '',
         hasLines: m.file?.goBuildId ? true : undefined,
+        ...(m.file?.goBuildId ? { goBuildId: m.file.goBuildId } : {}),
       };
       this.mappingInfo.set(m, info);
     }

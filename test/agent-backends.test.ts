@@ -1,6 +1,7 @@
 // `flamewire agent` against the real backends, built from the Go module proxy (test/servers.ts):
 // an OpenTelemetry Collector (OTLP over HTTP and gRPC, profiles written out by its file
-// exporter) and Parca (its own WriteRaw API, then a query through Parca's API). The profiled
+// exporter) and Parca (its own WriteRaw API, and OTLP over gRPC with the "parca" preset, each
+// followed by a query through Parca's API). The profiled
 // program splits its time 3:1 between two callers of one frameless leaf: what the backend gives
 // back must name them, carry the process's resource, and (Parca) hold the 75/25 split.
 
@@ -43,7 +44,7 @@ function stringsIn(lines: unknown[]): Set<string> {
 
 describe('agent against the real backends', { timeout: 20 * 60_000 }, () => {
   let split: string;
-  let job: ChildProcess | undefined;
+  const jobs: ChildProcess[] = [];
   let collector: Collector | undefined;
   let parca: Parca | undefined;
   before(async () => {
@@ -51,14 +52,31 @@ describe('agent against the real backends', { timeout: 20 * 60_000 }, () => {
     [collector, parca] = await Promise.all([startCollector({ name: 'agent-collector' }), startParca({ name: 'agent-parca' })]);
   });
   after(async () => {
-    job?.kill('SIGKILL');
+    for (const job of jobs) job.kill('SIGKILL');
     await collector?.stop();
     await parca?.stop();
   });
 
+  /** A new run of the split program; its pid tells its profiles from the other tests'. */
+  const startSplit = (): number => {
+    const job = spawn(split, ['c', '20'], { stdio: 'ignore' });
+    jobs.push(job);
+    return job.pid!;
+  };
+
+  /** The split of process `pid`, as Parca itself merges and reports it (both ways of writing to
+   * Parca name the profile flamewire: WriteRaw by __name__, OTLP after the scope). */
+  const assertParcaSplit = async (pid: number): Promise<void> => {
+    const byFunction = await parcaQuery(parca!, `flamewire:samples:count:cpu:nanoseconds:delta{process_pid="${pid}"}`);
+    const major = byFunction.get('caller_major')?.cum ?? 0;
+    const minor = byFunction.get('caller_minor')?.cum ?? 0;
+    assert.ok(major + minor > 0, `Parca knows nothing of the callers: ${[...byFunction.keys()].join(', ')}`);
+    const share = (100 * major) / (major + minor);
+    assert.ok(Math.abs(share - 75) <= 6, `caller_major has ${share.toFixed(1)}% in Parca`);
+  };
+
   it('delivers to the OpenTelemetry Collector over HTTP and gRPC, and to Parca through WriteRaw, with the 75/25 split', async () => {
-    job = spawn(split, ['c', '20'], { stdio: 'ignore' });
-    const pid = job.pid!;
+    const pid = startSplit();
     const r = await runAgent(pid, [
       { type: 'otlp', protocol: 'http/protobuf', endpoint: collector!.http, compression: 'gzip' },
       { type: 'otlp', protocol: 'grpc', endpoint: `http://${collector!.grpc}` },
@@ -77,12 +95,15 @@ describe('agent against the real backends', { timeout: 20 * 60_000 }, () => {
       assert.ok(strings.has(want), `"${want}" not in what the collector received`);
     }
 
-    // Parca: the split, as Parca itself merges and reports it.
-    const byFunction = await parcaQuery(parca!, `flamewire:samples:count:cpu:nanoseconds:delta{process_pid="${pid}"}`);
-    const major = byFunction.get('caller_major')?.cum ?? 0;
-    const minor = byFunction.get('caller_minor')?.cum ?? 0;
-    assert.ok(major + minor > 0, `Parca knows nothing of the callers: ${[...byFunction.keys()].join(', ')}`);
-    const share = (100 * major) / (major + minor);
-    assert.ok(Math.abs(share - 75) <= 6, `caller_major has ${share.toFixed(1)}% in Parca`);
+    await assertParcaSplit(pid);
+  });
+
+  it('delivers OTLP over gRPC to Parca with the "parca" preset, with the 75/25 split', async () => {
+    const pid = startSplit();
+    const r = await runAgent(pid, [{ type: 'otlp', preset: 'parca', endpoint: `http://${parca!.address}` }]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!/export failed/.test(r.stderr), r.stderr);
+    // process_pid is a label only because the preset sends process.pid as a string.
+    await assertParcaSplit(pid);
   });
 });

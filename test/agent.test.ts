@@ -17,7 +17,9 @@ import { gunzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { Profile as PprofProfile } from 'pprof-format';
 import protobuf from 'protobufjs';
-import { buildC, repoRoot, workDir } from './helpers.js';
+import { ElfFile } from '../src/elf/elf-file.js';
+import { buildC, buildGo, goToolBuildId, repoRoot, workDir } from './helpers.js';
+import { GO_SPIN } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('agent');
@@ -62,6 +64,21 @@ function decodeWindow(bytes: Buffer, headers: Record<string, string>): Window {
   return { resources, functions, sampleTypes, headers };
 }
 
+/** An OTLP/HTTP server on loopback that hands every request (gunzipped) and its headers to `take`. */
+async function otlpHttpServer(take: (body: Buffer, headers: Record<string, string>) => void): Promise<{ port: number; close(): void }> {
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      take(req.headers['content-encoding'] === 'gzip' ? gunzipSync(Buffer.concat(chunks)) : Buffer.concat(chunks), req.headers as Record<string, string>);
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+      res.end(Response.encode(Response.create({})).finish());
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  return { port: (server.address() as AddressInfo).port, close: () => server.close() };
+}
+
 /** Runs the agent; resolves with its exit status and its stdout's JSON log lines. */
 function agent(args: string[], env: NodeJS.ProcessEnv = {}, onStart?: (child: ChildProcess) => void): Promise<{ code: number | null; logs: any[]; stderr: string }> {
   const child = spawn(process.execPath, [cli, 'agent', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -89,19 +106,9 @@ describe('flamewire agent', () => {
 
   it('sends a window of the program every interval over OTLP/HTTP, with its resource attributes', async () => {
     const windows: Window[] = [];
-    const server: Server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(Buffer.concat(chunks)) : Buffer.concat(chunks);
-        windows.push(decodeWindow(body, req.headers as Record<string, string>));
-        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
-        res.end(Response.encode(Response.create({})).finish());
-      });
-    });
-    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    const server = await otlpHttpServer((body, headers) => windows.push(decodeWindow(body, headers)));
     try {
-      const port = (server.address() as AddressInfo).port;
+      const port = server.port;
       const r = await agent(['-p', String(burner.pid), '--interval', '1s', '-d', '3500ms', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${port}`], {
         OTEL_SERVICE_NAME: 'checkout',
         OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=test',
@@ -134,6 +141,32 @@ describe('flamewire agent', () => {
       assert.equal(sink.droppedFull + sink.droppedFinal + sink.droppedShutdown, 0);
       assert.ok(!JSON.stringify(r.logs).includes('s3cret'));
     } finally {
+      server.close();
+    }
+  });
+
+  it("labels a Go binary's mappings with its Go build id, as go tool buildid prints it, and a C program's with its GNU one only", async () => {
+    const goBin = buildGo(dir, 'agent-go-spin', `package main\n\n${GO_SPIN}\nfunc main() {\n\tfor {\n\t\tsink += spin(1 << 20)\n\t}\n}\n`);
+    const goJob = spawn(goBin, [], { stdio: 'ignore' });
+    /** Build id attributes (key → value) of each mapping by file name, over every window. */
+    const buildIds = new Map<string, Record<string, string>>();
+    const server = await otlpHttpServer((body) => {
+      const d = (Request.toObject(Request.decode(body), { defaults: true }) as any).dictionary;
+      for (const m of d.mappingTable.slice(1)) {
+        const attrs = m.attributeIndices.map((i: number) => d.attributeTable[i]).filter((a: any) => /build_id/.test(d.stringTable[a.keyStrindex]));
+        buildIds.set(d.stringTable[m.filenameStrindex], Object.fromEntries(attrs.map((a: any) => [d.stringTable[a.keyStrindex], a.value.stringValue])));
+      }
+    });
+    try {
+      const r = await agent(['-p', `${burner.pid},${goJob.pid}`, '--interval', '1s', '-d', '2500ms', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${server.port}`]);
+      assert.equal(r.code, 0, r.stderr);
+      // This Go's linker writes a GNU build id note as well.
+      const gnu = (bin: string) => ElfFile.withFile(bin, (e) => e.buildId);
+      assert.match(gnu(burnerPath), /^[0-9a-f]{40}$/);
+      assert.deepEqual(buildIds.get(goBin), { 'process.executable.build_id.gnu': gnu(goBin), 'process.executable.build_id.go': goToolBuildId(goBin) });
+      assert.deepEqual(buildIds.get(burnerPath), { 'process.executable.build_id.gnu': gnu(burnerPath) });
+    } finally {
+      goJob.kill('SIGKILL');
       server.close();
     }
   });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ElfFile, PT_NOTE } from '../src/elf/elf-file.js';
 import { formatGoBuildInfo, parseModInfo, readGoBuildId, readGoBuildInfo } from '../src/elf/go-buildinfo.js';
 import { GoPclnTab } from '../src/elf/gopclntab.js';
-import { buildGoModule, workDir } from './helpers.js';
+import { buildGoModule, goToolBuildId, workDir } from './helpers.js';
 
 const MAIN = `package main
 
@@ -39,10 +39,6 @@ const LDFLAGS = `-ldflags=-X 'main.greeting=hello "quoted" world'`;
 function goVersionM(bin: string): string {
   const out = execFileSync('go', ['version', '-m', bin], { env: { ...process.env, GOTOOLCHAIN: 'local' } }).toString();
   return out.slice(out.indexOf(': ') + 2);
-}
-
-function goToolBuildId(bin: string): string {
-  return execFileSync('go', ['tool', 'buildid', bin], { env: { ...process.env, GOTOOLCHAIN: 'local' } }).toString().trim();
 }
 
 function read(bin: string) {

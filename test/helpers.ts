@@ -52,6 +52,11 @@ export function buildGo(dir: string, name: string, source: string, flags: string
   return out;
 }
 
+/** What `go tool buildid` (the local Go) says of `bin`. */
+export function goToolBuildId(bin: string): string {
+  return execFileSync('go', ['tool', 'buildid', bin], { env: { ...process.env, GOTOOLCHAIN: 'local' } }).toString().trim();
+}
+
 /**
  * Builds a Go module from several files (`files` maps paths inside the module, such as
  * `main.go` or `util/util.go`, to their text) without blocking, so that builds can run side by

@@ -106,6 +106,23 @@ describe('agent config file', () => {
     });
   });
 
+  it('takes a backend preset for OTLP exporters: pyroscope, and parca over gRPC', () => {
+    const cfg = parseAgentConfig(
+      {
+        exporters: [
+          { type: 'otlp', preset: 'pyroscope', protocol: 'http/protobuf', endpoint: 'http://pyroscope:4040' },
+          { type: 'otlp', preset: 'parca', endpoint: 'http://parca:7070' },
+        ],
+      },
+      'cfg.json',
+      {},
+    );
+    assert.deepEqual(cfg.otlp, [
+      { endpoint: 'http://pyroscope:4040', protocol: 'http/protobuf', preset: 'pyroscope' },
+      { endpoint: 'http://parca:7070', protocol: 'grpc', preset: 'parca' },
+    ]);
+  });
+
   it('names the exporter and the field that is wrong', () => {
     const bad = (json: unknown, want: RegExp) => assert.throws(() => parseAgentConfig(json, 'cfg.json', {}), (e: Error) => e instanceof UsageError && want.test(e.message));
     bad({}, /needs "exporters"/);
@@ -115,5 +132,8 @@ describe('agent config file', () => {
     bad({ exporters: [{ type: 'otlp', endpoint: 'http://c:1', protocol: 'udp' }] }, /protocol/);
     bad({ exporters: [{ type: 'otlp', endpoint: 'http://c:1', headers: { a: '${NOPE}' } }] }, /NOPE, which is not set/);
     bad({ exporters: [{ type: 'otlp', endpoint: 'http://c:1', retries: 3 }] }, /unknown field "retries"/);
+    bad({ exporters: [{ type: 'otlp', endpoint: 'http://c:1', preset: 'grafana' }] }, /exporters\[0\]\.preset must be "pyroscope" or "parca"/);
+    bad({ exporters: [{ type: 'parca', endpoint: 'http://c:1', preset: 'parca' }] }, /exporters\[0\]\.preset is for exporters of type "otlp"/);
+    bad({ exporters: [{ type: 'otlp', endpoint: 'http://c:1', protocol: 'http/protobuf', preset: 'parca' }] }, /exporters\[0\]: Parca takes OTLP over gRPC only/);
   });
 });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import protobuf from 'protobufjs';
 import { EXPORT_SERVICE, otlpTypes } from '../src/otlp/proto.js';
-import { toOtlpRequest } from '../src/otlp/profiles.js';
+import { OTLP_PRESETS, toOtlpRequest, type OtlpOptions } from '../src/otlp/profiles.js';
 import { EXE_BUILD_ID, knownProfile, offCpuProfile, PERIOD } from './fixtures/output-profile.js';
 import { repoRoot } from './helpers.js';
 
@@ -150,8 +150,8 @@ describe('OTLP definitions', () => {
 
 describe('OTLP export request of a profile', () => {
   const theirs = official().lookupType(REQUEST);
-  const decode = (p: ReturnType<typeof knownProfile>) => {
-    const req = toOtlpRequest(p, { version: '0.1.0', resource: { 'host.name': 'h' }, profileId: () => new Uint8Array(16).fill(9) });
+  const decode = (p: ReturnType<typeof knownProfile>, preset: Partial<OtlpOptions> = {}) => {
+    const req = toOtlpRequest(p, { version: '0.1.0', resource: { 'host.name': 'h' }, profileId: () => new Uint8Array(16).fill(9), ...preset });
     const { request } = otlpTypes();
     return theirs.toObject(theirs.decode(request.encode(request.fromObject(req)).finish()), { ...DECODE, defaults: true }) as any;
   };
@@ -224,6 +224,32 @@ describe('OTLP export request of a profile', () => {
     assert.equal(tight.resourceProfiles[0]!.resource.droppedAttributesCount, 10);
     const roomy = toOtlpRequest(knownProfile(), { version: 'x', maxLabels: 30 });
     assert.equal(roomy.resourceProfiles[0]!.scopeProfiles[0]!.profiles[0]!.samples[0]!.attributeIndices.length, 2);
+  });
+
+  it('for Parca, writes every function_index one higher with a spare last function, and the resource as strings', () => {
+    const spec = decode(knownProfile());
+    const parca = decode(knownProfile(), OTLP_PRESETS.parca);
+    const names = (r: any, shift: number) => {
+      const d = r.dictionary;
+      return d.locationTable.slice(1).map((l: any) => l.lines.map((x: any) => d.stringTable[d.functionTable[x.functionIndex - shift].nameStrindex]));
+    };
+    // Read the way Parca v0.28.0 reads it (function_table[function_index - 1]), the Parca request
+    // names the same functions as the spec's request read the spec's way.
+    assert.deepEqual(names(parca, 1), names(spec, 0));
+    assert.ok(names(spec, 0).flat().includes('parse_header'));
+    const lines = parca.dictionary.locationTable.slice(1).flatMap((l: any) => l.lines);
+    // None points at function_table[0] or [1] (which Parca would read as no function, or the empty one).
+    assert.ok(lines.every((x: any) => x.functionIndex >= 2));
+    const fns = parca.dictionary.functionTable;
+    assert.equal(fns.length, spec.dictionary.functionTable.length + 1);
+    assert.equal(Math.max(...lines.map((x: any) => x.functionIndex)), fns.length - 1);
+    assert.deepEqual(fns.at(-1), fns[0]);
+    // Parca makes labels of string values only: process.pid must be one.
+    assert.deepEqual(parca.resourceProfiles[0].resource.attributes.find((kv: any) => kv.key === 'process.pid').value, { stringValue: '100', value: 'stringValue' });
+    assert.ok(parca.resourceProfiles.every((rp: any) => rp.resource.attributes.every((kv: any) => kv.value.value === 'stringValue')));
+    // Everything else is the same request.
+    assert.deepEqual(parca.dictionary.stackTable, spec.dictionary.stackTable);
+    assert.deepEqual(parca.resourceProfiles[0].scopeProfiles, spec.resourceProfiles[0].scopeProfiles);
   });
 
   it('sends off-CPU time as its own profile of nanoseconds', () => {

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
 import { EXPORT_SERVICE, PROTO_DIR, otlpTypes } from './proto.js';
-import type { OtlpRequest } from './profiles.js';
+import type { OtlpPreset, OtlpRequest } from './profiles.js';
 
 export type OtlpProtocol = 'grpc' | 'http/protobuf';
 
@@ -28,8 +28,9 @@ export interface ExporterOptions {
   /** What the body is: an OTLP export request (default), or a Parca WriteRawRequest (gRPC only;
    * see export/parca.ts). */
   api?: 'otlp' | 'parca';
-  /** A backend's rules: 'pyroscope' keeps every series within its 30 labels. */
-  preset?: 'pyroscope';
+  /** A backend's rules (OTLP_PRESETS): 'pyroscope' keeps every series within its 30 labels;
+   * 'parca' works around Parca's reading of function_index (gRPC only: Parca has no OTLP/HTTP). */
+  preset?: OtlpPreset;
   /** gRPC: host:port or http(s)://host:port; HTTP: the base URL (…/v1development/profiles is
    * appended) unless `url` is given. */
   endpoint: string;

@@ -12,8 +12,11 @@
 //   means (Parca rejects a dictionary without them; link_table[0] has empty trace and span ids).
 // - Locations group inlined frames as pprof does (one address, lines innermost first); each
 //   carries profile.frame.type. A mapping's GNU build id is its
-//   process.executable.build_id.gnu attribute.
+//   process.executable.build_id.gnu attribute, a Go binary's Go build id its
+//   process.executable.build_id.go.
 // - 64-bit fields go to protobufjs as decimal strings: it would encode a bigint as 0.
+// - Backends with rules of their own get a preset (OTLP_PRESETS): options that bend the request
+//   to what they read. Without one, the request is as the specification says.
 
 import { randomBytes } from 'node:crypto';
 import type { Frame, Profile, Sample } from '../profile-model.js';
@@ -37,7 +40,27 @@ export interface OtlpOptions {
    * the resource's dropped_attributes_count says how many of its own went.
    */
   maxLabels?: number;
+  /**
+   * Write every Line.function_index one higher than the specification says, with a spare empty
+   * entry at the end of function_table to keep the highest in range. Parca v0.28.0 reads
+   * function_table[function_index - 1] (while it demands the empty entry at index 0), so this
+   * makes it show the right functions, and no line makes it read the empty function_table[0]
+   * (which crashes Parca's top query).
+   */
+  functionIndexPlusOne?: boolean;
+  /** Resource attribute values as strings: Parca makes labels of string values only (process.pid). */
+  stringResource?: boolean;
 }
+
+/** The backends whose rules the agent knows (the config file's "preset" of an OTLP exporter). */
+export type OtlpPreset = 'pyroscope' | 'parca';
+
+/** What each preset changes in the request. */
+export const OTLP_PRESETS: Record<OtlpPreset, Partial<OtlpOptions>> = {
+  /** Pyroscope refuses series with more labels than this. */
+  pyroscope: { maxLabels: 30 },
+  parca: { functionIndexPlusOne: true, stringResource: true },
+};
 
 /** A KeyValue of the common proto, as protobufjs takes it. */
 interface KeyValue {
@@ -114,7 +137,7 @@ export function processResource(pid: number, samples: Sample[], opts: Pick<OtlpO
 }
 
 export function toOtlpRequest(profile: Profile, opts: OtlpOptions): OtlpRequest {
-  const dict = new Dictionary();
+  const dict = new Dictionary(opts.functionIndexPlusOne ? 1 : 0);
   const parts = partsOf(profile);
   const byPid = samplesByProcess(profile);
   const profileId = opts.profileId ?? (() => randomBytes(16));
@@ -148,10 +171,12 @@ export function toOtlpRequest(profile: Profile, opts: OtlpOptions): OtlpRequest 
     }
     if (profiles.length === 0) continue;
     resourceProfiles.push({
-      resource: limitResource(keyValues(processResource(pid, samples, opts)), opts.maxLabels, profiles),
+      resource: limitResource(keyValues(processResource(pid, samples, opts), opts.stringResource), opts.maxLabels, profiles),
       scopeProfiles: [{ scope: { name: 'flamewire', version: opts.version }, profiles }],
     });
   }
+  // The spare entry that the highest function_index + 1 points at.
+  if (opts.functionIndexPlusOne) dict.tables.functionTable.push({});
   return { resourceProfiles, dictionary: dict.tables };
 }
 
@@ -179,8 +204,8 @@ function limitResource(attrs: KeyValue[], max: number | undefined, profiles: Otl
   return kept.length < attrs.length ? { attributes: kept, droppedAttributesCount: attrs.length - kept.length } : { attributes: kept };
 }
 
-function keyValues(a: Attributes): KeyValue[] {
-  return Object.entries(a).map(([key, v]) => ({ key, value: anyValue(v) }));
+function keyValues(a: Attributes, asStrings = false): KeyValue[] {
+  return Object.entries(a).map(([key, v]) => ({ key, value: anyValue(asStrings ? String(v) : v) }));
 }
 
 function anyValue(v: string | number | boolean): AnyValue {
@@ -209,6 +234,9 @@ class Dictionary {
   private readonly attributes = new Map<string, number>();
   private readonly stacks = new Map<string, number>();
   private kernelMapping = 0;
+
+  /** `functionShift`: added to every Line.function_index (OtlpOptions.functionIndexPlusOne). */
+  constructor(private readonly functionShift: number) {}
 
   string(s: string): number {
     let i = this.strings.get(s);
@@ -268,7 +296,10 @@ class Dictionary {
         memoryLimit: String(m.end),
         fileOffset: String(m.offset),
         filenameStrindex: this.string(m.file),
-        attributeIndices: m.buildId ? [this.attribute('process.executable.build_id.gnu', m.buildId)] : [],
+        attributeIndices: [
+          ...(m.buildId ? [this.attribute('process.executable.build_id.gnu', m.buildId)] : []),
+          ...(m.goBuildId ? [this.attribute('process.executable.build_id.go', m.goBuildId)] : []),
+        ],
       });
       this.mappings.set(f.mapping, i);
     }
@@ -299,7 +330,7 @@ class Dictionary {
       const lines: Array<{ functionIndex: number; line: string }> = [];
       for (let k = from; k < to; k++) {
         const f = profile.frames[stack[k]!]!;
-        lines.push({ functionIndex: this.function(f), line: String(f.line ?? 0) });
+        lines.push({ functionIndex: this.function(f) + this.functionShift, line: String(f.line ?? 0) });
       }
       const i = this.tables.locationTable.length;
       this.tables.locationTable.push({
