@@ -7,19 +7,12 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import protobuf from 'protobufjs';
 import { ExportQueue } from '../src/export/queue.js';
 import { OtlpExporter } from '../src/otlp/exporter.js';
 import { toOtlpRequest } from '../src/otlp/profiles.js';
 import { knownProfile } from './fixtures/output-profile.js';
-import { repoRoot } from './helpers.js';
-
-const root = new protobuf.Root();
-root.resolvePath = (_o, t) => (t.startsWith('/') ? t : join(repoRoot, 'test', 'fixtures', 'otlp-proto', t));
-root.loadSync('opentelemetry/proto/collector/profiles/v1development/profiles_service.proto');
-const Request = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest');
+import { Request } from './otlp-official.js';
 
 /** Window `name`: the known profile, its resources named `name`, padded to about `pad` bytes. */
 function windowBody(name: string, pad = 0): Uint8Array {
