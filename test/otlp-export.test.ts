@@ -218,4 +218,23 @@ describe('OTLP export over HTTP', () => {
     const gone = await new OtlpExporter({ endpoint: 'http://127.0.0.1:1', protocol: 'http/protobuf', timeoutMs: 1000 }).send(body);
     assert.deepEqual([gone.ok, gone.retryable], [false, true]);
   });
+
+  it('ends an answer that trickles in at the deadline, not when the trickle ends', async () => {
+    let complete = false;
+    handler = (_req, _b, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': '50' });
+      let n = 0;
+      const t = setInterval(() => {
+        res.write('\0');
+        if (++n === 50) {
+          res.end();
+          complete = true;
+        }
+      }, 100);
+      res.on('close', () => clearInterval(t));
+    };
+    const r = await new OtlpExporter({ endpoint: base, protocol: 'http/protobuf', timeoutMs: 500 }).send(body);
+    assert.deepEqual([r.ok, r.retryable, r.message], [false, true, 'no answer within 500 ms']);
+    assert.equal(complete, false, 'the answer ended first');
+  });
 });
