@@ -14,20 +14,15 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import * as grpc from '@grpc/grpc-js';
 import { Profile as PprofProfile } from 'pprof-format';
 import protobuf from 'protobufjs';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { buildC, buildGo, goToolBuildId, repoRoot, workDir } from './helpers.js';
+import { otlpGrpcServer, rawGrpcServer, Request, Response } from './otlp-official.js';
 import { GO_SPIN } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('agent');
-const root = new protobuf.Root();
-root.resolvePath = (_o, t) => (t.startsWith('/') ? t : join(repoRoot, 'test', 'fixtures', 'otlp-proto', t));
-root.loadSync('opentelemetry/proto/collector/profiles/v1development/profiles_service.proto');
-const Request = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest');
-const Response = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceResponse');
 
 const BURNER = `
 volatile unsigned long sink;
@@ -173,27 +168,10 @@ describe('flamewire agent', () => {
 
   it('on SIGTERM sends the last window over gRPC and exits 0', async () => {
     const windows: Window[] = [];
-    const server = new grpc.Server();
-    server.addService(
-      {
-        Export: {
-          path: '/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export',
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: (v: Buffer) => v,
-          requestDeserialize: (b: Buffer) => b,
-          responseSerialize: () => Buffer.from(Response.encode(Response.create({})).finish()),
-          responseDeserialize: (b: Buffer) => b,
-        },
-      },
-      {
-        Export: (call: grpc.ServerUnaryCall<Buffer, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-          windows.push(decodeWindow(call.request, {}));
-          cb(null, {});
-        },
-      },
-    );
-    const port = await new Promise<number>((ok, fail) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? fail(e) : ok(p))));
+    const { server, port } = await otlpGrpcServer((request, cb) => {
+      windows.push(decodeWindow(request, {}));
+      cb(null, {});
+    });
     try {
       // A long interval: only the window SIGTERM closes can arrive.
       const r = await agent(['-p', String(burner.pid), '--interval', '1m', '--otlp-endpoint', `http://127.0.0.1:${port}`], {}, (child) => {
@@ -295,33 +273,16 @@ describe('flamewire agent', () => {
       },
     }).lookupType('WriteRawRequest');
     const series: Array<{ labels: Record<string, string>; functions: Set<string> }> = [];
-    const server = new grpc.Server();
-    server.addService(
-      {
-        WriteRaw: {
-          path: '/parca.profilestore.v1alpha1.ProfileStoreService/WriteRaw',
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: (v: Buffer) => v,
-          requestDeserialize: (b: Buffer) => b,
-          responseSerialize: () => Buffer.alloc(0),
-          responseDeserialize: (b: Buffer) => b,
-        },
-      },
-      {
-        WriteRaw: (call: grpc.ServerUnaryCall<Buffer, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-          const req = parca.toObject(parca.decode(call.request)) as any;
-          for (const s of req.series) {
-            const p = PprofProfile.decode(gunzipSync(s.samples[0].raw_profile));
-            const strings = p.stringTable.strings;
-            const names = new Set<string>(p.function.map((f) => strings[Number(f.name)]!));
-            series.push({ labels: Object.fromEntries(s.labels.labels.map((l: any) => [l.name, l.value])), functions: names });
-          }
-          cb(null, {});
-        },
-      },
-    );
-    const port = await new Promise<number>((ok, fail) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? fail(e) : ok(p))));
+    const { server, port } = await rawGrpcServer('/parca.profilestore.v1alpha1.ProfileStoreService/WriteRaw', new Uint8Array(0), (request, cb) => {
+      const req = parca.toObject(parca.decode(request)) as any;
+      for (const s of req.series) {
+        const p = PprofProfile.decode(gunzipSync(s.samples[0].raw_profile));
+        const strings = p.stringTable.strings;
+        const names = new Set<string>(p.function.map((f) => strings[Number(f.name)]!));
+        series.push({ labels: Object.fromEntries(s.labels.labels.map((l: any) => [l.name, l.value])), functions: names });
+      }
+      cb(null, {});
+    });
     try {
       const cfg = join(dir, 'parca.json');
       writeFileSync(cfg, JSON.stringify({ exporters: [{ type: 'parca', endpoint: `http://127.0.0.1:${port}` }] }));

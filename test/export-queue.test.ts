@@ -7,19 +7,12 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import protobuf from 'protobufjs';
 import { ExportQueue } from '../src/export/queue.js';
 import { OtlpExporter } from '../src/otlp/exporter.js';
 import { toOtlpRequest } from '../src/otlp/profiles.js';
 import { knownProfile } from './fixtures/output-profile.js';
-import { repoRoot } from './helpers.js';
-
-const root = new protobuf.Root();
-root.resolvePath = (_o, t) => (t.startsWith('/') ? t : join(repoRoot, 'test', 'fixtures', 'otlp-proto', t));
-root.loadSync('opentelemetry/proto/collector/profiles/v1development/profiles_service.proto');
-const Request = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest');
+import { Request } from './otlp-official.js';
 
 /** Window `name`: the known profile, its resources named `name`, padded to about `pad` bytes. */
 function windowBody(name: string, pad = 0): Uint8Array {
@@ -30,6 +23,8 @@ function windowBody(name: string, pad = 0): Uint8Array {
 class Backend {
   readonly arrived: string[] = [];
   statuses: number[] = [];
+  /** How long each answer takes. */
+  answerAfterMs = 0;
   private server: Server | undefined;
   port = 0;
 
@@ -43,8 +38,10 @@ class Backend {
           const r = Request.toObject(Request.decode(Buffer.concat(chunks))) as any;
           this.arrived.push(r.resourceProfiles[0].resource.attributes.find((a: any) => a.key === 'service.name').value.stringValue);
         }
-        res.writeHead(status, status === 503 ? { 'retry-after': '0' } : {});
-        res.end();
+        setTimeout(() => {
+          res.writeHead(status, status === 503 ? { 'retry-after': '0' } : {});
+          res.end();
+        }, this.answerAfterMs);
       });
     });
     await new Promise<void>((ok) => this.server!.listen(port, '127.0.0.1', ok));
@@ -137,6 +134,47 @@ describe('export queue', () => {
       assert.equal(q.push(new Uint8Array(size * 4), 1), false);
     } finally {
       await q.drain(Date.now());
+      await b.stop();
+    }
+  });
+
+  it('drops a window waiting for its retry first when full: it is the oldest', async () => {
+    const port = await freePort();
+    const size = windowBody('w0', 10_000).length;
+    const exporter = new OtlpExporter({ endpoint: `http://127.0.0.1:${port}`, protocol: 'http/protobuf', timeoutMs: 2000 });
+    // A first backoff of 1 s: w0 waits for its retry while the others come.
+    const q = new ExportQueue({ send: (item) => exporter.send(item.body), maxBytes: Math.floor(size * 3.5), initialBackoffMs: 1000, random: () => 1 });
+    q.push(windowBody('w0', 10_000), 2);
+    await until(() => q.stats.retries === 1, 'the first failed attempt');
+    for (let i = 1; i < 5; i++) q.push(windowBody(`w${i}`, 10_000), 2);
+    assert.equal(q.stats.droppedFull, 2);
+    const b = new Backend();
+    await b.start(port);
+    try {
+      await until(() => q.stats.queued === 0, 'an empty queue');
+      assert.deepEqual(b.arrived, ['w2', 'w3', 'w4']);
+      assert.equal(q.stats.sent + q.stats.droppedFull, 5);
+    } finally {
+      await q.drain(Date.now());
+      await b.stop();
+    }
+  });
+
+  it('counts a window whose send outlives the shutdown deadline once, as left at shutdown', async () => {
+    const b = new Backend();
+    b.answerAfterMs = 300;
+    await b.start();
+    const exporter = new OtlpExporter({ endpoint: `http://127.0.0.1:${b.port}`, protocol: 'http/protobuf', timeoutMs: 2000 });
+    let answered = false;
+    const q = new ExportQueue({ send: (item) => exporter.send(item.body), onResult: () => (answered = true) });
+    try {
+      q.push(windowBody('slow'), 2);
+      await q.drain(Date.now());
+      await until(() => answered, 'the late answer');
+      assert.deepEqual(b.arrived, ['slow']);
+      const s = q.stats;
+      assert.deepEqual([s.sent, s.droppedShutdown], [0, 1]);
+    } finally {
       await b.stop();
     }
   });

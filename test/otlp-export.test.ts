@@ -12,39 +12,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs';
 import { HTTP_PATH, OtlpExporter, retryAfterMs } from '../src/otlp/exporter.js';
 import { toOtlpRequest } from '../src/otlp/profiles.js';
 import { knownProfile, largeProfile } from './fixtures/output-profile.js';
-import { repoRoot } from './helpers.js';
-
-const OFFICIAL = join(repoRoot, 'test', 'fixtures', 'otlp-proto');
-const root = new protobuf.Root();
-root.resolvePath = (_o, t) => (t.startsWith('/') ? t : join(OFFICIAL, t));
-root.loadSync('opentelemetry/proto/collector/profiles/v1development/profiles_service.proto');
-const Request = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest');
-const Response = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceResponse');
-// google.rpc.Status and RetryInfo, written here independently of proto/rpc_status.proto.
-const rpc = protobuf.Root.fromJSON({
-  nested: {
-    google: {
-      nested: {
-        rpc: {
-          nested: {
-            Status: { fields: { code: { type: 'int32', id: 1 }, message: { type: 'string', id: 2 }, details: { rule: 'repeated', type: 'google.protobuf.Any', id: 3 } } },
-            RetryInfo: { fields: { retryDelay: { type: 'google.protobuf.Duration', id: 1 } } },
-          },
-        },
-        protobuf: {
-          nested: {
-            Any: { fields: { type_url: { type: 'string', id: 1 }, value: { type: 'bytes', id: 2 } } },
-            Duration: { fields: { seconds: { type: 'int64', id: 1 }, nanos: { type: 'int32', id: 2 } } },
-          },
-        },
-      },
-    },
-  },
-});
+import { Request, Response, retryInfoStatus } from './otlp-official.js';
 
 const body = OtlpExporter.encode(toOtlpRequest(knownProfile(), { version: 'test', resource: { 'service.name': 'checkout' } }));
 const bigBody = OtlpExporter.encode(toOtlpRequest(largeProfile(2000, 20), { version: 'test' }));
@@ -58,13 +29,6 @@ interface Received {
 
 /** How the gRPC server answers the next call. */
 type GrpcAnswer = { ok: true; rejected?: number; message?: string } | { ok: false; code: grpc.status; retryDelayMs?: number } | { stall: true };
-
-function statusDetails(code: number, retryDelayMs: number): Buffer {
-  const RetryInfo = rpc.lookupType('google.rpc.RetryInfo');
-  const Status = rpc.lookupType('google.rpc.Status');
-  const info = RetryInfo.encode(RetryInfo.fromObject({ retryDelay: { seconds: Math.floor(retryDelayMs / 1000), nanos: (retryDelayMs % 1000) * 1e6 } })).finish();
-  return Buffer.from(Status.encode(Status.fromObject({ code, message: 'slow down', details: [{ type_url: 'type.googleapis.com/google.rpc.RetryInfo', value: info }] })).finish());
-}
 
 describe('OTLP export over gRPC', () => {
   const server = new grpc.Server();
@@ -93,7 +57,7 @@ describe('OTLP export over gRPC', () => {
           return;
         }
         const md = new grpc.Metadata();
-        if (a.retryDelayMs !== undefined) md.set('grpc-status-details-bin', statusDetails(a.code, a.retryDelayMs));
+        if (a.retryDelayMs !== undefined) md.set('grpc-status-details-bin', retryInfoStatus(a.code, a.retryDelayMs));
         cb({ code: a.code, details: 'refused', metadata: md } as grpc.ServiceError);
       },
     });
@@ -253,5 +217,24 @@ describe('OTLP export over HTTP', () => {
     assert.deepEqual([stalled.ok, stalled.retryable], [false, true]);
     const gone = await new OtlpExporter({ endpoint: 'http://127.0.0.1:1', protocol: 'http/protobuf', timeoutMs: 1000 }).send(body);
     assert.deepEqual([gone.ok, gone.retryable], [false, true]);
+  });
+
+  it('ends an answer that trickles in at the deadline, not when the trickle ends', async () => {
+    let complete = false;
+    handler = (_req, _b, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': '50' });
+      let n = 0;
+      const t = setInterval(() => {
+        res.write('\0');
+        if (++n === 50) {
+          res.end();
+          complete = true;
+        }
+      }, 100);
+      res.on('close', () => clearInterval(t));
+    };
+    const r = await new OtlpExporter({ endpoint: base, protocol: 'http/protobuf', timeoutMs: 500 }).send(body);
+    assert.deepEqual([r.ok, r.retryable, r.message], [false, true, 'no answer within 500 ms']);
+    assert.equal(complete, false, 'the answer ended first');
   });
 });

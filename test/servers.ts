@@ -225,16 +225,21 @@ export interface Collector extends RunningServer {
   received(): unknown[];
 }
 
+let collectorStarts = 0;
+
 /**
- * Starts the collector (buildCollector first) with an OTLP receiver on two free loopback ports,
- * a profiles pipeline to the file exporter and, with `debug`, also the debug exporter at
- * detailed verbosity (its text goes to log()). Resolves once the HTTP receiver answers.
+ * Starts the collector (buildCollector first) with an OTLP receiver on two loopback ports (free
+ * ones, or `ports`: a collector that comes back where a client expects it), a profiles pipeline
+ * to the file exporter and, with `debug`, also the debug exporter at detailed verbosity (its text
+ * goes to log()). Every start has files of its own, since the file exporter truncates its
+ * output. Resolves once the HTTP receiver answers.
  */
-export async function startCollector(opts: { name?: string; debug?: boolean } = {}): Promise<Collector> {
+export async function startCollector(opts: { name?: string; debug?: boolean; ports?: { grpc: number; http: number } } = {}): Promise<Collector> {
   const bin = await buildCollector();
   const dir = workDir(opts.name ?? 'collector');
-  const [grpcPort, httpPort] = [await freePort(), await freePort()];
-  const output = join(dir, `profiles-${httpPort}.jsonl`);
+  const { grpc: grpcPort, http: httpPort } = opts.ports ?? { grpc: await freePort(), http: await freePort() };
+  const tag = `${httpPort}-${++collectorStarts}`;
+  const output = join(dir, `profiles-${tag}.jsonl`);
   rmSync(output, { force: true });
   const exporters = opts.debug ? '[file, debug]' : '[file]';
   const config = `receivers:
@@ -259,10 +264,10 @@ service:
       receivers: [otlp]
       exporters: ${exporters}
 `;
-  const configPath = join(dir, `collector-${httpPort}.yaml`);
+  const configPath = join(dir, `collector-${tag}.yaml`);
   writeFileSync(configPath, config);
   // Profiles are a development signal: without this gate a profiles pipeline is a config error.
-  const server = startServer(bin, ['--config', configPath, '--feature-gates=+service.profilesSupport'], dir, join(dir, `collector-${httpPort}.log`));
+  const server = startServer(bin, ['--config', configPath, '--feature-gates=+service.profilesSupport'], dir, join(dir, `collector-${tag}.log`));
   const http = `http://127.0.0.1:${httpPort}`;
   // The HTTP receiver answers a GET on the profiles path with 405 once it listens.
   await waitReady(server, 'the OpenTelemetry Collector', async () => (await fetch(`${http}/v1development/profiles`)).status === 405);

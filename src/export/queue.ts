@@ -52,6 +52,8 @@ export class ExportQueue {
   private readonly items: QueueItem[] = [];
   private bytes = 0;
   private running = false;
+  /** The window whose send has not answered yet. */
+  private inFlight: QueueItem | undefined;
   private stopped = false;
   private wake: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -81,9 +83,11 @@ export class ExportQueue {
       this.stats_.droppedFull++;
       return false;
     }
-    // The head may be in flight: it stays (it is dropped, if at all, by its own outcome).
-    while (this.bytes + body.length > max && this.items.length > (this.running ? 1 : 0)) {
-      const victim = this.items.splice(this.running ? 1 : 0, 1)[0]!;
+    // A window being sent stays (it is dropped, if at all, by its own outcome); one waiting
+    // for its retry is just the oldest, and goes first.
+    const keep = this.inFlight !== undefined && this.items[0] === this.inFlight ? 1 : 0;
+    while (this.bytes + body.length > max && this.items.length > keep) {
+      const victim = this.items.splice(keep, 1)[0]!;
       this.bytes -= victim.body.length;
       this.stats_.droppedFull++;
     }
@@ -143,17 +147,20 @@ export class ExportQueue {
     while (!this.stopped && this.items.length > 0) {
       const item = this.items[0]!;
       let r: ExportResult;
+      this.inFlight = item;
       try {
         r = await this.opts.send(item);
       } catch (e) {
         r = { ok: false, retryable: true, message: (e as Error).message };
+      } finally {
+        this.inFlight = undefined;
       }
       this.opts.onResult?.(r, item, attempt);
+      // Gone while it was being sent: the shutdown took it and counted it already.
+      if (this.items[0] !== item) break;
       if (r.ok || !r.retryable) {
-        if (this.items[0] === item) {
-          this.items.shift();
-          this.bytes -= item.body.length;
-        }
+        this.items.shift();
+        this.bytes -= item.body.length;
         if (r.ok) {
           this.stats_.sent++;
           this.stats_.sentBytes += item.body.length;

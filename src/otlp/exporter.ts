@@ -169,23 +169,28 @@ export class OtlpExporter {
     const tls = https
       ? { ca: readOptional(this.opts.certificate), cert: readOptional(this.opts.clientCertificate), key: readOptional(this.opts.clientKey) }
       : {};
+    const timeoutMs = this.opts.timeoutMs ?? 10_000;
     return new Promise((done) => {
       let settled = false;
       const finish = (r: ExportResult) => {
         if (!settled) {
           settled = true;
+          clearTimeout(deadline);
           done(r);
         }
       };
-      const req = (https ? httpsRequest : httpRequest)(url, { method: 'POST', headers, timeout: this.opts.timeoutMs ?? 10_000, ...tls }, (res) => {
+      const req = (https ? httpsRequest : httpRequest)(url, { method: 'POST', headers, ...tls }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (e) => finish({ ok: false, retryable: true, message: `reading the answer: ${e.message}` }));
         res.on('end', () => finish(httpResult(res.statusCode ?? 0, res.headers['retry-after'], Buffer.concat(chunks))));
       });
-      req.on('timeout', () => {
-        req.destroy(new Error(`no answer within ${this.opts.timeoutMs ?? 10_000} ms`));
-      });
+      // One deadline for the whole exchange, as gRPC has: the socket's idle timeout would let a
+      // server that trickles its answer hold the queue for as long as it likes.
+      const deadline = setTimeout(() => {
+        finish({ ok: false, retryable: true, message: `no answer within ${timeoutMs} ms` });
+        req.destroy();
+      }, timeoutMs);
       req.on('error', (e) => finish({ ok: false, retryable: true, message: e.message }));
       req.end(payload);
     });
