@@ -85,6 +85,19 @@ export class AgentMetrics {
       },
     });
     new Counter({
+      name: 'flamewire_windows_dropped_total',
+      help: 'Windows a destination lost, by destination and reason (queue full, refused, left at shutdown); their sum over destinations is in flamewire_dropped_total.',
+      labelNames: ['sink', 'reason'],
+      registers: [reg],
+      collect() {
+        for (const q of sources.queues()) {
+          deltas.inc(this, { sink: q.sink, reason: 'queue_full' }, q.stats.droppedFull);
+          deltas.inc(this, { sink: q.sink, reason: 'refused' }, q.stats.droppedFinal);
+          deltas.inc(this, { sink: q.sink, reason: 'shutdown' }, q.stats.droppedShutdown);
+        }
+      },
+    });
+    new Counter({
       name: 'flamewire_exports_total',
       help: 'Export attempts per destination and outcome (ok, retry, failed).',
       labelNames: ['sink', 'outcome'],

@@ -97,8 +97,16 @@ function metric(m: Metrics, name: string, labels: Record<string, string> = {}): 
 }
 
 const QUEUE_DROPS = ['queue_full', 'refused', 'shutdown'];
-/** Windows the agent counted as dropped after it made them (the reasons of the export queues). */
-const windowDrops = (m: Metrics): number => QUEUE_DROPS.reduce((n, reason) => n + metric(m, 'flamewire_dropped_total', { reason }), 0);
+/**
+ * Windows the agent counted as dropped after it made them (the reasons of the export queues),
+ * by one destination or by all; the per-destination counts add up to the total.
+ */
+function windowDrops(m: Metrics, sink?: string): number {
+  const all = QUEUE_DROPS.reduce((n, reason) => n + metric(m, 'flamewire_dropped_total', { reason }), 0);
+  const bySink = metric(m, 'flamewire_windows_dropped_total', sink === undefined ? {} : { sink });
+  if (sink === undefined) assert.equal(bySink, all, 'drops by destination do not add up to the total');
+  return bySink;
+}
 
 interface Summary {
   windows: number;
@@ -188,7 +196,7 @@ async function settle(agent: Agent, sinks: Arrivals): Promise<{ m: Metrics; arri
       sink: s,
       windows,
       sent: metric(m, 'flamewire_exports_total', { sink: s, outcome: 'ok' }),
-      dropped: windowDrops(m),
+      dropped: windowDrops(m, s),
       arrived: arrived[s]!.length,
       arrivedBefore: before[s]!.length,
     }));
