@@ -1,6 +1,7 @@
 // `flamewire agent`: continuous profiling of the whole machine (or of some processes), cut into
-// windows of --interval; every window becomes one OTLP export request (a resource per process)
-// that goes through a bounded queue to each destination, and/or one pprof file in a directory.
+// windows of --interval; every window becomes one OTLP export request (a resource per process),
+// one Parca WriteRaw request or one Pyroscope /ingest upload per process, each going through a
+// bounded queue to its destination, and/or one pprof file in a directory.
 // Logs are pino JSON lines on stdout. SIGTERM/SIGINT close the current window and deliver what
 // they can within --shutdown-timeout; nothing collected is dropped without being counted.
 
@@ -14,11 +15,12 @@ import { containerId } from './container-id.js';
 import { baseName, type ProcessTable } from './process-table.js';
 import { formatDuration } from './duration.js';
 import { toParcaWriteRaw } from './export/parca.js';
-import { ExportQueue, type QueueStats } from './export/queue.js';
+import { pyroscopeSender, toPyroscopeUploads, type PyroscopeOptions } from './export/pyroscope.js';
+import { ExportQueue, type QueueItem, type QueueStats } from './export/queue.js';
 import { GoRegistry } from './go-processes.js';
 import { configureLogger, logger } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, trimMemory, type OnCpuSampler } from './native.js';
-import { OtlpExporter } from './otlp/exporter.js';
+import { OtlpExporter, type ExportResult } from './otlp/exporter.js';
 import { OTLP_PRESETS, toOtlpRequest, type Attributes } from './otlp/profiles.js';
 import { encodePprof } from './output/pprof.js';
 import type { Profile } from './profile-model.js';
@@ -52,6 +54,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   const resource: Attributes = { 'host.name': hostname(), ...opts.resource };
   const sinks: Sink[] = [];
   for (const e of opts.otlp) sinks.push(otlpSink(e, opts, resource, version));
+  for (const p of opts.pyroscope) sinks.push(pyroscopeSink(p, opts, resource));
   for (const d of opts.outputDirs) sinks.push(directorySink(d));
 
   let go: GoRegistry | undefined;
@@ -162,14 +165,25 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   return 0;
 }
 
-/** Windows to an OTLP destination, through its own bounded queue. */
-function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource: Attributes, version: string): Sink {
-  const exporter = new OtlpExporter(e);
-  const name = e.api === 'parca' ? `parca ${e.endpoint}` : `otlp ${e.protocol} ${e.url ?? e.endpoint}`;
+/** What a destination with a queue makes of a window: one item or several. */
+interface QueuedItem {
+  body: Uint8Array;
+  profiles: number;
+  request?: QueueItem['request'];
+}
+
+/** Windows to a network destination, through its own bounded queue. */
+function queuedSink(
+  name: string,
+  opts: AgentOptions,
+  encode: (profile: Profile, processAttributes: (pid: number) => Attributes) => QueuedItem[],
+  send: (item: QueueItem) => Promise<ExportResult>,
+  close: () => void = () => {},
+): Sink {
   const log = logger().child({ sink: name });
   const queue = new ExportQueue({
     maxBytes: opts.queueBytes,
-    send: (item) => exporter.send(item.body),
+    send,
     onResult: (r, item, attempt) => {
       if (r.ok && r.rejected) log.warn({ rejected: r.rejected, message: r.message }, 'partial success');
       else if (r.ok) log.debug({ bytes: item.body.length, attempt }, 'exported');
@@ -179,25 +193,46 @@ function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource:
   return {
     name,
     take(profile, processAttributes) {
-      let body: Uint8Array;
-      let profiles: number;
-      if (e.api === 'parca') {
-        ({ body, series: profiles } = toParcaWriteRaw(profile, { resource, processAttributes }));
-      } else {
-        const req = toOtlpRequest(profile, { version, resource, processAttributes, ...(e.preset ? OTLP_PRESETS[e.preset] : {}) });
-        profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
-        body = OtlpExporter.encode(req);
+      for (const item of encode(profile, processAttributes)) {
+        if (item.profiles === 0) continue;
+        if (!queue.push(item.body, item.profiles, item.request)) log.warn({ queueBytes: opts.queueBytes }, 'window dropped: queue full');
       }
-      if (profiles === 0) return;
-      if (!queue.push(body, profiles)) log.warn({ queueBytes: opts.queueBytes }, 'window dropped: queue full');
     },
     async drain(deadlineMs) {
       await queue.drain(deadlineMs);
-      exporter.close();
+      close();
     },
     summary: () => ({ ...queue.stats }),
     queue: () => queue.stats,
   };
+}
+
+/** Windows to an OTLP destination (or Parca's WriteRaw): one request per window. */
+function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource: Attributes, version: string): Sink {
+  const exporter = new OtlpExporter(e);
+  const name = e.api === 'parca' ? `parca ${e.endpoint}` : `otlp ${e.protocol} ${e.url ?? e.endpoint}`;
+  const encode = (profile: Profile, processAttributes: (pid: number) => Attributes): QueuedItem[] => {
+    if (e.api === 'parca') {
+      const { body, series } = toParcaWriteRaw(profile, { resource, processAttributes });
+      return [{ body, profiles: series }];
+    }
+    const req = toOtlpRequest(profile, { version, resource, processAttributes, ...(e.preset ? OTLP_PRESETS[e.preset] : {}) });
+    const profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
+    return [{ body: OtlpExporter.encode(req), profiles }];
+  };
+  return queuedSink(name, opts, encode, (item) => exporter.send(item.body), () => exporter.close());
+}
+
+/** Windows to Pyroscope's /ingest: one upload per process and kind of profile. */
+function pyroscopeSink(p: PyroscopeOptions, opts: AgentOptions, resource: Attributes): Sink {
+  const send = pyroscopeSender(p);
+  return queuedSink(
+    `pyroscope ${p.endpoint}`,
+    opts,
+    (profile, processAttributes) =>
+      toPyroscopeUploads(profile, { resource, processAttributes }).map(({ body, query, contentType }) => ({ body, profiles: 1, request: { query, contentType } })),
+    (item) => send(item.request!, item.body),
+  );
 }
 
 /**

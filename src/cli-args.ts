@@ -3,6 +3,7 @@
 // Every mistake is a UsageError with one line that says what is wrong.
 
 import { parseDuration, parseDurationNs } from './duration.js';
+import type { PyroscopeOptions } from './export/pyroscope.js';
 import type { ExporterOptions } from './otlp/exporter.js';
 import { otlpFromEnv, parseHeaders, resourceFromEnv } from './otel-env.js';
 import { readAgentConfig } from './agent-config.js';
@@ -40,6 +41,8 @@ export interface AgentOptions {
   durationMs?: number;
   /** OTLP destinations (none with --no-otlp). */
   otlp: ExporterOptions[];
+  /** Pyroscope servers fed through /ingest (config file only). */
+  pyroscope: PyroscopeOptions[];
   /** One pprof file per window in each of these directories. */
   outputDirs: string[];
   queueBytes: number;
@@ -165,7 +168,8 @@ function parseAgent(args: string[]): Parsed {
     otlp.push(e);
   }
   const outputDirs = [...(config?.outputDirs ?? []), ...(values.get('output-dir') ?? [])];
-  if (otlp.length === 0 && outputDirs.length === 0) throw new UsageError('--no-otlp leaves nowhere to send profiles: add --output-dir');
+  const pyroscope = config?.pyroscope ?? [];
+  if (otlp.length === 0 && pyroscope.length === 0 && outputDirs.length === 0) throw new UsageError('--no-otlp leaves nowhere to send profiles: add --output-dir');
   const level = get('log-level') ?? process.env.FLAMEWIRE_LOG_LEVEL ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`invalid --log-level '${level}' (debug, info, warn or error)`);
   const q = get('queue-size');
@@ -183,6 +187,7 @@ function parseAgent(args: string[]): Parsed {
       intervalMs: time('interval', 15_000),
       durationMs,
       otlp,
+      pyroscope,
       outputDirs,
       queueBytes,
       shutdownTimeoutMs: time('shutdown-timeout', 5_000),

@@ -102,6 +102,7 @@ describe('agent config file', () => {
         { endpoint: 'http://collector:4317', protocol: 'grpc', headers: { authorization: 'Bearer t0k' }, compression: 'gzip', timeoutMs: 2000, insecure: true },
         { endpoint: 'http://pyroscope:4040', protocol: 'http/protobuf' },
       ],
+      pyroscope: [],
       outputDirs: ['/var/lib/flamewire'],
     });
   });

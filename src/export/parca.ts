@@ -6,10 +6,10 @@
 
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
-import { processResource, samplesByProcess, type OtlpOptions } from '../otlp/profiles.js';
+import type { OtlpOptions } from '../otlp/profiles.js';
 import { PROTO_DIR } from '../otlp/proto.js';
-import { encodePprof } from '../output/pprof.js';
 import type { Profile } from '../profile-model.js';
+import { labelName, processesOf, processPprof } from './process-pprof.js';
 
 let type: protobuf.Type | undefined;
 function writeRawRequest(): protobuf.Type {
@@ -19,20 +19,13 @@ function writeRawRequest(): protobuf.Type {
 
 export const PARCA_PROFILE_NAME = 'flamewire';
 
-/** A Prometheus label name for an attribute key. */
-function labelName(key: string): string {
-  const n = key.replace(/[^A-Za-z0-9_]/g, '_');
-  return /^[A-Za-z_]/.test(n) ? n : `_${n}`;
-}
-
 /** The encoded WriteRawRequest of a window, and how many series (processes) it holds. */
 export function toParcaWriteRaw(profile: Profile, opts: Pick<OtlpOptions, 'resource' | 'processAttributes'>): { body: Uint8Array; series: number } {
   const series = [];
-  for (const [pid, samples] of samplesByProcess(profile)) {
-    const attrs = processResource(pid, samples, opts);
-    const labels = [{ name: '__name__', value: PARCA_PROFILE_NAME }, ...Object.entries(attrs).map(([k, v]) => ({ name: labelName(k), value: String(v) }))];
+  for (const { attributes, samples } of processesOf(profile, opts)) {
+    const labels = [{ name: '__name__', value: PARCA_PROFILE_NAME }, ...Object.entries(attributes).map(([k, v]) => ({ name: labelName(k), value: String(v) }))];
     labels.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    series.push({ labels: { labels }, samples: [{ rawProfile: encodePprof({ ...profile, samples }) }] });
+    series.push({ labels: { labels }, samples: [{ rawProfile: processPprof(profile, samples)! }] });
   }
   const t = writeRawRequest();
   return { body: t.encode(t.fromObject({ series, normalized: false })).finish(), series: series.length };

@@ -3,7 +3,8 @@
 // ones are dropped and counted, so the agent never blocks the reader nor grows without bound
 // while a backend is down. One send at a time; a retryable failure waits (exponential backoff
 // with full jitter, or the delay the server asked for) and tries the same window again; a final
-// failure drops it and counts it. Nothing leaves the queue without being counted as sent,
+// failure drops it and counts it. (For Pyroscope's /ingest an item is one process's profile of a
+// window rather than the whole window.) Nothing leaves the queue without being counted as sent,
 // rejected in part, or dropped for a reason.
 
 import type { ExportResult } from '../otlp/exporter.js';
@@ -14,6 +15,9 @@ export interface QueueItem {
   profiles: number;
   /** When the window was queued (ms, Date.now()). */
   queuedAt: number;
+  /** What a destination needs besides the body, when the body alone does not say where it goes
+   * (Pyroscope's /ingest: the query string and the multipart content type). */
+  request?: { query: string; contentType: string };
 }
 
 export interface QueueOptions {
@@ -77,7 +81,7 @@ export class ExportQueue {
 
   /** Queues a window; drops the oldest ones while it does not fit. False when it was dropped
    * itself (bigger than the whole queue, or the queue is stopped). */
-  push(body: Uint8Array, profiles: number): boolean {
+  push(body: Uint8Array, profiles: number, request?: QueueItem['request']): boolean {
     const max = this.opts.maxBytes ?? DEFAULT_QUEUE_BYTES;
     if (this.stopped || body.length > max) {
       this.stats_.droppedFull++;
@@ -95,7 +99,7 @@ export class ExportQueue {
       this.stats_.droppedFull++;
       return false;
     }
-    this.items.push({ body, profiles, queuedAt: Date.now() });
+    this.items.push({ body, profiles, queuedAt: Date.now(), ...(request ? { request } : {}) });
     this.bytes += body.length;
     this.kick();
     return true;

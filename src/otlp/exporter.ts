@@ -159,42 +159,61 @@ export class OtlpExporter {
     const url = new URL(this.opts.url ?? this.opts.endpoint.replace(/\/+$/, '') + HTTP_PATH);
     const gzip = this.opts.compression === 'gzip';
     const payload = gzip ? gzipSync(body) : Buffer.from(body);
-    const https = url.protocol === 'https:';
     const headers: Record<string, string> = {
       ...this.opts.headers,
       'content-type': 'application/x-protobuf',
-      'content-length': String(payload.length),
       ...(gzip ? { 'content-encoding': 'gzip' } : {}),
     };
-    const tls = https
-      ? { ca: readOptional(this.opts.certificate), cert: readOptional(this.opts.clientCertificate), key: readOptional(this.opts.clientKey) }
-      : {};
-    const timeoutMs = this.opts.timeoutMs ?? 10_000;
-    return new Promise((done) => {
-      let settled = false;
-      const finish = (r: ExportResult) => {
-        if (!settled) {
-          settled = true;
-          clearTimeout(deadline);
-          done(r);
-        }
-      };
-      const req = (https ? httpsRequest : httpRequest)(url, { method: 'POST', headers, ...tls }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => finish({ ok: false, retryable: true, message: `reading the answer: ${e.message}` }));
-        res.on('end', () => finish(httpResult(res.statusCode ?? 0, res.headers['retry-after'], Buffer.concat(chunks))));
-      });
-      // One deadline for the whole exchange, as gRPC has: the socket's idle timeout would let a
-      // server that trickles its answer hold the queue for as long as it likes.
-      const deadline = setTimeout(() => {
-        finish({ ok: false, retryable: true, message: `no answer within ${timeoutMs} ms` });
-        req.destroy();
-      }, timeoutMs);
-      req.on('error', (e) => finish({ ok: false, retryable: true, message: e.message }));
-      req.end(payload);
-    });
+    return httpPost(url, payload, headers, this.opts, otlpHttpSuccess);
   }
+}
+
+/** What an HTTP destination needs besides the URL and the body. */
+export type HttpPostOptions = Pick<ExporterOptions, 'timeoutMs' | 'certificate' | 'clientCertificate' | 'clientKey'>;
+
+/**
+ * POSTs `payload` and classifies the answer: a 2xx is what `success` makes of it; 429, 502,
+ * 503 and 504 are retryable (Retry-After honoured); other statuses are final; a network
+ * failure or no whole answer within the timeout is retryable. Never rejects.
+ */
+export function httpPost(
+  url: URL,
+  payload: Buffer,
+  headers: Record<string, string>,
+  opts: HttpPostOptions,
+  success: (status: number, body: Buffer) => ExportResult,
+): Promise<ExportResult> {
+  const https = url.protocol === 'https:';
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const tls = https ? { ca: readOptional(opts.certificate), cert: readOptional(opts.clientCertificate), key: readOptional(opts.clientKey) } : {};
+  return new Promise((done) => {
+    let settled = false;
+    const finish = (r: ExportResult) => {
+      if (!settled) {
+        settled = true;
+        clearTimeout(deadline);
+        done(r);
+      }
+    };
+    const req = (https ? httpsRequest : httpRequest)(url, { method: 'POST', headers: { ...headers, 'content-length': String(payload.length) }, ...tls }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (e) => finish({ ok: false, retryable: true, message: `reading the answer: ${e.message}` }));
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        const body = Buffer.concat(chunks);
+        finish(status >= 200 && status < 300 ? success(status, body) : httpFailure(status, res.headers['retry-after'], body));
+      });
+    });
+    // One deadline for the whole exchange, as gRPC has: the socket's idle timeout would let a
+    // server that trickles its answer hold the queue for as long as it likes.
+    const deadline = setTimeout(() => {
+      finish({ ok: false, retryable: true, message: `no answer within ${timeoutMs} ms` });
+      req.destroy();
+    }, timeoutMs);
+    req.on('error', (e) => finish({ ok: false, retryable: true, message: e.message }));
+    req.end(payload);
+  });
 }
 
 /** The gRPC address and whether to use TLS, from an OTLP endpoint. */
@@ -241,15 +260,17 @@ function retryInfoDelay(md: grpc.Metadata | undefined): number | undefined {
   return undefined;
 }
 
-function httpResult(status: number, retryAfter: string | undefined, body: Buffer): ExportResult {
-  if (status >= 200 && status < 300) {
-    try {
-      const { response } = otlpTypes();
-      return partial(body.length ? (response.toObject(response.decode(body), { longs: Number }) as never) : {}, status);
-    } catch {
-      return { ok: true, retryable: false, code: status };
-    }
+/** A 2xx answer to an OTLP export: an ExportProfilesServiceResponse, maybe a partial success. */
+function otlpHttpSuccess(status: number, body: Buffer): ExportResult {
+  try {
+    const { response } = otlpTypes();
+    return partial(body.length ? (response.toObject(response.decode(body), { longs: Number }) as never) : {}, status);
+  } catch {
+    return { ok: true, retryable: false, code: status };
   }
+}
+
+function httpFailure(status: number, retryAfter: string | undefined, body: Buffer): ExportResult {
   const retryable = RETRYABLE_HTTP.has(status);
   const text = body.toString('utf8', 0, Math.min(body.length, 200)).replace(/\s+/g, ' ').trim();
   return { ok: false, retryable, retryAfterMs: retryable ? retryAfterMs(retryAfter) : undefined, code: status, message: `HTTP ${status}${text ? `: ${text}` : ''}` };
