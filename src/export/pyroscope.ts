@@ -23,14 +23,10 @@
 
 import { randomBytes } from 'node:crypto';
 import { httpPost, type ExportResult, type HttpPostOptions } from '../otlp/exporter.js';
-import type { Attributes, OtlpOptions } from '../otlp/profiles.js';
+import { PYROSCOPE_MAX_LABELS, PYROSCOPE_SERVER_LABELS, type Attributes, type OtlpOptions } from '../otlp/profiles.js';
 import type { Profile, Sample } from '../profile-model.js';
 import { labelName, processesOf, processPprof } from './process-pprof.js';
 
-/** Pyroscope's default max_label_names_per_series. */
-export const PYROSCOPE_MAX_LABELS = 30;
-/** Labels the /ingest handler adds to every series: __name__, __delta__, pyroscope_spy, service_name. */
-const SERVER_LABELS = 4;
 export const PYROSCOPE_SPY_NAME = 'flamewire';
 
 /** One POST to /ingest. */
@@ -48,7 +44,7 @@ const KINDS = [
 ];
 
 export function toPyroscopeUploads(profile: Profile, opts: Pick<OtlpOptions, 'resource' | 'processAttributes'> & { maxLabels?: number }): PyroscopeUpload[] {
-  const budget = (opts.maxLabels ?? PYROSCOPE_MAX_LABELS) - SERVER_LABELS;
+  const budget = (opts.maxLabels ?? PYROSCOPE_MAX_LABELS) - PYROSCOPE_SERVER_LABELS;
   const from = Math.floor(Number(profile.timeNanos / 1_000_000n) / 1000);
   const until = Math.max(from + 1, Math.ceil(Number((profile.timeNanos + profile.durationNanos) / 1_000_000n) / 1000));
   const sampleRate = profile.period > 0 ? Math.round(1e9 / profile.period) : 0;

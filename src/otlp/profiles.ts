@@ -53,12 +53,21 @@ export interface OtlpOptions {
 }
 
 /** The backends whose rules the agent knows (the config file's "preset" of an OTLP exporter). */
+/** Pyroscope's default max_label_names_per_series. */
+export const PYROSCOPE_MAX_LABELS = 30;
+/**
+ * Labels Pyroscope adds to every series before it counts them: its OTLP receiver adds
+ * __name__, __delta__, __otel__ and service_name (besides service.name, which it keeps as a
+ * label of its own); its /ingest API __name__, __delta__, pyroscope_spy and service_name.
+ */
+export const PYROSCOPE_SERVER_LABELS = 4;
+
 export type OtlpPreset = 'pyroscope' | 'parca';
 
 /** What each preset changes in the request. */
 export const OTLP_PRESETS: Record<OtlpPreset, Partial<OtlpOptions>> = {
-  /** Pyroscope refuses series with more labels than this. */
-  pyroscope: { maxLabels: 30 },
+  /** Pyroscope refuses series with more labels than its limit, counting the ones it adds. */
+  pyroscope: { maxLabels: PYROSCOPE_MAX_LABELS - PYROSCOPE_SERVER_LABELS },
   parca: { functionIndexPlusOne: true, stringResource: true },
 };
 
@@ -197,8 +206,9 @@ function partsOf(profile: Profile): Part[] {
  */
 function limitResource(attrs: KeyValue[], max: number | undefined, profiles: OtlpProfile[]): { attributes: KeyValue[]; droppedAttributesCount?: number } {
   if (max === undefined) return { attributes: attrs };
-  // The resource's identity comes first; what does not fit of it is dropped.
-  const kept = attrs.slice(0, max);
+  // The resource's identity comes first, service.name (Pyroscope's service_name) before the
+  // rest; what does not fit of it is dropped.
+  const kept = [...attrs.filter((a) => a.key === 'service.name'), ...attrs.filter((a) => a.key !== 'service.name')].slice(0, max);
   const room = max - kept.length;
   for (const p of profiles) for (const s of p.samples) if (s.attributeIndices.length > room) s.attributeIndices = s.attributeIndices.slice(0, room);
   return kept.length < attrs.length ? { attributes: kept, droppedAttributesCount: attrs.length - kept.length } : { attributes: kept };
