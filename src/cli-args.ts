@@ -376,7 +376,8 @@ Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
       --otlp-insecure          plain-text gRPC to an endpoint given without a scheme
       --no-otlp                no OTLP export (with --output-dir)
       --output-dir <dir>       also write one pprof file per window there
-      --config <file>          JSON: several destinations at once (see src/agent-config.ts)
+      --config <file>          JSON: several destinations at once, also Parca's WriteRaw and
+                               Pyroscope's /ingest (see src/agent-config.ts)
       --queue-size <size>      windows waiting for a destination, at most (default 64MiB;
                                the oldest are dropped, and counted, when full)
       --shutdown-timeout <t>   time to deliver the last windows on SIGTERM (default 5s)

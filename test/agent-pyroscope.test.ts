@@ -1,11 +1,16 @@
-// `flamewire agent` to Pyroscope. Its /ingest API on a loopback HTTP server that reads the
-// multipart form with the platform's own parser (undici's Request.formData) and the pprof with
-// pprof-format: one upload per process, the service and the process's labels in the name, the
-// window's bounds in unix seconds, CPU as samples/count + cpu/nanoseconds with the period, the
-// 3:1 split of the workload, basic auth and the tenant header, and a 429 with Retry-After
-// retried through the queue. Then the real Grafana Pyroscope (test/servers.ts builds it from the
-// Go module proxy) fed through /ingest, OTLP over HTTP and OTLP over gRPC on its one port, asked
-// through its own query API for the split. And the config file's pyroscope exporter.
+// `flamewire agent` to Pyroscope.
+//
+// Its /ingest API on a loopback HTTP server that reads the multipart form with the platform's
+// own parser (undici's Request.formData) and the pprof with pprof-format: one upload per process
+// and kind, the service and the process's labels in the name, the window's bounds in unix
+// seconds, CPU as samples/count + cpu/nanoseconds with the period, off-CPU time as an upload of
+// its own, the 3:1 split of the workload, basic auth and the tenant header, and a 429 with
+// Retry-After retried through the queue.
+//
+// Then the real Grafana Pyroscope (test/servers.ts builds it from the Go module proxy), fed
+// through /ingest, OTLP over HTTP and OTLP over gRPC on its one port, and asked through its own
+// query API (SelectMergeProfile) for the split; off-CPU time and a resource with more labels
+// than Pyroscope takes must be accepted too. And the config file's pyroscope exporter.
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -19,17 +24,18 @@ import { Profile as PprofProfile } from 'pprof-format';
 import { parseAgentConfig } from '../src/agent-config.js';
 import { UsageError } from '../src/cli-args.js';
 import { repoRoot, workDir } from './helpers.js';
+import { pyroscopeProfileTypes, pyroscopeQuery, startPyroscope, type Pyroscope } from './servers.js';
 import { buildSplitWorkload } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
 const dir = workDir('agent-pyroscope');
 
 /** Runs the agent on `pid` with the destinations of `exporters`; JSON log lines from stdout. */
-function runAgent(pid: number, exporters: unknown[], args: string[] = ['--interval', '2s', '-d', '5s']): Promise<{ code: number | null; logs: any[]; stderr: string }> {
+function runAgent(pid: number, exporters: unknown[], env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<{ code: number | null; logs: any[]; stderr: string }> {
   const cfg = join(dir, `agent-${process.hrtime.bigint()}.json`);
   writeFileSync(cfg, JSON.stringify({ exporters }));
-  const child = spawn(process.execPath, [cli, 'agent', '-p', String(pid), '-F', '199', ...args, '--config', cfg], {
-    env: { ...process.env, OTEL_SERVICE_NAME: 'split-service', PYRO_PASSWORD: 'pa55' },
+  const child = spawn(process.execPath, [cli, 'agent', '-p', String(pid), '-F', '199', '--interval', '2s', '-d', '5s', ...args, '--config', cfg], {
+    env: { ...process.env, OTEL_SERVICE_NAME: 'split-service', PYRO_PASSWORD: 'pa55', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -179,6 +185,124 @@ describe('agent to Pyroscope /ingest (loopback server)', { timeout: 5 * 60_000 }
     for (const u of uploads) for (const [k, v] of cumulative(u.pprof, 'cpu')) merged.set(k, (merged.get(k) ?? 0) + v);
     const share = majorShare(merged);
     assert.ok(Math.abs(share - 75) <= 6, `caller_major has ${share.toFixed(1)}%`);
+  });
+
+  it('with --off-cpu, sends blocked time as an upload of its own: off_cpu nanoseconds, no period', async () => {
+    uploads.length = 0;
+    // On CPU a little, then asleep: both kinds every window.
+    const sleeper = spawn('python3', ['-c', 'import time\nwhile True:\n    sum(range(20000))\n    time.sleep(0.005)'], { stdio: 'ignore' });
+    try {
+      const r = await runAgent(sleeper.pid!, [{ type: 'pyroscope', endpoint: `http://127.0.0.1:${port}` }], {}, ['--off-cpu']);
+      assert.equal(r.code, 0, r.stderr);
+    } finally {
+      sleeper.kill('SIGKILL');
+    }
+    const kinds = new Map<string, PprofProfile[]>();
+    for (const u of uploads) {
+      const str = (i: number | bigint) => u.pprof.stringTable.strings[Number(i)];
+      const key = u.pprof.sampleType.map((t) => `${str(t.type)}/${str(t.unit)}`).join(',');
+      kinds.set(key, [...(kinds.get(key) ?? []), u.pprof]);
+      if (key === 'off_cpu/nanoseconds') {
+        assert.equal(Number(u.pprof.period), 0);
+        for (const s of u.pprof.sample) assert.ok(s.value.length === 1 && Number(s.value[0]) > 0);
+      }
+    }
+    assert.deepEqual([...kinds.keys()].sort(), ['off_cpu/nanoseconds', 'samples/count,cpu/nanoseconds']);
+    // The sleeps: most of the blocked time is in time.sleep's nanosleep.
+    const offCpu = new Map<string, number>();
+    for (const p of kinds.get('off_cpu/nanoseconds')!) for (const [k, v] of cumulative(p, 'off_cpu')) offCpu.set(k, (offCpu.get(k) ?? 0) + v);
+    const total = Math.max(...offCpu.values());
+    const sleeping = Math.max(0, ...[...offCpu].filter(([k]) => /nanosleep/.test(k)).map(([, v]) => v));
+    assert.ok(sleeping >= 0.5 * total, [...offCpu.keys()].slice(0, 10).join(', '));
+  });
+});
+
+/** The agent's summary of its one sink, asserting that it delivered everything. */
+function deliveredAll(r: { code: number | null; logs: any[]; stderr: string }): Record<string, number> {
+  assert.equal(r.code, 0, r.stderr);
+  const failed = r.logs.filter((l) => l.msg === 'export failed');
+  assert.deepEqual(failed, [], JSON.stringify(failed[0]));
+  const sink = Object.values(r.logs.find((l) => l.msg === 'agent stopped').sinks)[0] as Record<string, number>;
+  assert.ok(sink.sent! >= 2, JSON.stringify(sink));
+  assert.equal(sink.droppedFull! + sink.droppedFinal! + sink.droppedShutdown! + sink.rejectedProfiles!, 0, JSON.stringify(sink));
+  return sink;
+}
+
+describe('agent to the real Grafana Pyroscope', { timeout: 40 * 60_000 }, () => {
+  let split: string;
+  let job: ChildProcess | undefined;
+  let pyroscope: Pyroscope | undefined;
+  before(async () => {
+    split = buildSplitWorkload(dir);
+    pyroscope = await startPyroscope({ name: 'agent-pyroscope-server' });
+  });
+  after(async () => {
+    job?.kill('SIGKILL');
+    await pyroscope?.stop();
+  });
+
+  /** The 3:1 split of `selector`'s CPU time as Pyroscope merges it (polled: ingestion is asynchronous). */
+  async function splitIn(selector: string): Promise<number> {
+    const type = 'process_cpu:cpu:nanoseconds:cpu:nanoseconds';
+    let byFunction = new Map<string, number>();
+    for (let i = 0; i < 50; i++) {
+      byFunction = await pyroscopeQuery(pyroscope!, type, selector);
+      if (byFunction.has('caller_major') && byFunction.has('caller_minor')) break;
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
+    if (!byFunction.has('caller_major')) {
+      assert.fail(`${type}${selector}: ${[...byFunction.keys()].slice(0, 10).join(', ') || 'nothing'}; types: ${(await pyroscopeProfileTypes(pyroscope!)).join(', ')}`);
+    }
+    return majorShare(byFunction);
+  }
+
+  it('takes /ingest, OTLP over HTTP and OTLP over gRPC on its one port, and gives back the 3:1 split', async (t) => {
+    job = spawn(split, ['c', '120'], { stdio: 'ignore' });
+    const pid = job.pid!;
+    const base = pyroscope!.url;
+    const runs: Array<[string, unknown]> = [
+      ['split-ingest', { type: 'pyroscope', endpoint: base }],
+      ['split-otlp-http', { type: 'otlp', preset: 'pyroscope', protocol: 'http/protobuf', endpoint: base }],
+      ['split-otlp-grpc', { type: 'otlp', preset: 'pyroscope', protocol: 'grpc', endpoint: base }],
+    ];
+    for (const [service, exporter] of runs) deliveredAll(await runAgent(pid, [exporter], { OTEL_SERVICE_NAME: service }));
+    for (const [service] of runs) {
+      const share = await splitIn(`{service_name="${service}"}`);
+      t.diagnostic(`${service}: caller_major ${share.toFixed(1)}%`);
+      assert.ok(Math.abs(share - 75) <= 6, `${service}: caller_major has ${share.toFixed(1)}% in Pyroscope`);
+    }
+    // /ingest's labels: the process's attributes, as the name's labels.
+    const share = await splitIn(`{service_name="split-ingest",process_pid="${pid}",process_executable_name="split"}`);
+    assert.ok(Math.abs(share - 75) <= 6);
+  });
+
+  it('takes off-CPU time through /ingest as a profile type of its own', async () => {
+    const sleeper = spawn('python3', ['-c', 'import time\nwhile True:\n    sum(range(20000))\n    time.sleep(0.005)'], { stdio: 'ignore' });
+    try {
+      deliveredAll(await runAgent(sleeper.pid!, [{ type: 'pyroscope', endpoint: pyroscope!.url }], { OTEL_SERVICE_NAME: 'sleeper-ingest' }, ['--off-cpu']));
+    } finally {
+      sleeper.kill('SIGKILL');
+    }
+    // The server names it after its sample type (process_cpu, since the type says cpu).
+    let types: string[] = [];
+    for (let i = 0; i < 50 && !types.some((t) => t.includes(':off_cpu:nanoseconds')); i++) {
+      types = await pyroscopeProfileTypes(pyroscope!);
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
+    assert.ok(types.includes('process_cpu:off_cpu:nanoseconds::'), types.join(', '));
+  });
+
+  it('keeps within its 30 labels per series when the resource has more', async () => {
+    const many = Array.from({ length: 32 }, (_, i) => `extra.attr${i}=v${i}`).join(',');
+    const runs: Array<[string, unknown]> = [
+      ['many-ingest', { type: 'pyroscope', endpoint: pyroscope!.url }],
+      ['many-otlp', { type: 'otlp', preset: 'pyroscope', protocol: 'http/protobuf', endpoint: pyroscope!.url }],
+    ];
+    for (const [service, exporter] of runs) {
+      deliveredAll(await runAgent(job!.pid!, [exporter], { OTEL_SERVICE_NAME: service, OTEL_RESOURCE_ATTRIBUTES: many }));
+      const share = await splitIn(`{service_name="${service}"}`);
+      assert.ok(Math.abs(share - 75) <= 6, `${service}: caller_major has ${share.toFixed(1)}%`);
+    }
   });
 });
 
