@@ -55,8 +55,8 @@ export class BufferBytes implements Bytes {
 
 const PAGE_SHIFT = 14;
 const PAGE = 1 << PAGE_SHIFT;
-/** Pages kept over all ranges of this thread: 512 × 16 KiB = 8 MiB. */
-const MAX_PAGES = 512;
+/** Pages kept over all ranges of this thread: 256 × 16 KiB = 4 MiB. */
+const MAX_PAGES = 256;
 const MAX_OPEN = 8;
 
 /** (range id × 2^32 + page index) → page; Map order is the LRU order. */
