@@ -23,7 +23,7 @@ export const BUILD_DEPS = [
 export const TEST_DEPS = [
   { what: 'binutils (readelf, objdump, objcopy, nm, c++filt: test oracles)', present: () => ['readelf', 'objdump', 'objcopy', 'nm', 'c++filt'].every(onPath), pkg: 'binutils' },
   { what: 'Go (test workloads, go tool pprof)', present: () => onPath('go'), pkg: 'golang-go' },
-  { what: 'setpriv (runs the CLI without capabilities)', present: () => onPath('setpriv'), pkg: 'util-linux' },
+  { what: 'setpriv, unshare (run the CLI without capabilities, or as in the DaemonSet)', present: () => ['setpriv', 'unshare'].every(onPath), pkg: 'util-linux' },
   { what: 'script (gives the CLI a terminal)', present: () => onPath('script'), pkg: 'bsdutils' },
   { what: 'chromium (the HTML flame graph test)', present: () => existsSync('/usr/bin/chromium'), pkg: 'chromium' },
 ];

@@ -3,7 +3,7 @@
 
 import { existsSync } from 'node:fs';
 import { release } from 'node:os';
-import { btfProblem, CAP, effectiveCaps, hasCap, kallsymsReadable, maxSampleRate, readSysctl, tracefsPath, type CapName } from './system-checks.js';
+import { btfProblem, CAP, CAPABILITY_USES, effectiveCaps, hasCap, kallsymsReadable, maxSampleRate, readSysctl, tracefsPath, type CapName } from './system-checks.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -29,6 +29,8 @@ export async function runChecks(): Promise<Check[]> {
     detail: `${root ? 'root' : `uid ${process.getuid?.()}`}; effective: ${capList.join(' ') || 'none of the profiling capabilities'}`,
     fix: canBpf ? undefined : 'run as root (sudo flamewire …), or grant CAP_BPF, CAP_PERFMON (plus CAP_SYS_PTRACE, CAP_SYSLOG for symbols)',
   });
+
+  checks.push(...capabilityChecks(caps));
 
   if (!hasCap(caps, 'SYSLOG') && !hasCap(caps, 'SYS_ADMIN')) {
     checks.push({ name: 'kernel symbols', status: 'warn', detail: 'no CAP_SYSLOG: kernel frames will show as [kernel]', fix: 'grant CAP_SYSLOG or run as root' });
@@ -69,9 +71,10 @@ export async function runChecks(): Promise<Check[]> {
   const tracefs = tracefsPath();
   checks.push({
     name: 'tracefs',
-    status: tracefs ? 'ok' : 'warn',
-    detail: tracefs ? `mounted at ${tracefs}` : 'not mounted (not needed for on-CPU sampling; used by tools that list tracepoints)',
-    fix: tracefs ? undefined : 'mount -t tracefs tracefs /sys/kernel/tracing',
+    status: 'ok',
+    // The programs attach through bpf() and perf_event_open(): nothing reads tracefs, so a
+    // container needs no host mount of it.
+    detail: tracefs ? `mounted at ${tracefs}` : 'not mounted (flamewire does not use it)',
   });
 
   checks.push({
@@ -83,6 +86,27 @@ export async function runChecks(): Promise<Check[]> {
   checks.push(await probeSampler(canBpf && !btf));
   checks.push(await probeOffCpu(canBpf && !btf));
   return checks;
+}
+
+/**
+ * One line per capability flamewire uses: granted (or covered by a broader one) and what it
+ * does with it, or missing and what that costs. BPF and PERFMON are needed; the others make
+ * profiles complete.
+ */
+function capabilityChecks(caps: bigint): Check[] {
+  const oldKernel = (() => {
+    const [major, minor] = release().split('.').map(Number);
+    return major < 5 || (major === 5 && minor < 11);
+  })();
+  return CAPABILITY_USES.map(({ cap, use, without, coveredBy }): Check => {
+    const name = `CAP_${cap}`;
+    if (hasCap(caps, cap)) return { name, status: 'ok', detail: `granted: ${use}` };
+    if (coveredBy && hasCap(caps, coveredBy)) return { name, status: 'ok', detail: `covered by CAP_${coveredBy}: ${use}` };
+    const needed = cap === 'BPF' || cap === 'PERFMON';
+    const status = needed ? 'fail' : cap === 'SYS_RESOURCE' && !oldKernel ? 'ok' : 'warn';
+    const detail = cap === 'SYS_RESOURCE' && !oldKernel ? 'not granted, not needed on this kernel (5.11+)' : `missing: ${without}`;
+    return { name, status, detail, fix: status === 'ok' ? undefined : `grant CAP_${cap}, or run as root` };
+  });
 }
 
 /** Loads the BPF programs and attaches the sampler for a moment: bpf(), perf_event, ring buffer. */

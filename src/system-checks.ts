@@ -4,6 +4,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 
 export const CAP = {
+  DAC_OVERRIDE: 1,
   DAC_READ_SEARCH: 2,
   SYS_PTRACE: 19,
   SYS_ADMIN: 21,
@@ -15,6 +16,43 @@ export const CAP = {
 } as const;
 
 export type CapName = keyof typeof CAP;
+
+/**
+ * The capabilities flamewire uses, what it does with each, what is lost without it, and the
+ * broader capability that covers it too. deploy/daemonset.yaml grants exactly these.
+ */
+export const CAPABILITY_USES: ReadonlyArray<{ cap: CapName; use: string; without: string; coveredBy?: CapName }> = [
+  { cap: 'BPF', use: 'creates the BPF maps and loads the programs', without: 'nothing can be recorded', coveredBy: 'SYS_ADMIN' },
+  {
+    cap: 'PERFMON',
+    use: 'samples every process on every CPU (perf_event_open) and loads tracing programs',
+    without: 'nothing can be recorded',
+    coveredBy: 'SYS_ADMIN',
+  },
+  {
+    cap: 'SYS_PTRACE',
+    use: "reads other users' and more privileged processes' /proc/PID/maps, root, exe and mem",
+    without: 'their binaries go unsymbolized',
+  },
+  {
+    cap: 'DAC_READ_SEARCH',
+    use: 'opens binaries and perf maps that are not readable by everyone',
+    without: 'those go unsymbolized',
+    coveredBy: 'DAC_OVERRIDE',
+  },
+  {
+    cap: 'CHECKPOINT_RESTORE',
+    use: 'opens mapped files through /proc/PID/map_files, deleted or replaced ones too',
+    without: 'deleted or replaced binaries go unsymbolized',
+    coveredBy: 'SYS_ADMIN',
+  },
+  { cap: 'SYSLOG', use: 'reads kernel symbol addresses from /proc/kallsyms', without: 'kernel frames show as [kernel]' },
+  {
+    cap: 'SYS_RESOURCE',
+    use: 'raises RLIMIT_MEMLOCK for the BPF maps (kernels before 5.11 charge them to it)',
+    without: 'on kernels before 5.11 loading can fail with EPERM',
+  },
+];
 
 /** The effective capability set of this process, from /proc/self/status. */
 export function effectiveCaps(): bigint {

@@ -59,11 +59,12 @@ const serversRoot = (): string => process.env.FLAMEWIRE_SERVERS ?? join(repoRoot
  * command fetches from the module proxy. GOFLAGS is ours alone, so that a developer's settings
  * (-mod=vendor, say) do not change what is built.
  */
-function goEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+export function goEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...process.env, GOTOOLCHAIN: 'auto', GOFLAGS: '', CGO_ENABLED: '0', ...extra };
 }
 
-function run(cmd: string, args: string[], opts: { cwd?: string; env: NodeJS.ProcessEnv }): Promise<string> {
+/** Runs a command; resolves to its stdout, rejects with the tail of its stderr. */
+export function run(cmd: string, args: string[], opts: { cwd?: string; env: NodeJS.ProcessEnv }): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { cwd: opts.cwd, env: opts.env, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
       err ? reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-4000)}`)) : resolve(stdout),
@@ -77,7 +78,7 @@ const building = new Map<string, Promise<string>>();
  * Returns `<cache>/<key>/<binary>`, running `build(tmp)` first when it is not there yet; build
  * leaves the binary at `<tmp>/<binary>`. One build per key at a time in this process.
  */
-function cached(key: string, binary: string, build: (tmp: string) => Promise<void>): Promise<string> {
+export function cached(key: string, binary: string, build: (tmp: string) => Promise<void>): Promise<string> {
   const dir = join(serversRoot(), key);
   const bin = join(dir, binary);
   if (existsSync(bin)) return Promise.resolve(bin);
@@ -104,7 +105,8 @@ function cached(key: string, binary: string, build: (tmp: string) => Promise<voi
   return p;
 }
 
-const short = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 8);
+/** A short hash of a build recipe, for the cache key. */
+export const short = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 8);
 
 /**
  * Builds the OpenTelemetry Collector of COLLECTOR_MANIFEST with ocb (installed from the module
