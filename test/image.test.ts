@@ -14,6 +14,10 @@
 // What stays unproven here: the base image and the Debian packages themselves (the build runs
 // on trixie's clang, bpftool and libbpf; this machine has bookworm's), and the build stage's
 // toolchain install, which only a real `docker build` runs.
+//
+// Cost (2 cores): building the checker with empty Go caches takes about 2 minutes and adds
+// 265 MB to the module cache and 256 MB to the build cache (a 19 MB binary); cached, nothing.
+// The rest of the file takes about 17 s, most of it `npm ci --omit=dev` from the npm cache.
 
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
