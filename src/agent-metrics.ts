@@ -1,6 +1,7 @@
 // The agent's own metrics (prom-client) and its Kubernetes probes, on one HTTP port:
 //   GET /metrics   Prometheus text: samples, drops by reason, windows, exports by outcome,
-//                  queue bytes, symbol-cache hits and misses
+//                  queue bytes, symbol-cache hits and misses; in Kubernetes the pods known
+//                  and the pod watch's restarts
 //   GET /healthz   200 while windows keep closing (the last one less than 3 intervals ago)
 //   GET /readyz    200 once the sampler is attached
 // Counters that live in BPF or in the queues are read when scraped.
@@ -9,6 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { QueueStats } from './export/queue.js';
+import type { PodWatcherStats } from './k8s/pod-watcher.js';
 import type { OnCpuStats } from './native.js';
 import type { SymbolizerStats } from './symbolizer.js';
 
@@ -16,6 +18,8 @@ export interface MetricsSources {
   sampler: () => OnCpuStats | undefined;
   queues: () => Array<{ sink: string; stats: QueueStats }>;
   symbolizer: () => SymbolizerStats | undefined;
+  /** The pod watcher's, when Kubernetes metadata is on. */
+  kubernetes?: () => PodWatcherStats | undefined;
 }
 
 /** What a counter's source said at the last scrape, so that it grows by the difference. */
@@ -129,6 +133,26 @@ export class AgentMetrics {
         if (!s) return;
         deltas.inc(this, { result: 'hit' }, s.cacheHits);
         deltas.inc(this, { result: 'miss' }, s.cacheMisses);
+      },
+    });
+    new Gauge({
+      name: 'flamewire_kubernetes_pods',
+      help: 'Pods of this node the agent knows from the Kubernetes API (0 when it does not watch them).',
+      registers: [reg],
+      collect() {
+        const k = sources.kubernetes?.();
+        if (k) this.set(k.pods);
+      },
+    });
+    new Counter({
+      name: 'flamewire_kubernetes_watch_restarts_total',
+      help: 'Pod watches that ended, by why: closed (by the server, as it does every few minutes), error (broken or refused; retried with backoff), gone (410: the pods were listed again).',
+      labelNames: ['reason'],
+      registers: [reg],
+      collect() {
+        const k = sources.kubernetes?.();
+        if (!k) return;
+        for (const reason of ['closed', 'error', 'gone'] as const) deltas.inc(this, { reason }, k.restarts[reason]);
       },
     });
   }

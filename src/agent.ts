@@ -2,6 +2,7 @@
 // windows of --interval; every window becomes one OTLP export request (a resource per process),
 // one Parca WriteRaw request or one Pyroscope /ingest upload per process, each going through a
 // bounded queue to its destination, and/or one pprof file in a directory.
+// Inside Kubernetes a pod watcher (k8s/pod-watcher.ts) names each process by its pod and container.
 // Logs are pino JSON lines on stdout. SIGTERM/SIGINT close the current window and deliver what
 // they can within --shutdown-timeout; nothing collected is dropped without being counted.
 
@@ -11,13 +12,14 @@ import { join } from 'node:path';
 import { AgentMetrics } from './agent-metrics.js';
 import { OnCpuCapture } from './capture.js';
 import type { AgentOptions } from './cli-args.js';
-import { containerId } from './container-id.js';
+import { cgroupIds, type CgroupIds } from './container-id.js';
 import { baseName, type ProcessTable } from './process-table.js';
 import { formatDuration } from './duration.js';
 import { toParcaWriteRaw } from './export/parca.js';
 import { pyroscopeSender, toPyroscopeUploads, type PyroscopeOptions } from './export/pyroscope.js';
 import { ExportQueue, type QueueItem, type QueueStats } from './export/queue.js';
 import { GoRegistry } from './go-processes.js';
+import { PodWatcher } from './k8s/pod-watcher.js';
 import { configureLogger, logger } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, trimMemory, type OnCpuSampler } from './native.js';
 import { OtlpExporter, type ExportResult } from './otlp/exporter.js';
@@ -51,7 +53,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   const btf = btfProblem();
   if (btf) throw new RecordError(btf);
 
-  const resource: Attributes = { 'host.name': hostname(), ...opts.resource };
+  const resource: Attributes = { 'host.name': hostname(), ...opts.resource, ...(opts.kubernetes ? { 'k8s.node.name': opts.kubernetes.nodeName } : {}) };
   const sinks: Sink[] = [];
   for (const e of opts.otlp) sinks.push(otlpSink(e, opts, resource, version));
   for (const p of opts.pyroscope) sinks.push(pyroscopeSink(p, opts, resource));
@@ -85,11 +87,14 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   }
   go = new GoRegistry(sampler);
   let stopped = false;
+  // Deleted pods stay known while windows may still hold their processes' samples.
+  const pods = opts.kubernetes ? new PodWatcher({ ...opts.kubernetes, deletedRetentionMs: Math.max(5 * 60_000, 4 * opts.intervalMs) }) : undefined;
   const metrics = new AgentMetrics(
     {
       sampler: () => (stopped ? undefined : sampler.stats()),
       queues: () => sinks.flatMap((s) => (s.queue ? [{ sink: s.name, stats: s.queue() }] : [])),
       symbolizer: () => capture.symbolizerStats,
+      kubernetes: () => pods?.stats,
     },
     opts.intervalMs,
   );
@@ -103,15 +108,21 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     }
   }
   sampler.start((batch) => capture.addBatch(batch));
+  pods?.start();
   metrics.setReady();
   for (const pid of opts.pids.length > 0 ? opts.pids : opts.offCpu ? runningPids() : []) go.update(pid, 'start');
-  log.info({ frequency: opts.frequency, offCpu: opts.offCpu, interval: formatDuration(opts.intervalMs), pids: opts.pids, sinks: sinks.map((s) => s.name), info: sampler.info() }, 'agent started');
+  log.info(
+    { frequency: opts.frequency, offCpu: opts.offCpu, interval: formatDuration(opts.intervalMs), pids: opts.pids, sinks: sinks.map((s) => s.name), kubernetesNode: opts.kubernetes?.nodeName, info: sampler.info() },
+    'agent started',
+  );
 
   let windowStart = process.hrtime.bigint();
   let windowWall = BigInt(Date.now()) * 1_000_000n;
   let windows = 0;
   let closing: Promise<void> = Promise.resolve();
-  const closeWindow = async (): Promise<void> => {
+  /** How long a window waits for the pods of its new containers (PodWatcher.whenKnown). */
+  const podGraceMs = Math.min(1000, opts.intervalMs / 4);
+  const closeWindow = async (deadlineMs = Infinity): Promise<void> => {
     const end = process.hrtime.bigint();
     const endWall = BigInt(Date.now()) * 1_000_000n;
     // The window's counts first: finish() starts the next window.
@@ -123,7 +134,9 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     windowWall = endWall;
     windows++;
     metrics.windowClosed(samples);
-    const attrs = processAttributesFor(capture.processes);
+    const cgroups = cgroupsOf(profile);
+    if (pods) await pods.whenKnown([...cgroups.values()], Math.min(podGraceMs, deadlineMs - Date.now()));
+    const attrs = processAttributesFor(capture.processes, cgroups, pods);
     for (const s of sinks) s.take(profile, attrs);
     // What this window's symbolization freed in the native threads' arenas goes back now.
     trimMemory();
@@ -132,7 +145,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
 
   const stopReason = await new Promise<string>((resolve) => {
     const tick = setInterval(() => {
-      closing = closing.then(closeWindow).catch((e: Error) => log.error({ err: e.message }, 'window lost'));
+      closing = closing.then(() => closeWindow()).catch((e: Error) => log.error({ err: e.message }, 'window lost'));
     }, opts.intervalMs);
     const timers: NodeJS.Timeout[] = [tick];
     const done = (why: string) => {
@@ -153,7 +166,8 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   sampler.stop();
   stopped = true;
   await closing;
-  await closeWindow().catch((e: Error) => log.error({ err: e.message }, 'last window lost'));
+  await closeWindow(deadline).catch((e: Error) => log.error({ err: e.message }, 'last window lost'));
+  pods?.stop();
   await Promise.all(sinks.map((s) => s.drain(deadline)));
   await capture.close();
   metrics.close();
@@ -235,24 +249,41 @@ function pyroscopeSink(p: PyroscopeOptions, opts: AgentOptions, resource: Attrib
   );
 }
 
+/** The container (and pod) of each of the window's processes, from /proc/PID/cgroup. */
+function cgroupsOf(profile: Profile): Map<number, CgroupIds> {
+  const out = new Map<number, CgroupIds>();
+  for (const s of profile.samples) {
+    const pid = s.numLabels['process.pid'];
+    if (pid !== undefined && pid > 0 && !out.has(pid)) out.set(pid, cgroupIds(pid));
+  }
+  return out;
+}
+
 /**
  * The resource attributes of a window's processes, found once per process and window for every
  * destination: the executable from the capture's process table (read when the process was first
- * seen, so it outlives the process), the container from /proc/PID/cgroup.
+ * seen, so it outlives the process), the container from /proc/PID/cgroup, and in Kubernetes its
+ * pod's metadata (with the pod's service.name, over the agent's own).
+ *
+ * A pod is looked up when the window closes: the window waits (briefly, see whenKnown) for the
+ * pods of containers the watcher has not heard of yet, once per container, so a pod whose first
+ * samples came before the API server told of it is named in that window if the answer comes
+ * within the wait, and in every later window anyway.
  */
-function processAttributesFor(processes: ProcessTable): (pid: number) => Attributes {
+function processAttributesFor(processes: ProcessTable, cgroups: Map<number, CgroupIds>, pods: PodWatcher | undefined): (pid: number) => Attributes {
   const known = new Map<number, Attributes>();
   return (pid) => {
     let a = known.get(pid);
     if (a === undefined) {
       a = {};
-      const c = containerId(pid);
-      if (c) a['container.id'] = c;
+      const ids = cgroups.get(pid) ?? cgroupIds(pid);
+      if (ids.containerId) a['container.id'] = ids.containerId;
       const exe = processes.get(pid)?.exePath;
       if (exe) {
         a['process.executable.path'] = exe;
         a['process.executable.name'] = baseName(exe);
       }
+      Object.assign(a, pods?.attributes(ids));
       known.set(pid, a);
     }
     return a;

@@ -7,6 +7,7 @@ import type { PyroscopeOptions } from './export/pyroscope.js';
 import type { ExporterOptions } from './otlp/exporter.js';
 import { otlpFromEnv, parseHeaders, resourceFromEnv } from './otel-env.js';
 import { readAgentConfig } from './agent-config.js';
+import { inClusterConfig, type InClusterConfig } from './k8s/in-cluster.js';
 import type { Attributes } from './otlp/profiles.js';
 import { OutputFormatError, outputFormatFor, type OutputFormat } from './output/format.js';
 
@@ -52,6 +53,8 @@ export interface AgentOptions {
   metricsAddress?: string;
   /** OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME. */
   resource: Attributes;
+  /** Pod metadata from the Kubernetes API (--kubernetes), for this node's pods. */
+  kubernetes?: { nodeName: string; config: InClusterConfig };
 }
 
 export type Parsed =
@@ -98,6 +101,8 @@ const AGENT_OPTIONS: OptionSpec[] = [
   { long: 'log-level', takesValue: true },
   { long: 'metrics-address', takesValue: true },
   { long: 'config', takesValue: true },
+  { long: 'kubernetes', takesValue: true },
+  { long: 'node-name', takesValue: true },
   { long: 'help', short: 'h', takesValue: false },
 ];
 
@@ -194,8 +199,27 @@ function parseAgent(args: string[]): Parsed {
       logLevel: level as LogLevel,
       metricsAddress,
       resource: resourceFromEnv(),
+      kubernetes: parseKubernetes(get('kubernetes'), get('node-name')),
     },
   };
+}
+
+/**
+ * --kubernetes auto|on|off and the node's name. auto: on inside a pod (the API server's address
+ * in the environment and a ServiceAccount token mounted), off elsewhere.
+ */
+function parseKubernetes(mode = 'auto', flagNode: string | undefined, env: Record<string, string | undefined> = process.env): AgentOptions['kubernetes'] {
+  if (mode !== 'auto' && mode !== 'on' && mode !== 'off') throw new UsageError(`invalid --kubernetes '${mode}' (auto, on or off)`);
+  if (mode === 'off') return undefined;
+  const config = inClusterConfig(env);
+  if (typeof config === 'string') {
+    if (mode === 'on') throw new UsageError(`--kubernetes on: ${config}`);
+    return undefined;
+  }
+  const nodeName = (flagNode ?? env.NODE_NAME ?? '').trim();
+  if (!nodeName) throw new UsageError('pod metadata needs the name of this node: --node-name or NODE_NAME (from the downward API, spec.nodeName); --kubernetes off goes without');
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(nodeName)) throw new UsageError(`invalid node name '${nodeName}' (a Kubernetes node name: lower case letters, digits, '-' and '.')`);
+  return { nodeName, config };
 }
 
 /** 64MiB, 512KiB, 1GiB, 1000 (bytes); NaN when unreadable. */
@@ -384,7 +408,12 @@ Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
   -d, --duration <time>        stop after this long (default: until SIGTERM/SIGINT)
       --log-level <level>      debug | info | warn | error (default info, or FLAMEWIRE_LOG_LEVEL)
       --metrics-address <a>    serve /metrics (Prometheus), /healthz and /readyz on host:port
-                               or :port (default: not served)`,
+                               or :port (default: not served)
+      --kubernetes <mode>      auto | on | off: name each process by its pod (k8s.pod.name,
+                               k8s.namespace.name, k8s.container.name, service.name ...) from
+                               the Kubernetes API; auto (default): on inside a pod with a
+                               ServiceAccount token
+      --node-name <name>       this node, whose pods are watched (default NODE_NAME)`,
   doctor: `usage: flamewire doctor [--json]
 
 Checks privileges, BTF, bpf(), perf_event_paranoid, tracefs and the BPF ring buffer, and prints

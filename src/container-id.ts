@@ -8,13 +8,31 @@
 //   v1, cgroupfs driver: 12:pids:/docker/<id>, 4:memory:/kubepods/burstable/pod<uid>/<id>
 //
 // A process in no container (or in one whose runtime names cgroups otherwise) has none.
+//
+// Under Kubernetes the path also names the pod by its uid (`…-pod<uid>.slice` with '_' for '-'
+// under the systemd driver, `pod<uid>` under cgroupfs): the agent's pod watcher knows a pod by
+// its uid as soon as it is scheduled, before the kubelet reports its containers' ids.
 
 import { readFileSync } from 'node:fs';
 
 const ID = /(?:^|[/-])([0-9a-f]{64})(?:\.scope)?$/;
+const POD_UID = /(?:^|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$/;
+
+/** What the cgroup path says of a process's container. */
+export interface CgroupIds {
+  containerId?: string;
+  /** The Kubernetes pod's uid, in the API's form (with '-'). */
+  podUid?: string;
+}
 
 /** The container id in the text of a /proc/PID/cgroup file, or undefined. */
 export function containerIdFromCgroup(text: string): string | undefined {
+  return idsFromCgroup(text).containerId;
+}
+
+/** The container id and the pod uid in the text of a /proc/PID/cgroup file (each if there). */
+export function idsFromCgroup(text: string): CgroupIds {
+  const ids: CgroupIds = {};
   for (const line of text.split('\n')) {
     // hierarchy-id:controllers:path; the path may itself contain ':'.
     const parts = line.split(':');
@@ -23,18 +41,21 @@ export function containerIdFromCgroup(text: string): string | undefined {
     // The innermost component that carries an id (a pod's own cgroup has only the pod's uid).
     const segments = path.split('/').reverse();
     for (const seg of segments) {
-      const m = ID.exec(seg);
-      if (m) return m[1];
+      const m = ids.containerId === undefined ? ID.exec(seg) : null;
+      if (m) ids.containerId = m[1];
+      const p = ids.podUid === undefined ? POD_UID.exec(seg) : null;
+      if (p) ids.podUid = p[1]!.replace(/_/g, '-');
     }
+    if (ids.containerId !== undefined) return ids;
   }
-  return undefined;
+  return ids;
 }
 
-/** container.id of process `pid`, or undefined (no container, or gone). */
-export function containerId(pid: number, procRoot = '/proc'): string | undefined {
+/** The container id and pod uid of process `pid` (none when it is in no container, or gone). */
+export function cgroupIds(pid: number, procRoot = '/proc'): CgroupIds {
   try {
-    return containerIdFromCgroup(readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8'));
+    return idsFromCgroup(readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8'));
   } catch {
-    return undefined;
+    return {};
   }
 }
