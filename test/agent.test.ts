@@ -18,7 +18,7 @@ import { Profile as PprofProfile } from 'pprof-format';
 import protobuf from 'protobufjs';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { buildC, buildGo, goToolBuildId, repoRoot, workDir } from './helpers.js';
-import { otlpGrpcServer, rawGrpcServer, Request, Response } from './otlp-official.js';
+import { otlpGrpcServer, otlpHttpServer, rawGrpcServer, Request } from './otlp-official.js';
 import { GO_SPIN } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
@@ -57,21 +57,6 @@ function decodeWindow(bytes: Buffer, headers: Record<string, string>): Window {
     return attrs;
   });
   return { resources, functions, sampleTypes, headers };
-}
-
-/** An OTLP/HTTP server on loopback that hands every request (gunzipped) and its headers to `take`. */
-async function otlpHttpServer(take: (body: Buffer, headers: Record<string, string>) => void): Promise<{ port: number; close(): void }> {
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      take(req.headers['content-encoding'] === 'gzip' ? gunzipSync(Buffer.concat(chunks)) : Buffer.concat(chunks), req.headers as Record<string, string>);
-      res.writeHead(200, { 'content-type': 'application/x-protobuf' });
-      res.end(Response.encode(Response.create({})).finish());
-    });
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  return { port: (server.address() as AddressInfo).port, close: () => server.close() };
 }
 
 /** Runs the agent; resolves with its exit status and its stdout's JSON log lines. */

@@ -1,9 +1,12 @@
 // What the tests' own OTLP servers on loopback speak: the profiles service messages from the
 // OFFICIAL opentelemetry-proto files (so what they decode is what any collector would read), and
 // google.rpc.Status with a RetryInfo detail, written here independently of proto/; and such a
-// server over gRPC.
+// server over gRPC and over HTTP.
 
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { repoRoot } from './helpers.js';
@@ -64,4 +67,19 @@ export async function rawGrpcServer(
 /** An OTLP profiles server over gRPC (ProfilesService/Export; a success is an empty response). */
 export function otlpGrpcServer(answer: (request: Buffer, cb: grpc.sendUnaryData<unknown>) => void): Promise<{ server: grpc.Server; port: number }> {
   return rawGrpcServer('/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export', Response.encode(Response.create({})).finish(), answer);
+}
+
+/** An OTLP/HTTP server on loopback that hands every request (gunzipped) and its headers to `take`. */
+export async function otlpHttpServer(take: (body: Buffer, headers: Record<string, string>) => void): Promise<{ port: number; close(): void }> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      take(req.headers['content-encoding'] === 'gzip' ? gunzipSync(Buffer.concat(chunks)) : Buffer.concat(chunks), req.headers as Record<string, string>);
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+      res.end(Response.encode(Response.create({})).finish());
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  return { port: (server.address() as AddressInfo).port, close: () => server.close() };
 }
