@@ -136,7 +136,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     metrics.windowClosed(samples);
     const cgroups = cgroupsOf(profile);
     if (pods) await pods.whenKnown([...cgroups.values()], Math.min(podGraceMs, deadlineMs - Date.now()));
-    const attrs = processAttributesFor(capture.processes, cgroups, pods);
+    const attrs = processAttributesFor(capture.processes, cgroups, pods, resource['service.name'] !== undefined);
     for (const s of sinks) s.take(profile, attrs);
     // What this window's symbolization freed in the native threads' arenas goes back now.
     trimMemory();
@@ -263,14 +263,15 @@ function cgroupsOf(profile: Profile): Map<number, CgroupIds> {
  * The resource attributes of a window's processes, found once per process and window for every
  * destination: the executable from the capture's process table (read when the process was first
  * seen, so it outlives the process), the container from /proc/PID/cgroup, and in Kubernetes its
- * pod's metadata (with the pod's service.name, over the agent's own).
+ * pod's metadata (with the pod's service.name, over the agent's own). A systemd service's
+ * process outside containers is named after its unit, unless the agent has a service.name.
  *
  * A pod is looked up when the window closes: the window waits (briefly, see whenKnown) for the
  * pods of containers the watcher has not heard of yet, once per container, so a pod whose first
  * samples came before the API server told of it is named in that window if the answer comes
  * within the wait, and in every later window anyway.
  */
-function processAttributesFor(processes: ProcessTable, cgroups: Map<number, CgroupIds>, pods: PodWatcher | undefined): (pid: number) => Attributes {
+function processAttributesFor(processes: ProcessTable, cgroups: Map<number, CgroupIds>, pods: PodWatcher | undefined, agentNamed: boolean): (pid: number) => Attributes {
   const known = new Map<number, Attributes>();
   return (pid) => {
     let a = known.get(pid);
@@ -284,6 +285,7 @@ function processAttributesFor(processes: ProcessTable, cgroups: Map<number, Cgro
         a['process.executable.name'] = baseName(exe);
       }
       Object.assign(a, pods?.attributes(ids));
+      if (a['service.name'] === undefined && !agentNamed && !ids.containerId && ids.systemdUnit) a['service.name'] = ids.systemdUnit;
       known.set(pid, a);
     }
     return a;

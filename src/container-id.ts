@@ -12,10 +12,15 @@
 // Under Kubernetes the path also names the pod by its uid (`…-pod<uid>.slice` with '_' for '-'
 // under the systemd driver, `pod<uid>` under cgroupfs): the agent's pod watcher knows a pod by
 // its uid as soon as it is scheduled, before the kubelet reports its containers' ids.
+//
+// A process in no container may be a systemd service's (`…/nginx.service`, in the unified
+// hierarchy or in v1's name=systemd one): its unit is the name of the service it is.
 
 import { readFileSync } from 'node:fs';
 
 const ID = /(?:^|[/-])([0-9a-f]{64})(?:\.scope)?$/;
+const SERVICE = '.service';
+const USER_MANAGER = /^user@\d+\.service$/;
 const POD_UID = /(?:^|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$/;
 
 /** What the cgroup path says of a process's container. */
@@ -23,6 +28,8 @@ export interface CgroupIds {
   containerId?: string;
   /** The Kubernetes pod's uid, in the API's form (with '-'). */
   podUid?: string;
+  /** The innermost systemd service unit, without `.service` (not the per-user manager). */
+  systemdUnit?: string;
 }
 
 /** The container id in the text of a /proc/PID/cgroup file, or undefined. */
@@ -30,7 +37,7 @@ export function containerIdFromCgroup(text: string): string | undefined {
   return idsFromCgroup(text).containerId;
 }
 
-/** The container id and the pod uid in the text of a /proc/PID/cgroup file (each if there). */
+/** The container id, pod uid and service unit in the text of a /proc/PID/cgroup file (each if there). */
 export function idsFromCgroup(text: string): CgroupIds {
   const ids: CgroupIds = {};
   for (const line of text.split('\n')) {
@@ -45,13 +52,14 @@ export function idsFromCgroup(text: string): CgroupIds {
       if (m) ids.containerId = m[1];
       const p = ids.podUid === undefined ? POD_UID.exec(seg) : null;
       if (p) ids.podUid = p[1]!.replace(/_/g, '-');
+      if (ids.systemdUnit === undefined && seg.endsWith(SERVICE) && seg.length > SERVICE.length && !USER_MANAGER.test(seg)) ids.systemdUnit = seg.slice(0, -SERVICE.length);
     }
     if (ids.containerId !== undefined) return ids;
   }
   return ids;
 }
 
-/** The container id and pod uid of process `pid` (none when it is in no container, or gone). */
+/** What the cgroup path of process `pid` says (nothing when it is in no container, or gone). */
 export function cgroupIds(pid: number, procRoot = '/proc'): CgroupIds {
   try {
     return idsFromCgroup(readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8'));

@@ -301,7 +301,7 @@ describe('pod metadata', () => {
     assert.deepEqual(services, [{ stringValue: 'checkout' }, { stringValue: 'agent' }]);
   });
 
-  it("finds the pod's uid next to the container id in the cgroup paths of the systemd and cgroupfs drivers", () => {
+  it("finds the pod's uid next to the container id in the cgroup paths of the systemd and cgroupfs drivers, and a service's unit", () => {
     const id = hex64();
     const uid = '1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901';
     assert.deepEqual(idsFromCgroup(`0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid.replace(/-/g, '_')}.slice/cri-containerd-${id}.scope\n`), { containerId: id, podUid: uid });
@@ -310,7 +310,10 @@ describe('pod metadata', () => {
     assert.deepEqual(idsFromCgroup(`0::/../../kubepods-besteffort-pod${uid.replace(/-/g, '_')}.slice/cri-containerd-${id}.scope\n`), { containerId: id, podUid: uid });
     assert.deepEqual(idsFromCgroup(`0::/kubepods.slice/kubepods-pod${uid.replace(/-/g, '_')}.slice\n`), { podUid: uid });
     assert.deepEqual(idsFromCgroup(`0::/system.slice/docker-${id}.scope\n`), { containerId: id });
-    assert.deepEqual(idsFromCgroup('0::/system.slice/nginx.service\n'), {});
+    assert.deepEqual(idsFromCgroup('0::/system.slice/nginx.service\n'), { systemdUnit: 'nginx' });
+    assert.deepEqual(idsFromCgroup('1:name=systemd:/system.slice/getty@tty1.service\n0::/\n'), { systemdUnit: 'getty@tty1' });
+    assert.deepEqual(idsFromCgroup('0::/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-x.scope\n'), {});
+    assert.deepEqual(idsFromCgroup('0::/user.slice/user-1000.slice/user@1000.service/app.slice/syncthing.service\n'), { systemdUnit: 'syncthing' });
   });
 });
 
@@ -533,8 +536,60 @@ __attribute__((noinline)) void pod_burn(void) { for (unsigned long i = 0; i < 10
 int main(void) { for (;;) pod_burn(); }
 `;
 
+let burnerBin: string | undefined;
+
+/**
+ * A CPU-burning process moved into the cgroup `segments` below this process's own cgroup (so no
+ * controller's accounting changes); `stop` kills it and removes the directories.
+ */
+function burnerIn(segments: string[]): { pid: number; path: string; stop(): Promise<void> } {
+  const cg = cgroup2()!;
+  const paths = segments.map((_, i) => join(cg.mount, cg.own, 'flamewire-test.slice', ...segments.slice(0, i + 1)));
+  paths.unshift(join(cg.mount, cg.own, 'flamewire-test.slice'));
+  mkdirSync(paths.at(-1)!, { recursive: true });
+  burnerBin ??= buildC(dir, 'pod-burner', BURNER, ['-O2', '-fno-omit-frame-pointer']);
+  const bin = burnerBin;
+  const child: ChildProcess = spawn(bin, [], { stdio: 'ignore' });
+  writeFileSync(join(paths.at(-1)!, 'cgroup.procs'), String(child.pid));
+  return {
+    pid: child.pid!,
+    path: bin,
+    async stop() {
+      child.kill('SIGKILL');
+      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
+      for (const p of paths.reverse()) {
+        try {
+          rmdirSync(p);
+        } catch {
+          // shared with another run, or still busy for a moment: the next run reuses it
+        }
+      }
+    },
+  };
+}
+
+/** An OTLP/HTTP server on loopback that keeps the resource attributes of every resource it gets. */
+async function resourceServer(): Promise<{ port: number; resources: Array<Record<string, unknown>>; close(): void }> {
+  const resources: Array<Record<string, unknown>> = [];
+  const server = await otlpHttpServer((body) => {
+    const r = Request.toObject(Request.decode(body), { longs: Number, defaults: true }) as any;
+    for (const rp of r.resourceProfiles) resources.push(Object.fromEntries(rp.resource.attributes.map((kv: any) => [kv.key, kv.value.stringValue ?? Number(kv.value.intValue)])));
+  });
+  return { port: server.port, resources, close: server.close };
+}
+
+/** The agent with `args` and `env`, over the test's environment without any Kubernetes or OTEL_SERVICE_NAME. */
+function startAgent(args: string[], env: NodeJS.ProcessEnv, stdout: 'pipe' | 'ignore' = 'pipe'): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of ['NODE_NAME', 'KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT', 'FLAMEWIRE_SERVICEACCOUNT_DIR', 'OTEL_SERVICE_NAME', 'OTEL_RESOURCE_ATTRIBUTES']) delete childEnv[k];
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'src', 'cli.js'), 'agent', ...args], { env: { ...childEnv, ...env }, stdio: ['ignore', stdout, 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (d) => (output += String(d)));
+  child.stderr!.on('data', (d) => (output += String(d)));
+  return { child, output: () => output, exited: new Promise((resolve) => child.on('close', resolve)) };
+}
+
 describe('flamewire agent in Kubernetes (fake API server)', () => {
-  const cli = join(repoRoot, 'dist', 'src', 'cli.js');
   const cg = cgroup2();
 
   it('refuses --kubernetes on outside a pod, a bad mode and a missing node name, with one line', async () => {
@@ -549,18 +604,11 @@ describe('flamewire agent in Kubernetes (fake API server)', () => {
       [['--node-name', 'Node_A'], inPod, /invalid node name 'Node_A'/],
       [['--kubernetes', 'on'], { ...inPod, FLAMEWIRE_SERVICEACCOUNT_DIR: join(dir, 'nowhere') }, /no ServiceAccount token at .*nowhere\/token/],
     ] as const) {
-      const childEnv: NodeJS.ProcessEnv = { ...process.env };
-      for (const k of ['NODE_NAME', 'KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT', 'FLAMEWIRE_SERVICEACCOUNT_DIR']) delete childEnv[k];
-      Object.assign(childEnv, env);
-      const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, [cli, 'agent', ...args], { env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-        let stderr = '';
-        child.stderr.on('data', (d) => (stderr += String(d)));
-        child.on('close', (code) => resolve({ code, stderr }));
-      });
-      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
-      assert.match(r.stderr.trim(), want);
-      assert.equal(r.stderr.trim().split('\n').length, 1);
+      const agent = startAgent([...args], env, 'ignore');
+      const code = await agent.exited;
+      assert.equal(code, 2, `${args.join(' ')}: ${agent.output()}`);
+      assert.match(agent.output().trim(), want);
+      assert.equal(agent.output().trim().split('\n').length, 1);
     }
   });
 
@@ -580,33 +628,17 @@ describe('flamewire agent in Kubernetes (fake API server)', () => {
     // The workload, in the cgroup containerd would give it under the systemd driver.
     const containerId = hex64();
     const podUid = randomUUID();
-    const slices = ['flamewire-test.slice', 'kubepods.slice', 'kubepods-besteffort.slice', `kubepods-besteffort-pod${podUid.replace(/-/g, '_')}.slice`, `cri-containerd-${containerId}.scope`];
-    const base = join(cg!.mount, cg!.own);
-    const paths = slices.map((_, i) => join(base, ...slices.slice(0, i + 1)));
-    mkdirSync(paths.at(-1)!, { recursive: true });
-    const burner: ChildProcess = spawn(buildC(dir, 'pod-burner', BURNER, ['-O2', '-fno-omit-frame-pointer']), [], { stdio: 'ignore' });
-    const windows: Array<Record<string, unknown>> = [];
-    const otlp = await otlpHttpServer((body) => {
-      const r = Request.toObject(Request.decode(body), { longs: Number, defaults: true }) as any;
-      for (const rp of r.resourceProfiles) windows.push(Object.fromEntries(rp.resource.attributes.map((kv: any) => [kv.key, kv.value.stringValue ?? Number(kv.value.intValue)])));
-    });
+    const burner = burnerIn(['kubepods.slice', 'kubepods-besteffort.slice', `kubepods-besteffort-pod${podUid.replace(/-/g, '_')}.slice`, `cri-containerd-${containerId}.scope`]);
+    const otlp = await resourceServer();
+    const windows = otlp.resources;
     const metricsPort = 20000 + (process.pid % 1000);
-    let agent: ChildProcess | undefined;
+    let agent: ReturnType<typeof startAgent> | undefined;
     try {
-      writeFileSync(join(paths.at(-1)!, 'cgroup.procs'), String(burner.pid));
       assert.equal(idsFromCgroup(readFileSync(`/proc/${burner.pid}/cgroup`, 'utf8')).containerId, containerId);
-      agent = spawn(
-        process.execPath,
-        [cli, 'agent', '-p', String(burner.pid), '--interval', '1s', '--log-level', 'debug', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${otlp.port}`, '--metrics-address', `127.0.0.1:${metricsPort}`],
-        {
-          env: { ...process.env, KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(apiPort), FLAMEWIRE_SERVICEACCOUNT_DIR: saDir, NODE_NAME: NODE, OTEL_SERVICE_NAME: 'flamewire-agent' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
+      agent = startAgent(
+        ['-p', String(burner.pid), '--interval', '1s', '--log-level', 'debug', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${otlp.port}`, '--metrics-address', `127.0.0.1:${metricsPort}`],
+        { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(apiPort), FLAMEWIRE_SERVICEACCOUNT_DIR: saDir, NODE_NAME: NODE, OTEL_SERVICE_NAME: 'flamewire-agent' },
       );
-      let output = '';
-      agent.stdout!.on('data', (d) => (output += String(d)));
-      agent.stderr!.on('data', (d) => (output += String(d)));
-      const exited = new Promise<number | null>((resolve) => agent!.on('close', resolve));
 
       // The first window comes before the API server has heard of the pod.
       await until('a first window', () => windows.length >= 1, 60_000);
@@ -621,8 +653,8 @@ describe('flamewire agent in Kubernetes (fake API server)', () => {
       const named = () => windows.filter((w) => w['k8s.pod.name'] !== undefined);
       await until('two windows with the pod', () => named().length >= 2, 60_000);
       const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-      agent.kill('SIGTERM');
-      assert.equal(await exited, 0, output);
+      agent.child.kill('SIGTERM');
+      assert.equal(await agent.exited, 0, agent.output());
 
       assert.deepEqual(named()[0], {
         'host.name': hostname(),
@@ -630,7 +662,7 @@ describe('flamewire agent in Kubernetes (fake API server)', () => {
         'k8s.node.name': NODE,
         'process.pid': burner.pid,
         'process.executable.name': 'pod-burner',
-        'process.executable.path': join(dir, 'pod-burner'),
+        'process.executable.path': burner.path,
         'container.id': containerId,
         'k8s.namespace.name': 'shop',
         'k8s.pod.name': 'checkout-5d8f7c9b4-x2x9q',
@@ -650,23 +682,42 @@ describe('flamewire agent in Kubernetes (fake API server)', () => {
       assert.ok(api.requests.length >= 2);
       assert.ok(api.requests.every((r) => r.authorization === `Bearer ${api.token}`));
       assert.ok(api.requests.every((r) => r.query.get('fieldSelector') === `spec.nodeName=${NODE}`));
-      assert.ok(!output.includes(api.token), 'the token is in the logs');
-      assert.match(output, /"msg":"pods of this node listed"/);
+      assert.ok(!agent.output().includes(api.token), 'the token is in the logs');
+      assert.match(agent.output(), /"msg":"pods of this node listed"/);
       assert.match(scraped, /^flamewire_kubernetes_pods 2$/m);
       assert.match(scraped, /^flamewire_kubernetes_watch_restarts_total\{reason="gone"\} 0$/m);
     } finally {
-      agent?.kill('SIGKILL');
-      burner.kill('SIGKILL');
-      await new Promise((r) => (burner.exitCode !== null || burner.signalCode !== null ? r(null) : burner.once('exit', r)));
+      agent?.child.kill('SIGKILL');
+      await burner.stop();
       otlp.close();
       api.close();
-      for (const p of paths.reverse()) {
-        try {
-          rmdirSync(p);
-        } catch {
-          // still busy for a moment after the process's exit: the next run reuses it
-        }
+    }
+  });
+
+  it("outside Kubernetes, names a systemd service's process after its unit and keeps a Docker container's id", { skip: cg ? false : 'no cgroup v2 hierarchy here' }, async () => {
+    const containerId = hex64();
+    const service = burnerIn(['flamewire-demo.service']);
+    const docker = burnerIn([`docker-${containerId}.scope`]);
+    const otlp = await resourceServer();
+    try {
+      const agent = startAgent(['-p', `${service.pid},${docker.pid}`, '--interval', '1s', '-d', '2500ms', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${otlp.port}`], {});
+      assert.equal(await agent.exited, 0, agent.output());
+      const of = (pid: number) => otlp.resources.filter((r) => r['process.pid'] === pid);
+      assert.ok(of(service.pid).length >= 2 && of(docker.pid).length >= 2, JSON.stringify(otlp.resources));
+      for (const r of of(service.pid)) {
+        assert.equal(r['service.name'], 'flamewire-demo');
+        assert.equal(r['container.id'], undefined);
       }
+      for (const r of of(docker.pid)) {
+        assert.equal(r['container.id'], containerId);
+        // No service.name: backends fall back to the executable's name.
+        assert.equal(r['service.name'], undefined);
+      }
+      assert.ok(otlp.resources.every((r) => Object.keys(r).every((k) => !k.startsWith('k8s.'))));
+    } finally {
+      await service.stop();
+      await docker.stop();
+      otlp.close();
     }
   });
 });
