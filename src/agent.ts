@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { AgentMetrics } from './agent-metrics.js';
 import { OnCpuCapture } from './capture.js';
 import type { AgentOptions } from './cli-args.js';
-import { cgroupIds, type CgroupIds } from './container-id.js';
+import { cgroupTracker, type CgroupIds, type CgroupTracker } from './container-id.js';
 import { baseName, type ProcessTable } from './process-table.js';
 import { formatDuration } from './duration.js';
 import { toParcaWriteRaw } from './export/parca.js';
@@ -60,10 +60,14 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   for (const d of opts.outputDirs) sinks.push(directorySink(d));
 
   let go: GoRegistry | undefined;
+  const cgroups = cgroupTracker();
   const capture = new OnCpuCapture({
     frequency: opts.frequency,
     offCpu: opts.offCpu,
-    onProcess: (pid, event) => go?.update(pid, event),
+    onProcess: (pid, event) => {
+      go?.update(pid, event);
+      if (event !== 'exit') cgroups.seen(pid);
+    },
     goWaitReason: (pid, code) => go?.waitReason(pid, code),
     // Bounded for a process that runs for months: (file, address) answers and unwind tables
     // kept for later windows. Go tables are read a page at a time (elf/file-bytes.ts).
@@ -134,10 +138,11 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     windowWall = endWall;
     windows++;
     metrics.windowClosed(samples);
-    const cgroups = cgroupsOf(profile);
-    if (pods) await pods.whenKnown([...cgroups.values()], Math.min(podGraceMs, deadlineMs - Date.now()));
-    const attrs = processAttributesFor(capture.processes, cgroups, pods, resource['service.name'] !== undefined);
+    const ids = cgroupsOf(profile, cgroups);
+    if (pods) await pods.whenKnown([...ids.values()], Math.min(podGraceMs, deadlineMs - Date.now()));
+    const attrs = processAttributesFor(capture.processes, ids, pods, resource['service.name'] !== undefined);
     for (const s of sinks) s.take(profile, attrs);
+    cgroups.windowDone();
     // What this window's symbolization freed in the native threads' arenas goes back now.
     trimMemory();
     log.info({ window: windows, samples, offCpuRecords: offCpu, stacks: profile.samples.length }, 'window closed');
@@ -249,12 +254,12 @@ function pyroscopeSink(p: PyroscopeOptions, opts: AgentOptions, resource: Attrib
   );
 }
 
-/** The container (and pod) of each of the window's processes, from /proc/PID/cgroup. */
-function cgroupsOf(profile: Profile): Map<number, CgroupIds> {
+/** The container (pod, service unit) of each of the window's processes, from /proc/PID/cgroup. */
+function cgroupsOf(profile: Profile, cgroups: CgroupTracker): Map<number, CgroupIds> {
   const out = new Map<number, CgroupIds>();
   for (const s of profile.samples) {
     const pid = s.numLabels['process.pid'];
-    if (pid !== undefined && pid > 0 && !out.has(pid)) out.set(pid, cgroupIds(pid));
+    if (pid !== undefined && pid > 0 && !out.has(pid)) out.set(pid, cgroups.get(pid));
   }
   return out;
 }
@@ -262,7 +267,8 @@ function cgroupsOf(profile: Profile): Map<number, CgroupIds> {
 /**
  * The resource attributes of a window's processes, found once per process and window for every
  * destination: the executable from the capture's process table (read when the process was first
- * seen, so it outlives the process), the container from /proc/PID/cgroup, and in Kubernetes its
+ * seen, so it outlives the process), the container from /proc/PID/cgroup (also read when the
+ * process was first seen), and in Kubernetes its
  * pod's metadata (with the pod's service.name, over the agent's own). A systemd service's
  * process outside containers is named after its unit, unless the agent has a service.name.
  *
@@ -277,7 +283,7 @@ function processAttributesFor(processes: ProcessTable, cgroups: Map<number, Cgro
     let a = known.get(pid);
     if (a === undefined) {
       a = {};
-      const ids = cgroups.get(pid) ?? cgroupIds(pid);
+      const ids = cgroups.get(pid) ?? {};
       if (ids.containerId) a['container.id'] = ids.containerId;
       const exe = processes.get(pid)?.exePath;
       if (exe) {

@@ -16,7 +16,7 @@
 // A process in no container may be a systemd service's (`…/nginx.service`, in the unified
 // hierarchy or in v1's name=systemd one): its unit is the name of the service it is.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 const ID = /(?:^|[/-])([0-9a-f]{64})(?:\.scope)?$/;
 const SERVICE = '.service';
@@ -59,11 +59,50 @@ export function idsFromCgroup(text: string): CgroupIds {
   return ids;
 }
 
-/** What the cgroup path of process `pid` says (nothing when it is in no container, or gone). */
-export function cgroupIds(pid: number, procRoot = '/proc'): CgroupIds {
+/** What the cgroup path of process `pid` says; undefined when the process is gone. */
+function readIds(pid: number, procRoot: string): CgroupIds | undefined {
   try {
     return idsFromCgroup(readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8'));
   } catch {
-    return {};
+    return undefined;
   }
+}
+
+export interface CgroupTracker {
+  /** A process was first seen (or exec'd): read its cgroup while it is there. */
+  seen(pid: number): void;
+  /** Its ids now: read again while it lives, else as last read (nothing if never read). */
+  get(pid: number): CgroupIds;
+  /** A window was handed over: processes gone since the last one are forgotten. */
+  windowDone(): void;
+}
+
+/**
+ * The cgroup ids of the processes the agent samples, read when each is first seen, so that one
+ * that exits before its window closes (a short job in a pod) is still named in that window.
+ * A gone process is kept for one more window: its last samples may be read after the window it
+ * exited in has closed. Bounded by the processes alive plus those gone in one window.
+ */
+export function cgroupTracker(procRoot = '/proc'): CgroupTracker {
+  const known = new Map<number, { ids: CgroupIds; gone: boolean }>();
+  return {
+    seen(pid) {
+      const ids = readIds(pid, procRoot);
+      if (ids) known.set(pid, { ids, gone: false });
+    },
+    get(pid) {
+      const ids = readIds(pid, procRoot);
+      if (ids) {
+        known.set(pid, { ids, gone: false });
+        return ids;
+      }
+      return known.get(pid)?.ids ?? {};
+    },
+    windowDone() {
+      for (const [pid, k] of known) {
+        if (k.gone) known.delete(pid);
+        else if (!existsSync(`${procRoot}/${pid}`)) k.gone = true;
+      }
+    },
+  };
 }

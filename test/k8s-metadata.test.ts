@@ -530,30 +530,44 @@ function cgroup2(): { mount: string; own: string } | undefined {
   return own === undefined ? undefined : { mount: line.split(' ')[4]!, own };
 }
 
+/** Burns CPU; with an argument, waits for SIGUSR1 first and lives that many seconds after it. */
 const BURNER = `
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
 volatile unsigned long sink;
+static volatile sig_atomic_t go;
+static void on_usr1(int s) { (void)s; go = 1; }
 __attribute__((noinline)) void pod_burn(void) { for (unsigned long i = 0; i < 100000; i++) sink += i; }
-int main(void) { for (;;) pod_burn(); }
+int main(int argc, char **argv) {
+  if (argc > 1) {
+    signal(SIGUSR1, on_usr1);
+    while (!go) pause();
+    alarm(atoi(argv[1]));
+  }
+  for (;;) pod_burn();
+}
 `;
 
 let burnerBin: string | undefined;
 
 /**
- * A CPU-burning process moved into the cgroup `segments` below this process's own cgroup (so no
- * controller's accounting changes); `stop` kills it and removes the directories.
+ * A CPU-burning process in the cgroup `segments` below this process's own cgroup (so no
+ * controller's accounting changes), there from its first instruction (a shell moves itself in,
+ * then execs it); `stop` kills it and removes the directories.
  */
-function burnerIn(segments: string[]): { pid: number; path: string; stop(): Promise<void> } {
+function burnerIn(segments: string[], args: string[] = []): { pid: number; path: string; child: ChildProcess; stop(): Promise<void> } {
   const cg = cgroup2()!;
   const paths = segments.map((_, i) => join(cg.mount, cg.own, 'flamewire-test.slice', ...segments.slice(0, i + 1)));
   paths.unshift(join(cg.mount, cg.own, 'flamewire-test.slice'));
   mkdirSync(paths.at(-1)!, { recursive: true });
   burnerBin ??= buildC(dir, 'pod-burner', BURNER, ['-O2', '-fno-omit-frame-pointer']);
   const bin = burnerBin;
-  const child: ChildProcess = spawn(bin, [], { stdio: 'ignore' });
-  writeFileSync(join(paths.at(-1)!, 'cgroup.procs'), String(child.pid));
+  const child: ChildProcess = spawn('sh', ['-c', 'echo $$ > "$0" && exec "$@"', join(paths.at(-1)!, 'cgroup.procs'), bin, ...args], { stdio: 'ignore' });
   return {
     pid: child.pid!,
     path: bin,
+    child,
     async stop() {
       child.kill('SIGKILL');
       await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
@@ -634,7 +648,7 @@ describe('flamewire agent in Kubernetes (fake API server)', () => {
     const metricsPort = 20000 + (process.pid % 1000);
     let agent: ReturnType<typeof startAgent> | undefined;
     try {
-      assert.equal(idsFromCgroup(readFileSync(`/proc/${burner.pid}/cgroup`, 'utf8')).containerId, containerId);
+      await until('the workload in its cgroup', () => idsFromCgroup(readFileSync(`/proc/${burner.pid}/cgroup`, 'utf8')).containerId === containerId);
       agent = startAgent(
         ['-p', String(burner.pid), '--interval', '1s', '--log-level', 'debug', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${otlp.port}`, '--metrics-address', `127.0.0.1:${metricsPort}`],
         { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(apiPort), FLAMEWIRE_SERVICEACCOUNT_DIR: saDir, NODE_NAME: NODE, OTEL_SERVICE_NAME: 'flamewire-agent' },
@@ -694,16 +708,24 @@ describe('flamewire agent in Kubernetes (fake API server)', () => {
     }
   });
 
-  it("outside Kubernetes, names a systemd service's process after its unit and keeps a Docker container's id", { skip: cg ? false : 'no cgroup v2 hierarchy here' }, async () => {
-    const containerId = hex64();
+  it("outside Kubernetes, names a systemd service's process after its unit and keeps a Docker container's id, also once it has exited", { skip: cg ? false : 'no cgroup v2 hierarchy here' }, async () => {
+    const [containerId, shortId] = [hex64(), hex64()];
     const service = burnerIn(['flamewire-demo.service']);
     const docker = burnerIn([`docker-${containerId}.scope`]);
+    // Lives a second once told to: it is gone when its window closes.
+    const short = burnerIn([`docker-${shortId}.scope`], ['1']);
     const otlp = await resourceServer();
     try {
-      const agent = startAgent(['-p', `${service.pid},${docker.pid}`, '--interval', '1s', '-d', '2500ms', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${otlp.port}`], {});
+      await until('the workloads in their cgroups', () => [service, docker, short].every((b) => readFileSync(`/proc/${b.pid}/cgroup`, 'utf8').includes('flamewire-test.slice')));
+      const agent = startAgent(['-p', `${service.pid},${docker.pid},${short.pid}`, '--interval', '3s', '-d', '6500ms', '--otlp-protocol', 'http/protobuf', '--otlp-endpoint', `http://127.0.0.1:${otlp.port}`], {});
+      await until('the agent', () => agent.output().includes('"msg":"agent started"'), 60_000);
+      short.child.kill('SIGUSR1');
       assert.equal(await agent.exited, 0, agent.output());
       const of = (pid: number) => otlp.resources.filter((r) => r['process.pid'] === pid);
       assert.ok(of(service.pid).length >= 2 && of(docker.pid).length >= 2, JSON.stringify(otlp.resources));
+      assert.ok(short.child.signalCode === 'SIGALRM', 'the short-lived process ended by itself');
+      assert.ok(of(short.pid).length >= 1);
+      for (const r of of(short.pid)) assert.equal(r['container.id'], shortId);
       for (const r of of(service.pid)) {
         assert.equal(r['service.name'], 'flamewire-demo');
         assert.equal(r['container.id'], undefined);
@@ -715,8 +737,7 @@ describe('flamewire agent in Kubernetes (fake API server)', () => {
       }
       assert.ok(otlp.resources.every((r) => Object.keys(r).every((k) => !k.startsWith('k8s.'))));
     } finally {
-      await service.stop();
-      await docker.stop();
+      for (const b of [service, docker, short]) await b.stop();
       otlp.close();
     }
   });
