@@ -289,6 +289,14 @@ describe('pod metadata', () => {
     assert.equal(podMeta({ metadata: { name: 'no-uid', namespace: 'x' } } as ApiPod), undefined);
   });
 
+  it('keeps a few hundred bytes of a pod, however big the pod is', () => {
+    const big = apiPod({ name: 'big', labels: { app: 'big' }, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': 'x'.repeat(200_000) }, containers: [{ name: 'app', id: hex64() }] });
+    big.metadata.managedFields = Array.from({ length: 50 }, () => ({ manager: 'kubelet', fieldsV1: { 'f:status': { 'f:conditions': {} } } }));
+    const kept = podMeta(big)!;
+    const size = JSON.stringify({ ...kept, containers: [...kept.containers] }).length;
+    assert.ok(size < 400, `${size} bytes kept`);
+  });
+
   it("names a pod's process after the pod in every destination, over the agent's OTEL_SERVICE_NAME; other processes keep the agent's", () => {
     const id = hex64();
     const pod = podMeta(apiPod({ name: 'checkout-1', uid: 'u-1', labels: { app: 'checkout' }, containers: [{ name: 'server', id }] }))!;
