@@ -14,6 +14,15 @@ import type { PodWatcherStats } from './k8s/pod-watcher.js';
 import type { OnCpuStats } from './native.js';
 import type { SymbolizerStats } from './symbolizer.js';
 
+/** A queue's lost windows by the reason the metrics give. */
+function queueDrops(s: QueueStats): Array<[string, number]> {
+  return [
+    ['queue_full', s.droppedFull],
+    ['refused', s.droppedFinal],
+    ['shutdown', s.droppedShutdown],
+  ];
+}
+
 export interface MetricsSources {
   sampler: () => OnCpuStats | undefined;
   queues: () => Array<{ sink: string; stats: QueueStats }>;
@@ -75,17 +84,12 @@ export class AgentMetrics {
           deltas.inc(this, { reason: 'off_cpu_ring_buffer_full' }, s.offCpuRingBufferFull);
           deltas.inc(this, { reason: 'goroutine_wait_ring_buffer_full' }, s.goWaitRingBufferFull);
         }
-        let full = 0;
-        let refused = 0;
-        let shutdown = 0;
+        // Every reason is there from the start, at 0, with or without destinations.
+        const byReason = new Map<string, number>([['queue_full', 0], ['refused', 0], ['shutdown', 0]]);
         for (const q of sources.queues()) {
-          full += q.stats.droppedFull;
-          refused += q.stats.droppedFinal;
-          shutdown += q.stats.droppedShutdown;
+          for (const [reason, n] of queueDrops(q.stats)) byReason.set(reason, (byReason.get(reason) ?? 0) + n);
         }
-        deltas.inc(this, { reason: 'queue_full' }, full);
-        deltas.inc(this, { reason: 'refused' }, refused);
-        deltas.inc(this, { reason: 'shutdown' }, shutdown);
+        for (const [reason, n] of byReason) deltas.inc(this, { reason }, n);
       },
     });
     new Counter({
@@ -95,9 +99,7 @@ export class AgentMetrics {
       registers: [reg],
       collect() {
         for (const q of sources.queues()) {
-          deltas.inc(this, { sink: q.sink, reason: 'queue_full' }, q.stats.droppedFull);
-          deltas.inc(this, { sink: q.sink, reason: 'refused' }, q.stats.droppedFinal);
-          deltas.inc(this, { sink: q.sink, reason: 'shutdown' }, q.stats.droppedShutdown);
+          for (const [reason, n] of queueDrops(q.stats)) deltas.inc(this, { sink: q.sink, reason }, n);
         }
       },
     });
