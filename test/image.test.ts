@@ -20,7 +20,7 @@
 // The rest of the file takes about 17 s, most of it `npm ci --omit=dev` from the npm cache.
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix } from 'node:path';
@@ -397,6 +397,9 @@ describe('the runtime stage, rebuilt from this checkout', () => {
       requests.push(req);
       cb(null, {});
     });
+    // Something on CPU while the agent profiles the machine: an idle machine gives windows
+    // without samples, and the agent sends nothing for those.
+    const busy = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
     try {
       const out = join(root, 'tmp', 'windows');
       const r = await image([...cfg.cmd, '-d', '2500ms', '--interval', '1s', '--output-dir', out], { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` });
@@ -407,6 +410,7 @@ describe('the runtime stage, rebuilt from this checkout', () => {
       const decoded = Request.toObject(Request.decode(requests[0]!)) as { resourceProfiles?: unknown[] };
       assert.ok((decoded.resourceProfiles?.length ?? 0) > 0, JSON.stringify(decoded).slice(0, 500));
     } finally {
+      busy.kill('SIGKILL');
       server.forceShutdown();
     }
   });
