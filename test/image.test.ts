@@ -384,7 +384,7 @@ describe('the runtime stage, rebuilt from this checkout', () => {
 
   it('records a profile through the ENTRYPOINT', async () => {
     const out = join(root, 'tmp', 'x.pb.gz');
-    const r = await image(['record', '-q', '-d', '1s', '-o', out]);
+    const r = await whileBusy(() => image(['record', '-q', '-d', '1s', '-o', out]));
     assert.equal(r.code, 0, r.stderr);
     const p = PprofProfile.decode(gunzipSync(readFileSync(out)));
     assert.ok(p.sample.length > 0, 'samples');
@@ -397,12 +397,9 @@ describe('the runtime stage, rebuilt from this checkout', () => {
       requests.push(req);
       cb(null, {});
     });
-    // Something on CPU while the agent profiles the machine: an idle machine gives windows
-    // without samples, and the agent sends nothing for those.
-    const busy = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
     try {
       const out = join(root, 'tmp', 'windows');
-      const r = await image([...cfg.cmd, '-d', '2500ms', '--interval', '1s', '--output-dir', out], { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` });
+      const r = await whileBusy(() => image([...cfg.cmd, '-d', '2500ms', '--interval', '1s', '--output-dir', out], { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }));
       assert.equal(r.code, 0, r.stderr);
       assert.ok(readdirSync(out).some((f) => f.endsWith('.pb.gz')), readdirSync(out).join(', '));
       // The exporter encodes with the image's proto/ files; the official ones decode it.
@@ -410,7 +407,6 @@ describe('the runtime stage, rebuilt from this checkout', () => {
       const decoded = Request.toObject(Request.decode(requests[0]!)) as { resourceProfiles?: unknown[] };
       assert.ok((decoded.resourceProfiles?.length ?? 0) > 0, JSON.stringify(decoded).slice(0, 500));
     } finally {
-      busy.kill('SIGKILL');
       server.forceShutdown();
     }
   });
@@ -424,6 +420,19 @@ describe('the runtime stage, rebuilt from this checkout', () => {
     assert.equal(r.code, 0, r.stderr);
   });
 });
+
+/**
+ * Runs `fn` with a process spinning on a CPU: whole-machine profiling of an idle machine takes
+ * no samples (and the agent sends nothing for empty windows).
+ */
+async function whileBusy<T>(fn: () => Promise<T>): Promise<T> {
+  const busy = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+  try {
+    return await fn();
+  } finally {
+    busy.kill('SIGKILL');
+  }
+}
 
 describe('runtime libraries', () => {
   it('installs the Debian package of every shared library the addon links, and nothing else', () => {
