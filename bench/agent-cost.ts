@@ -5,11 +5,11 @@
 // listening: every window waits in the queue and is retried). Prints nothing.
 
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { peakRssKb, processCpu } from './proc.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'dist', 'src', 'cli.js');
@@ -23,18 +23,6 @@ export interface AgentCost {
   windowsSent: number;
   queuedBytes: number;
   retries: number;
-}
-
-/** CPU ticks (utime + stime) of process `pid` from /proc/PID/stat. */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
-}
-
-function peakRssKb(pid: number): number {
-  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : 0;
 }
 
 export async function measureAgent(backend: 'up' | 'down', seconds: number): Promise<AgentCost> {
@@ -60,9 +48,9 @@ export async function measureAgent(backend: 'up' | 'down', seconds: number): Pro
   try {
     // The start-up (BPF load, the first window's symbolizer) is part of the footprint.
     const t0 = Date.now();
-    const c0 = cpuTicks(child.pid!);
+    const c0 = processCpu(child.pid!);
     await new Promise((r) => setTimeout(r, seconds * 1000));
-    const cpu = (cpuTicks(child.pid!) - c0) / 100;
+    const cpu = processCpu(child.pid!) - c0;
     const wall = (Date.now() - t0) / 1000;
     const peak = peakRssKb(child.pid!);
     child.kill('SIGTERM');

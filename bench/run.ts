@@ -20,6 +20,7 @@ import { buildGoJob, measureGoCost } from './go-cost.js';
 import { timeGoPingPong, type GoWaitsMode, type GoWaitsRun } from './go-waits.js';
 import { measureExportCost } from './export-cost.js';
 import { measureAgent } from './agent-cost.js';
+import { peakRssKb, processCpu } from './proc.js';
 import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
 import { buildSplitWorkload } from '../test/workloads.js';
 
@@ -183,13 +184,6 @@ interface JobCost {
   profilerCpu: number;
 }
 
-/** CPU seconds (user + system, all threads) of a live process. */
-function processCpu(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
 /** One job per core, optionally under a profiler started first. */
 async function timedJobs(job: string, rounds: string, profiler?: string[]): Promise<JobCost> {
   let prof: ReturnType<typeof spawn> | undefined;
@@ -275,8 +269,7 @@ async function peakRss(job: string): Promise<void> {
   let peak = 0;
   const poll = setInterval(() => {
     try {
-      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-      if (m) peak = Math.max(peak, Number(m[1]));
+      peak = Math.max(peak, peakRssKb(child.pid!));
     } catch {
       // exited
     }
