@@ -32,11 +32,6 @@ export interface CgroupIds {
   systemdUnit?: string;
 }
 
-/** The container id in the text of a /proc/PID/cgroup file, or undefined. */
-export function containerIdFromCgroup(text: string): string | undefined {
-  return idsFromCgroup(text).containerId;
-}
-
 /** The container id, pod uid and service unit in the text of a /proc/PID/cgroup file (each if there). */
 export function idsFromCgroup(text: string): CgroupIds {
   const ids: CgroupIds = {};

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseAgentConfig } from '../src/agent-config.js';
 import { UsageError } from '../src/cli-args.js';
-import { containerIdFromCgroup } from '../src/container-id.js';
+import { idsFromCgroup } from '../src/container-id.js';
 import { otlpFromEnv, resourceFromEnv } from '../src/otel-env.js';
 
 const ID = '9f2f6a0e1b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6';
@@ -73,14 +73,14 @@ describe('container id', () => {
       `12:pids:/docker/${ID}\n11:memory:/docker/${ID}\n`,
       `4:memory:/kubepods/burstable/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`,
     ]) {
-      assert.equal(containerIdFromCgroup(text), ID, text);
+      assert.equal(idsFromCgroup(text).containerId, ID, text);
     }
   });
 
   it('is absent outside containers', () => {
-    assert.equal(containerIdFromCgroup('0::/user.slice/user-0.slice/session-3.scope\n'), undefined);
-    assert.equal(containerIdFromCgroup('0::/\n'), undefined);
-    assert.equal(containerIdFromCgroup(''), undefined);
+    assert.equal(idsFromCgroup('0::/user.slice/user-0.slice/session-3.scope\n').containerId, undefined);
+    assert.equal(idsFromCgroup('0::/\n').containerId, undefined);
+    assert.equal(idsFromCgroup('').containerId, undefined);
   });
 });
 
