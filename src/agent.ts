@@ -15,6 +15,7 @@ import type { AgentOptions } from './cli-args.js';
 import { cgroupTracker, type CgroupIds, type CgroupTracker } from './container-id.js';
 import { baseName, type ProcessTable } from './process-table.js';
 import { formatDuration } from './duration.js';
+import { collectGarbage } from './gc.js';
 import { toParcaWriteRaw } from './export/parca.js';
 import { pyroscopeSender, toPyroscopeUploads, type PyroscopeOptions } from './export/pyroscope.js';
 import { ExportQueue, type QueueItem, type QueueStats } from './export/queue.js';
@@ -74,6 +75,10 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     symbolizer: { cacheEntries: AGENT_SYMBOL_CACHE },
     unwindBytes: AGENT_UNWIND_BYTES,
   });
+  // Read before the sampler and the symbolizer's worker start: the load's scratch is collected
+  // while the process is small, instead of adding to the first window's peak.
+  capture.loadKernelSymbols();
+  collectGarbage();
   let sampler: OnCpuSampler;
   try {
     pinMmapThreshold();
@@ -143,7 +148,9 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     const attrs = processAttributesFor(capture.processes, ids, pods, resource['service.name'] !== undefined);
     for (const s of sinks) s.take(profile, attrs);
     cgroups.windowDone();
-    // What this window's symbolization freed in the native threads' arenas goes back now.
+    // What this window dropped goes back now: the JS garbage first, then what that and the
+    // native threads freed in the malloc arenas.
+    collectGarbage();
     trimMemory();
     log.info({ window: windows, samples, offCpuRecords: offCpu, stacks: profile.samples.length }, 'window closed');
   };

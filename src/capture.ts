@@ -314,16 +314,7 @@ export class OnCpuCapture {
       this.symbolizer = undefined;
     }
     logger().debug(memory(), 'symbolized user addresses');
-    if (!this.kernelSymbolizer && kernel.size > 0) {
-      let kallsyms: Kallsyms | undefined;
-      try {
-        // One profile: keep only the symbols this one needs. Windows: the whole table, once.
-        kallsyms = this.opts.oneShot ? Kallsyms.loadFor(kernel) : Kallsyms.load();
-      } catch (e) {
-        logger().warn({ err: (e as Error).message }, 'cannot read /proc/kallsyms; kernel frames will be [kernel]');
-      }
-      this.kernelSymbolizer = new Symbolizer({ processes: this.processes, kallsyms });
-    }
+    if (!this.kernelSymbolizer && kernel.size > 0) this.loadKernelSymbols(kernel);
     const kernelRes = this.kernelSymbolizer?.symbolizeKernel(kernel) ?? new Map();
     logger().debug(memory(), 'symbolized kernel addresses');
     const res = { user: userRes, kernel: kernelRes };
@@ -342,6 +333,22 @@ export class OnCpuCapture {
       comments,
       systemGoroutines: (this.systemGoroutines = { records: 0, ns: 0 }),
     });
+  }
+
+  /**
+   * Reads the kernel's symbols, if not read yet. One profile (`forAddresses`) keeps only the
+   * symbols it needs; windows keep the whole table. The agent calls this before it starts the
+   * sampler, so that the load's scratch (~10 MB) is gone before the first window peaks.
+   */
+  loadKernelSymbols(forAddresses?: Iterable<bigint>): void {
+    if (this.kernelSymbolizer) return;
+    let kallsyms: Kallsyms | undefined;
+    try {
+      kallsyms = this.opts.oneShot && forAddresses ? Kallsyms.loadFor(forAddresses) : Kallsyms.load();
+    } catch (e) {
+      logger().warn({ err: (e as Error).message }, 'cannot read /proc/kallsyms; kernel frames will be [kernel]');
+    }
+    this.kernelSymbolizer = new Symbolizer({ processes: this.processes, kallsyms });
   }
 
   /** Starts a new window: the counts go, the process table and symbol caches stay (a window

@@ -1,8 +1,9 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S node --max-semi-space-size=1 --expose-gc
 // The `flamewire` command. Every failure ends in one line on stderr and a non-zero status.
 // The #! line caps V8's young generation at 1 MB per semi-space: by default it grows to 16 MB
 // while a profile is encoded, ~10 MB of peak RSS for nothing (a record does little allocation
-// per second; the extra scavenges cost nothing measurable).
+// per second; the extra scavenges cost nothing measurable). --expose-gc lets the agent collect
+// between windows (see gc.ts).
 
 import { readFileSync } from 'node:fs';
 import { HELP, parseArgs, UsageError } from './cli-args.js';

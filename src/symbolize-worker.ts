@@ -6,6 +6,7 @@ import { ElfFile } from './elf/elf-file.js';
 import { findDebugFile } from './elf/debug-file.js';
 import { SymbolTable } from './elf/elf-symbols.js';
 import { closeFileRanges } from './elf/file-bytes.js';
+import { collectGarbage } from './gc.js';
 
 export interface WorkerFrame {
   name: string;
@@ -189,6 +190,9 @@ export default async function symbolizeFiles(task: { files: FileTask[] }): Promi
     out.push(l.error ? { fileKey: ft.fileKey, frames, error: l.error } : { fileKey: ft.fileKey, frames });
   }
   closeFileRanges();
+  // What parsing dropped (section copies, pages, scratch arrays) is freed before the worker
+  // waits for the next window, rather than held until its heap happens to grow.
+  collectGarbage();
   return out;
 }
 
