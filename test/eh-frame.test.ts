@@ -4,6 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ElfFile } from '../src/elf/elf-file.js';
+import { closeFileRanges, dropCachedPages, fileBytesStats } from '../src/elf/file-bytes.js';
 import { CfiError, CfiTable, evalDwarfExpr, type RegRule, type UnwindRule } from '../src/unwind/eh-frame.js';
 import { buildC, workDir } from './helpers.js';
 
@@ -192,6 +193,26 @@ describe('eh-frame', () => {
   it('matches readelf on every row of the system libc', { skip: !existsSync(LIBC) && 'no libc' }, () => {
     const n = compareWithReadelf(LIBC, '.eh_frame');
     assert.ok(n > 1000, `only ${n} rows`);
+  });
+
+  it('reads .eh_frame a page at a time: the same rules as from memory, without holding the section', { skip: !existsSync(LIBC) && 'no libc' }, () => {
+    dropCachedPages();
+    const paged = ElfFile.withFile(LIBC, (elf) => CfiTable.fromElf(elf))!;
+    const whole = ElfFile.withFile(LIBC, (elf) => CfiTable.fromElf(elf, true))!;
+    const [eh, hdr] = ElfFile.withFile(LIBC, (e) => [e.section('.eh_frame')!, e.section('.eh_frame_hdr')!]);
+    assert.equal(whole.byteSize, eh.size + hdr.size);
+    assert.ok(paged.byteSize < 4096, `paged table holds ${paged.byteSize} bytes`);
+    const text = ElfFile.withFile(LIBC, (e) => e.section('.text')!);
+    let withRule = 0;
+    for (let a = text.addr; a < text.addr + text.size; a += 97) {
+      const p = paged.ruleAt(a);
+      assert.deepEqual(p, whole.ruleAt(a), `at 0x${a.toString(16)}`);
+      if (p) withRule++;
+    }
+    assert.ok(withRule > 10_000, `only ${withRule} addresses with a rule`);
+    // Whatever it read stays in the thread's bounded page cache (file-bytes.ts).
+    assert.ok(fileBytesStats().bytes <= 4 << 20, `${fileBytesStats().bytes} bytes of pages`);
+    closeFileRanges();
   });
 
   it('gives the frameless rule at the syscall in libc write and read', { skip: !existsSync(LIBC) && 'no libc' }, () => {

@@ -22,6 +22,8 @@ export interface Bytes {
   /** Offset of the first 0 byte at or after `off` (at most `max` bytes on), or -1. */
   indexOfZero(off: number, max: number): number;
   utf8(start: number, end: number): string;
+  /** `len` bytes at `off`: a view of the memory, or a copy of the file's bytes (holding no page). */
+  bytes(off: number, len: number): Buffer;
 }
 
 /** Bytes in memory. */
@@ -50,6 +52,10 @@ export class BufferBytes implements Bytes {
   }
   utf8(start: number, end: number): string {
     return this.buf.toString('utf8', start, end);
+  }
+  bytes(off: number, len: number): Buffer {
+    if (off < 0 || len < 0 || off + len > this.buf.length) throw new RangeError(`read of ${len} at ${off} out of range`);
+    return this.buf.subarray(off, off + len);
   }
 }
 
@@ -138,6 +144,13 @@ export class FileBytes implements Bytes {
   utf8(start: number, end: number): string {
     const p = this.span(start, end - start);
     return p.buf.toString('utf8', p.at, p.at + end - start);
+  }
+
+  bytes(off: number, len: number): Buffer {
+    const p = this.span(off, len);
+    // A view into a page would keep the whole page alive as long as the caller keeps the bytes.
+    const crossed = (off & (PAGE - 1)) + len > PAGE; // span made a copy already
+    return crossed ? p.buf : Buffer.from(p.buf.subarray(p.at, p.at + len));
   }
 
   /** `len` bytes at `off`: a view into one page, or a copy when they cross a page boundary. */

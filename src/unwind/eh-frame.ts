@@ -9,6 +9,7 @@ import { inflateSync } from 'node:zlib';
 import type { ElfFile, ElfSection } from '../elf/elf-file.js';
 import { SHF_COMPRESSED, SHT_NOBITS } from '../elf/elf-file.js';
 import { ByteCursor } from '../elf/byte-cursor.js';
+import { BufferBytes, FileBytes, type Bytes } from '../elf/file-bytes.js';
 
 export class CfiError extends Error {
   constructor(message: string) {
@@ -123,6 +124,8 @@ const PE_DATAREL = 0x30;
 const PE_FUNCREL = 0x40;
 const PE_ALIGNED = 0x50;
 const PE_INDIRECT = 0x80;
+/** DW_EH_PE_datarel | DW_EH_PE_sdata4. */
+const PE_DATAREL_SDATA4 = 0x3b;
 
 interface PtrBases {
   /** Virtual address of buf[0]: pcrel pointers are relative to their own address. */
@@ -223,7 +226,22 @@ interface Fde {
   instructions: Buffer;
 }
 
-/** One CFI section (.eh_frame or .debug_frame) held in memory. */
+/** One entry (CIE or FDE) of a section: its bytes from an 8-aligned start, so that aligned pointer
+ * encodings stay aligned; positions in `d` are section offsets minus `base`. */
+interface Entry {
+  d: Buffer;
+  base: number;
+  /** Position after the length field, and the entry's end, in `d`. */
+  pos: number;
+  end: number;
+  /** 8 for the 64-bit DWARF format (its length field was 0xffffffff), else 4. */
+  idSize: number;
+}
+
+/**
+ * One CFI section (.eh_frame or .debug_frame): in memory, or read from the file a page at a time
+ * (file-bytes.ts). Only the entries a lookup needs are read, into buffers of their own size.
+ */
 class FrameSection {
   private cies = new Map<number, Cie>();
   /** Sorted FDE index: start addresses and entry offsets (built lazily when no hdr table). */
@@ -231,11 +249,34 @@ class FrameSection {
   private offsets: Float64Array | undefined;
 
   constructor(
-    readonly data: Buffer,
+    readonly data: Bytes,
     readonly vaddr: number,
     readonly isEh: boolean,
     readonly addrSize: number,
   ) {}
+
+  /** Bytes this section holds in memory: the section when it was read whole, and the index. */
+  get heldBytes(): number {
+    return (this.data instanceof BufferBytes ? this.data.length : 0) + (this.starts ? this.starts.length * 16 : 0);
+  }
+
+  /** The entry at section offset `off`; undefined for a zero length (a terminator). */
+  private entryAt(off: number, what: string): Entry | undefined {
+    const s = this.data;
+    if (off < 0 || off + 4 > s.length) throw new CfiError(`${what} at ${off} is outside the section`);
+    let len = s.u32(off);
+    if (len === 0) return undefined;
+    let hdr = 4;
+    if (len === 0xffffffff) {
+      if (off + 12 > s.length) throw new CfiError(`${what} at ${off} runs past the section`);
+      len = s.u64(off + 4);
+      hdr = 12;
+    }
+    const end = off + hdr + len;
+    if (end > s.length) throw new CfiError(`${what} at ${off} runs past the section`);
+    const base = off - (off % 8);
+    return { d: s.bytes(base, end - base), base, pos: off - base + hdr, end: end - base, idSize: hdr === 12 ? 8 : 4 };
+  }
 
   /** The FDE covering `addr` using our own index of all FDEs. */
   findFde(addr: number): Fde | undefined {
@@ -261,30 +302,23 @@ class FrameSection {
 
   /** Parses the FDE at section offset `off` (undefined when it is a CIE or a terminator). */
   parseFde(off: number): Fde | undefined {
-    const d = this.data;
-    const r = new Reader(d, off, d.length);
-    let len = r.u32();
-    let idSize = 4;
-    if (len === 0) return undefined;
-    if (len === 0xffffffff) {
-      len = r.u64();
-      idSize = 8;
-    }
-    const end = r.pos + len;
-    if (end > d.length) throw new CfiError(`CFI entry at ${off} runs past the section`);
+    const e = this.entryAt(off, 'CFI entry');
+    if (!e) return undefined;
+    const { d, base, end, idSize } = e;
+    const r = new Reader(d, e.pos, end);
     const idPos = r.pos;
     const id = idSize === 8 ? r.u64() : r.u32();
     let cieOff: number;
     if (this.isEh) {
       if (id === 0) return undefined;
-      cieOff = idPos - id;
+      cieOff = base + idPos - id;
     } else {
       if ((idSize === 4 && id === 0xffffffff) || (idSize === 8 && id === -1)) return undefined;
       cieOff = id;
     }
     const cie = this.parseCie(cieOff);
     const er = new Reader(d, r.pos, end);
-    const bases: PtrBases = { sectionVaddr: this.vaddr };
+    const bases: PtrBases = { sectionVaddr: this.vaddr + base };
     const start = this.isEh ? readEncoded(er, cie.fdeEnc, bases, cie.addrSize) : cie.addrSize === 8 ? er.u64() : er.u32();
     const range = this.isEh ? readEncoded(er, cie.fdeEnc, bases, cie.addrSize, true) : cie.addrSize === 8 ? er.u64() : er.u32();
     if (cie.hasAugData) {
@@ -297,18 +331,11 @@ class FrameSection {
   private parseCie(off: number): Cie {
     const cached = this.cies.get(off);
     if (cached) return cached;
-    const d = this.data;
-    if (off < 0 || off >= d.length) throw new CfiError(`CIE pointer ${off} is outside the section`);
-    const r = new Reader(d, off, d.length);
-    let len = r.u32();
-    let idSize = 4;
-    if (len === 0xffffffff) {
-      len = r.u64();
-      idSize = 8;
-    }
-    const end = r.pos + len;
-    if (end > d.length) throw new CfiError(`CIE at ${off} runs past the section`);
-    const rr = new Reader(d, r.pos, end);
+    if (off < 0 || off >= this.data.length) throw new CfiError(`CIE pointer ${off} is outside the section`);
+    const e = this.entryAt(off, 'CIE');
+    if (!e) throw new CfiError(`entry at ${off} is not a CIE`);
+    const { d, base, end, idSize } = e;
+    const rr = new Reader(d, e.pos, end);
     const id = idSize === 8 ? rr.u64() : rr.u32();
     const isCie = this.isEh ? id === 0 : id === 0xffffffff || id === -1;
     if (!isCie) throw new CfiError(`entry at ${off} is not a CIE`);
@@ -337,7 +364,7 @@ class FrameSection {
         else if (c === 'L') rr.u8();
         else if (c === 'P') {
           const enc = rr.u8();
-          readEncoded(rr, enc & 0x7f, { sectionVaddr: this.vaddr }, addrSize);
+          readEncoded(rr, enc & 0x7f, { sectionVaddr: this.vaddr + base }, addrSize);
         } else if (c === 'S') signalFrame = true;
         else if (c === 'B' || c === 'G') {
           // AArch64 pointer authentication / MTE markers: no data.
@@ -366,7 +393,7 @@ class FrameSection {
     const d = this.data;
     let off = 0;
     while (off + 4 <= d.length) {
-      let len = d.readUInt32LE(off);
+      let len = d.u32(off);
       let hdr = 4;
       if (len === 0) {
         if (this.isEh) break; // .eh_frame terminator
@@ -375,7 +402,7 @@ class FrameSection {
       }
       if (len === 0xffffffff) {
         if (off + 12 > d.length) break;
-        len = toNum(d.readBigUInt64LE(off + 4));
+        len = d.u64(off + 4);
         hdr = 12;
       }
       const next = off + hdr + len;
@@ -587,7 +614,7 @@ function ruleForFde(fde: Fde, addr: number): UnwindRule {
 
 /** Sorted (initial location, FDE address) pairs from .eh_frame_hdr. */
 interface HdrTable {
-  data: Buffer;
+  data: Bytes;
   vaddr: number;
   tablePos: number;
   count: number;
@@ -602,9 +629,17 @@ export class CfiTable {
     private readonly debug: FrameSection | undefined,
   ) {}
 
-  /** Bytes held in memory (for cache accounting). */
+  /** Bytes held in memory (for cache accounting); pages read from the file are in a shared,
+   * bounded cache (file-bytes.ts). */
   get byteSize(): number {
-    return (this.eh?.data.length ?? 0) + (this.hdr?.data.length ?? 0) + (this.debug?.data.length ?? 0);
+    const hdr = this.hdr?.data instanceof BufferBytes ? this.hdr.data.length : 0;
+    return (this.eh?.heldBytes ?? 0) + hdr + (this.debug?.heldBytes ?? 0);
+  }
+
+  /** Reads through `path` from now on (another name for the same file). */
+  moveTo(path: string): void {
+    if (this.eh?.data instanceof FileBytes) this.eh.data.moveTo(path);
+    if (this.hdr?.data instanceof FileBytes) this.hdr.data.moveTo(path);
   }
 
   /** Which sections this table uses (for diagnostics and tests). */
@@ -617,10 +652,12 @@ export class CfiTable {
   }
 
   /**
-   * Loads the unwind sections of `elf` into memory. Returns undefined when the file has neither
-   * .eh_frame nor .debug_frame. Throws CfiError/ElfError only for unreadable sections.
+   * The unwind sections of `elf`. .eh_frame and .eh_frame_hdr are read from the file a page at a
+   * time when a lookup needs them (through the path `elf` was opened with, see moveTo), unless
+   * `inMemory`; .debug_frame (often compressed) is read whole. Returns undefined when the file
+   * has neither .eh_frame nor .debug_frame. Throws CfiError/ElfError only for unreadable sections.
    */
-  static fromElf(elf: ElfFile): CfiTable | undefined {
+  static fromElf(elf: ElfFile, inMemory = false): CfiTable | undefined {
     const addrSize = elf.is64 ? 8 : 4;
     const ehSec = elf.section('.eh_frame');
     const hdrSec = elf.section('.eh_frame_hdr');
@@ -629,10 +666,12 @@ export class CfiTable {
     let hdr: HdrTable | undefined;
     let debug: FrameSection | undefined;
     if (ehSec && ehSec.type !== SHT_NOBITS && ehSec.size > 0) {
-      eh = new FrameSection(elf.sectionData(ehSec), ehSec.addr, true, addrSize);
+      const bytes = (sec: ElfSection): Bytes =>
+        inMemory || sec.offset + sec.size > elf.size ? new BufferBytes(elf.sectionData(sec)) : new FileBytes(elf.path, elf.identity, sec.offset, sec.size);
+      eh = new FrameSection(bytes(ehSec), ehSec.addr, true, addrSize);
       if (hdrSec && hdrSec.type !== SHT_NOBITS && hdrSec.size > 0) {
         try {
-          hdr = parseHdr(elf.sectionData(hdrSec), hdrSec.addr, eh, addrSize);
+          hdr = parseHdr(bytes(hdrSec), hdrSec.addr, addrSize);
         } catch {
           hdr = undefined; // fall back to our own index of .eh_frame
         }
@@ -640,7 +679,7 @@ export class CfiTable {
     }
     if (dbgSec && dbgSec.type !== SHT_NOBITS && dbgSec.size > 0) {
       try {
-        debug = new FrameSection(readMaybeCompressed(elf, dbgSec), 0, false, addrSize);
+        debug = new FrameSection(new BufferBytes(readMaybeCompressed(elf, dbgSec)), 0, false, addrSize);
       } catch {
         debug = undefined;
       }
@@ -672,9 +711,12 @@ export class CfiTable {
   private findViaHdr(vaddr: number): Fde | undefined {
     const h = this.hdr!;
     const eh = this.eh!;
-    const bases: PtrBases = { sectionVaddr: h.vaddr, dataBase: h.vaddr };
     const entry = (i: number): [number, number] => {
-      const r = new Reader(h.data, h.tablePos + i * h.entrySize, h.data.length);
+      const at = h.tablePos + i * h.entrySize;
+      // What every linker writes: signed 4-byte offsets from the start of .eh_frame_hdr.
+      if (h.enc === PE_DATAREL_SDATA4) return [h.data.i32(at) + h.vaddr, h.data.i32(at + 4) + h.vaddr];
+      const r = new Reader(h.data.bytes(at, h.entrySize), 0, h.entrySize);
+      const bases: PtrBases = { sectionVaddr: h.vaddr + at, dataBase: h.vaddr };
       const loc = readEncoded(r, h.enc, bases, 8);
       const fde = readEncoded(r, h.enc, bases, 8);
       return [loc, fde];
@@ -697,8 +739,10 @@ export class CfiTable {
   }
 }
 
-function parseHdr(data: Buffer, vaddr: number, eh: FrameSection, addrSize: number): HdrTable | undefined {
-  const r = new Reader(data, 0, data.length);
+function parseHdr(data: Bytes, vaddr: number, addrSize: number): HdrTable | undefined {
+  // The header: version, three encodings, the .eh_frame pointer and the count (8 bytes at most each).
+  const head = data.bytes(0, Math.min(data.length, 24));
+  const r = new Reader(head, 0, head.length);
   const version = r.u8();
   if (version !== 1) throw new CfiError(`unsupported .eh_frame_hdr version ${version}`);
   const ehPtrEnc = r.u8();
@@ -712,7 +756,6 @@ function parseHdr(data: Buffer, vaddr: number, eh: FrameSection, addrSize: numbe
   const entrySize = sizes[tableEnc & 0x0f];
   if (!entrySize) return undefined; // variable-size entries cannot be binary searched
   if (count < 0 || r.pos + count * entrySize * 2 > data.length) throw new CfiError('.eh_frame_hdr table runs past the section');
-  void eh;
   return { data, vaddr, tablePos: r.pos, count, enc: tableEnc, entrySize: entrySize * 2 };
 }
 

@@ -1,8 +1,9 @@
 // A per-file cache of unwind information for the leaf repair. Files are identified by a key
 // chosen by the caller (build id, or device:inode — whatever the process table uses) and opened
-// by a path that works now (e.g. /proc/PID/map_files/...). The first rule asked of a file loads
-// its .eh_frame (+ .eh_frame_hdr) and .debug_frame into memory, and opens its Go pclntab (read
-// a page at a time when a rule is asked; see file-bytes.ts), then the file is closed; each (file, vaddr) answer is cached, so the per-sample cost is two Map lookups.
+// by a path that works now (e.g. /proc/PID/map_files/...). The first rule asked of a file opens
+// its .eh_frame (+ .eh_frame_hdr) and Go pclntab, which are read a page at a time when a rule is
+// asked (see file-bytes.ts), and reads its .debug_frame, if any, into memory; each (file, vaddr)
+// answer is cached, so the per-sample cost is two Map lookups.
 // Memory is bounded: least recently used files are dropped past maxFiles or maxBytes, and a
 // file's rule cache is reset past maxRulesPerFile.
 
@@ -84,7 +85,8 @@ export class UnwindTables {
       return cached ?? undefined;
     }
     this.stats.misses++;
-    // The Go table reads pages through the path on demand; the caller's path works now.
+    // The tables read pages through the path on demand; the caller's path works now.
+    f.cfi?.moveTo(openPath);
     f.go?.moveTo(openPath);
     const rule = resolve(f, vaddr);
     if (f.rules.size >= this.maxRules) f.rules.clear();
