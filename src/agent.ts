@@ -15,6 +15,7 @@ import type { AgentOptions } from './cli-args.js';
 import { cgroupTracker, type CgroupIds, type CgroupTracker } from './container-id.js';
 import { baseName, type ProcessTable } from './process-table.js';
 import { formatDuration } from './duration.js';
+import { closeFileRanges } from './elf/file-bytes.js';
 import { collectGarbage } from './gc.js';
 import { toParcaWriteRaw } from './export/parca.js';
 import { pyroscopeSender, toPyroscopeUploads, type PyroscopeOptions } from './export/pyroscope.js';
@@ -148,16 +149,24 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     const attrs = processAttributesFor(capture.processes, ids, pods, resource['service.name'] !== undefined);
     for (const s of sinks) s.take(profile, attrs);
     cgroups.windowDone();
-    // What this window dropped goes back now: the JS garbage first, then what that and the
-    // native threads freed in the malloc arenas.
+    log.info({ window: windows, samples, offCpuRecords: offCpu, stacks: profile.samples.length }, 'window closed');
+  };
+
+  // What a window dropped goes back once it is closed (and its profile unreferenced): the JS
+  // garbage first, then what that and the native threads freed in the malloc arenas. The
+  // unwind tables reopen their files when a later window needs a page.
+  const releaseMemory = () => {
     collectGarbage();
     trimMemory();
-    log.info({ window: windows, samples, offCpuRecords: offCpu, stacks: profile.samples.length }, 'window closed');
+    closeFileRanges();
   };
 
   const stopReason = await new Promise<string>((resolve) => {
     const tick = setInterval(() => {
-      closing = closing.then(() => closeWindow()).catch((e: Error) => log.error({ err: e.message }, 'window lost'));
+      closing = closing
+        .then(() => closeWindow())
+        .catch((e: Error) => log.error({ err: e.message }, 'window lost'))
+        .then(releaseMemory);
     }, opts.intervalMs);
     const timers: NodeJS.Timeout[] = [tick];
     const done = (why: string) => {
