@@ -1,6 +1,7 @@
 // The agent's own metrics (prom-client) and its Kubernetes probes, on one HTTP port:
 //   GET /metrics   Prometheus text: samples, drops by reason, windows, exports by outcome,
-//                  queue bytes, symbol-cache hits and misses; in Kubernetes the pods known
+//                  queue bytes, symbol-cache hits and misses, processes tracked and files
+//                  held open; in Kubernetes the pods known
 //                  and the pod watch's restarts
 //   GET /healthz   200 while windows keep closing (the last one less than 3 intervals ago)
 //   GET /readyz    200 once the sampler is attached
@@ -27,6 +28,8 @@ export interface MetricsSources {
   sampler: () => OnCpuStats | undefined;
   queues: () => Array<{ sink: string; stats: QueueStats }>;
   symbolizer: () => SymbolizerStats | undefined;
+  /** Processes (and replaced images) whose maps are kept, and the files held open for them. */
+  processes?: () => { tracked: number; openFiles: number };
   /** The pod watcher's, when Kubernetes metadata is on. */
   kubernetes?: () => PodWatcherStats | undefined;
 }
@@ -135,6 +138,24 @@ export class AgentMetrics {
         if (!s) return;
         deltas.inc(this, { result: 'hit' }, s.cacheHits);
         deltas.inc(this, { result: 'miss' }, s.cacheMisses);
+      },
+    });
+    new Gauge({
+      name: 'flamewire_processes_tracked',
+      help: 'Processes whose maps the agent keeps: the live ones it sampled, and those that exited in the last two windows.',
+      registers: [reg],
+      collect() {
+        const p = sources.processes?.();
+        if (p) this.set(p.tracked);
+      },
+    });
+    new Gauge({
+      name: 'flamewire_open_files',
+      help: 'Executable files the agent holds open for symbolization (one per binary that a tracked process maps).',
+      registers: [reg],
+      collect() {
+        const p = sources.processes?.();
+        if (p) this.set(p.openFiles);
       },
     });
     new Gauge({

@@ -104,6 +104,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
       sampler: () => (stopped ? undefined : sampler.stats()),
       queues: () => sinks.flatMap((s) => (s.queue ? [{ sink: s.name, stats: s.queue() }] : [])),
       symbolizer: () => capture.symbolizerStats,
+      processes: () => ({ tracked: capture.processes.size, openFiles: capture.processes.openFiles }),
       kubernetes: () => pods?.stats,
     },
     opts.intervalMs,

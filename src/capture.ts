@@ -77,6 +77,12 @@ export class OnCpuCapture {
   /** `${pid}:${gen}` of a replaced image → the process-table alias holding its maps. */
   private readonly retired = new Map<string, number>();
   private nextAlias = -1;
+  /** Pids whose exit record came during the window being filled / the one before it. */
+  private exitedNow = new Set<number>();
+  private exitedEarlier = new Set<number>();
+  /** Keys of `retired` made during the window being filled / the one before it. */
+  private retiredNow: string[] = [];
+  private retiredEarlier: string[] = [];
   private symbolizer: Symbolizer | undefined;
   /** Kernel addresses only: its pool never starts a worker. */
   private kernelSymbolizer: Symbolizer | undefined;
@@ -140,7 +146,10 @@ export class OnCpuCapture {
         rawSample: this.opts.noFastPath ? undefined : (r) => this.rawSample(r),
         sample: (s) => this.addSample(s),
         exec: (pid) => this.exec(pid),
-        exit: (pid) => this.opts.onProcess?.(pid, 'exit'),
+        exit: (pid) => {
+          this.exitedNow.add(pid);
+          this.opts.onProcess?.(pid, 'exit');
+        },
       });
     } catch (e) {
       if (!(e instanceof RecordDecodeError)) throw e;
@@ -266,8 +275,14 @@ export class OnCpuCapture {
    * against them; the new image's maps are read now, while the process is certainly alive.
    */
   private exec(pid: number): void {
+    // A pid that execs is alive (a reused pid, or exit and exec records of one window).
+    this.exitedNow.delete(pid);
+    this.exitedEarlier.delete(pid);
     const gen = this.generation.get(pid) ?? 0;
-    if (this.processes.retire(pid, this.nextAlias)) this.retired.set(`${pid}:${gen}`, this.nextAlias--);
+    if (this.processes.retire(pid, this.nextAlias)) {
+      this.retired.set(`${pid}:${gen}`, this.nextAlias--);
+      if (!this.opts.oneShot) this.retiredNow.push(`${pid}:${gen}`);
+    }
     this.generation.set(pid, gen + 1);
     this.frameKinds.delete(pid);
     this.processes.refresh(pid);
@@ -320,7 +335,7 @@ export class OnCpuCapture {
     const res = { user: userRes, kernel: kernelRes };
     const comments = [...opts.comments];
     if (this.decodeErrors > 0) comments.push(`malformed ring buffer batches skipped: ${this.decodeErrors}`);
-    return buildProfile({
+    const profile = buildProfile({
       stacks: aggregator.stacks(),
       user: (pid, a) => res.user.get(pid)?.get(a) ?? UNKNOWN,
       kernel: (a) => res.kernel.get(a) ?? UNKNOWN,
@@ -333,6 +348,45 @@ export class OnCpuCapture {
       comments,
       systemGoroutines: (this.systemGoroutines = { records: 0, ns: 0 }),
     });
+    if (!this.opts.oneShot) this.forgetExited();
+    return profile;
+  }
+
+  /**
+   * Windows: forgets the processes that exited, and the images replaced by an exec, before the
+   * previous window closed (their samples went into that window, or this one), and closes the
+   * files only they mapped. Without this an agent keeps every process it ever sampled, its
+   * maps and its files open.
+   */
+  private forgetExited(): void {
+    const gone = this.exitedEarlier;
+    this.exitedEarlier = this.exitedNow;
+    this.exitedNow = new Set();
+    const replaced = this.retiredEarlier;
+    this.retiredEarlier = this.retiredNow;
+    this.retiredNow = [];
+    if (gone.size === 0 && replaced.length === 0) return;
+    for (const k of replaced) {
+      const alias = this.retired.get(k);
+      if (alias === undefined) continue;
+      this.processes.forget(alias);
+      this.retired.delete(k);
+    }
+    for (const pid of gone) {
+      if (this.exitedEarlier.has(pid)) continue; // a reused pid exited again: next window
+      this.lookups.delete(pid);
+      this.frameKinds.delete(pid);
+      this.generation.delete(pid);
+      this.processes.forget(pid);
+    }
+    for (const [k, alias] of this.retired) {
+      const pid = Number(k.slice(0, k.indexOf(':')));
+      if (gone.has(pid) && !this.exitedEarlier.has(pid)) {
+        this.processes.forget(alias);
+        this.retired.delete(k);
+      }
+    }
+    this.processes.sweep();
   }
 
   /**

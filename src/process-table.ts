@@ -96,7 +96,8 @@ export class ProcessTable {
   private readonly byInode = new Map<string, MappedFile>();
   /** File key → file: the same build id reached through another inode reuses the first one. */
   private readonly byKey = new Map<string, MappedFile>();
-  private readonly fds: number[] = [];
+  /** The descriptor behind each open file. */
+  private readonly fds = new Map<MappedFile, number>();
   private vdso?: { bytes: Buffer; file: MappedFile };
   /** Pids that could not be captured (gone before we saw them) → when we last tried. */
   private readonly missing = new Map<number, number>();
@@ -195,18 +196,41 @@ export class ProcessTable {
     return st.perfMap.refresh() ? st.perfMap : undefined;
   }
 
+  /** Processes (and aliases of replaced images) whose maps are kept. */
+  get size(): number {
+    return this.procs.size;
+  }
+
+  /** Files open right now (tests, diagnostics). */
+  get openFiles(): number {
+    return this.fds.size;
+  }
+
+  /**
+   * Closes the files no known process maps any more, and forgets old misses. A long-running
+   * capture calls this after forgetting exited processes; nothing may be resolving then.
+   */
+  sweep(): void {
+    const used = new Set<MappedFile>();
+    for (const st of this.procs.values()) for (const m of st.info.mappings) if (m.file) used.add(m.file);
+    if (this.vdso) used.add(this.vdso.file);
+    for (const [file, fd] of this.fds) {
+      if (used.has(file)) continue;
+      closeQuietly(fd);
+      this.fds.delete(file);
+      if (this.byKey.get(file.key) === file) this.byKey.delete(file.key);
+    }
+    for (const [k, file] of this.byInode) if (!this.fds.has(file)) this.byInode.delete(k);
+    const now = performance.now();
+    for (const [pid, tried] of this.missing) if (now - tried >= this.rereadIntervalMs) this.missing.delete(pid);
+  }
+
   /** Closes every file kept open. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const fd of this.fds) {
-      try {
-        closeSync(fd);
-      } catch {
-        // already closed
-      }
-    }
-    this.fds.length = 0;
+    for (const fd of this.fds.values()) closeQuietly(fd);
+    this.fds.clear();
     this.procs.clear();
     this.byInode.clear();
     this.byKey.clear();
@@ -315,8 +339,8 @@ export class ProcessTable {
       closeSync(fd);
       return existing;
     }
-    this.fds.push(fd);
     const file: MappedFile = { key, buildId, goBuildId, openPath, displayPath, root, segments, error };
+    this.fds.set(file, fd);
     this.byKey.set(key, file);
     return file;
   }
@@ -428,4 +452,12 @@ export function offsetToVaddr(segments: ElfSegment[], off: number): number | und
 /** `/usr/lib/libc.so.6` → `libc.so.6`, for `libc.so.6+0x1234` names. */
 export function baseName(path: string): string {
   return posix.basename(path) || path;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
 }

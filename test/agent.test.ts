@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -28,6 +28,21 @@ const BURNER = `
 volatile unsigned long sink;
 __attribute__((noinline)) void agent_burn(void) { for (unsigned long i = 0; i < 100000; i++) sink += i; }
 int main(void) { for (;;) agent_burn(); }
+`;
+
+/** Burns the CPU for argv[1] milliseconds, then exits. */
+const SHORT = `
+#include <stdlib.h>
+#include <time.h>
+volatile unsigned long sink;
+__attribute__((noinline)) void short_burn(void) { for (unsigned long i = 0; i < 100000; i++) sink += i; }
+int main(int argc, char **argv) {
+  struct timespec t0, t;
+  long ms = argc > 1 ? atol(argv[1]) : 300;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do { short_burn(); clock_gettime(CLOCK_MONOTONIC, &t); } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+  return 0;
+}
 `;
 
 interface Window {
@@ -206,6 +221,8 @@ describe('flamewire agent', () => {
     assert.ok(value('flamewire_samples_total{kind="on_cpu"}') > 0, scraped);
     assert.match(scraped, /^flamewire_dropped_total\{reason="ring_buffer_full"\} 0$/m);
     assert.match(scraped, /^flamewire_symbol_cache_total\{result="miss"\} \d+$/m);
+    assert.ok(value('flamewire_processes_tracked') >= 1, scraped);
+    assert.ok(value('flamewire_open_files') >= 1, scraped);
   });
 
   it('writes one pprof file per window to --output-dir', async () => {
@@ -217,6 +234,56 @@ describe('flamewire agent', () => {
     assert.ok(files.length >= 2, files.join(','));
     const p = PprofProfile.decode(gunzipSync(readFileSync(join(out, files[0]!))));
     assert.ok(p.stringTable.strings.includes('agent_burn'));
+  });
+
+  it('forgets the processes that exited a window ago and closes the files only they mapped', async () => {
+    // Short-lived programs, each its own file (its own build id), as a busy node runs them.
+    const built = buildC(dir, 'agent-short', SHORT, ['-O2', '-fno-omit-frame-pointer']);
+    const note = ElfFile.withFile(built, (e) => e.section('.note.gnu.build-id')!);
+    const copies = join(dir, 'short-lived');
+    rmSync(copies, { recursive: true, force: true });
+    mkdirSync(copies);
+    const paths: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const b = readFileSync(built);
+      b.writeUInt32LE(0xf1a3e000 + i, note.offset + 16); // the first bytes of the build id
+      const path = join(copies, `short-${i}`);
+      writeFileSync(path, b, { mode: 0o755 });
+      paths.push(path);
+    }
+    const out = join(dir, 'short-windows');
+    rmSync(out, { recursive: true, force: true });
+    const openCopies = (pid: number) =>
+      readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith(copies);
+        } catch {
+          return false;
+        }
+      }).length;
+    let openedRightAfter = -1;
+    let openedLater = -1;
+    const r = await agent(['-F', '99', '--interval', '1s', '-d', '9s', '--no-otlp', '--output-dir', out], {}, (child) => {
+      child.stdout!.once('data', async () => {
+        for (const p of paths) await new Promise((ok) => spawn(p, ['300'], { stdio: 'ignore' }).once('exit', ok));
+        openedRightAfter = openCopies(child.pid!);
+        await new Promise((ok) => setTimeout(ok, 3500));
+        openedLater = openCopies(child.pid!);
+      });
+    });
+    assert.equal(r.code, 0, r.stderr);
+    // Until their samples are symbolized, the exited programs' files stay open; then they go.
+    assert.ok(openedRightAfter >= 1, `files open right after: ${openedRightAfter}`);
+    assert.equal(openedLater, 0, 'files of exited programs still open');
+    // And their samples were named, window by window.
+    const names = new Set<string>();
+    for (const f of readdirSync(out).filter((n) => n.endsWith('.pb.gz'))) {
+      const p = PprofProfile.decode(gunzipSync(readFileSync(join(out, f))));
+      const strings = p.stringTable.strings;
+      for (const m of p.mapping) if (strings[Number(m.filename)]?.startsWith(copies)) names.add(strings[Number(m.filename)]!);
+      assert.ok(!strings.some((s) => s.startsWith(copies)) || strings.includes('short_burn'), `${f}: a short-lived program's samples are not named`);
+    }
+    assert.ok(names.size >= 6, `only ${names.size} of 8 programs in the windows`);
   });
 
   it('sends to every destination of a config file', async () => {
