@@ -1,8 +1,7 @@
 // The agent's own metrics (prom-client) and its Kubernetes probes, on one HTTP port:
 //   GET /metrics   Prometheus text: samples, drops by reason, windows, exports by outcome,
 //                  queue bytes, symbol-cache hits and misses, processes tracked and files
-//                  held open; in Kubernetes the pods known
-//                  and the pod watch's restarts
+//                  held open; in Kubernetes the pods known and the pod watch's restarts
 //   GET /healthz   200 while windows keep closing (the last one less than 3 intervals ago)
 //   GET /readyz    200 once the sampler is attached
 // Counters that live in BPF or in the queues are read when scraped.
@@ -140,33 +139,28 @@ export class AgentMetrics {
         deltas.inc(this, { result: 'miss' }, s.cacheMisses);
       },
     });
-    new Gauge({
-      name: 'flamewire_processes_tracked',
-      help: 'Processes whose maps the agent keeps: the live ones it sampled, and those that exited in the last two windows.',
-      registers: [reg],
-      collect() {
-        const p = sources.processes?.();
-        if (p) this.set(p.tracked);
-      },
-    });
-    new Gauge({
-      name: 'flamewire_open_files',
-      help: 'Executable files the agent holds open for symbolization (one per binary that a tracked process maps).',
-      registers: [reg],
-      collect() {
-        const p = sources.processes?.();
-        if (p) this.set(p.openFiles);
-      },
-    });
-    new Gauge({
-      name: 'flamewire_kubernetes_pods',
-      help: 'Pods of this node the agent knows from the Kubernetes API (0 when it does not watch them).',
-      registers: [reg],
-      collect() {
-        const k = sources.kubernetes?.();
-        if (k) this.set(k.pods);
-      },
-    });
+    /** A gauge read from a source when scraped; left unset while the source has nothing. */
+    const gauge = (name: string, help: string, read: () => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        registers: [reg],
+        collect() {
+          const v = read();
+          if (v !== undefined) this.set(v);
+        },
+      });
+    gauge(
+      'flamewire_processes_tracked',
+      'Processes whose maps the agent keeps: the live ones it sampled, and those that exited in the last two windows.',
+      () => sources.processes?.().tracked,
+    );
+    gauge(
+      'flamewire_open_files',
+      'Executable files the agent holds open for symbolization (one per binary that a tracked process maps).',
+      () => sources.processes?.().openFiles,
+    );
+    gauge('flamewire_kubernetes_pods', 'Pods of this node the agent knows from the Kubernetes API (0 when it does not watch them).', () => sources.kubernetes?.()?.pods);
     new Counter({
       name: 'flamewire_kubernetes_watch_restarts_total',
       help: 'Pod watches that ended, by why: closed (by the server, as it does every few minutes), error (broken or refused; retried with backoff), gone (410: the pods were listed again).',

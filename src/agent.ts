@@ -285,8 +285,8 @@ function cgroupsOf(profile: Profile, cgroups: CgroupTracker): Map<number, Cgroup
  * The resource attributes of a window's processes, found once per process and window for every
  * destination: the executable from the capture's process table (read when the process was first
  * seen, so it outlives the process), the container from /proc/PID/cgroup (also read when the
- * process was first seen), and in Kubernetes its
- * pod's metadata (with the pod's service.name, over the agent's own). A systemd service's
+ * process was first seen), and in Kubernetes its pod's metadata (with the pod's service.name,
+ * over the agent's own). A systemd service's
  * process outside containers is named after its unit, unless the agent has a service.name.
  *
  * A pod is looked up when the window closes: the window waits (briefly, see whenKnown) for the

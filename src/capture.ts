@@ -372,19 +372,14 @@ export class OnCpuCapture {
       this.processes.forget(alias);
       this.retired.delete(k);
     }
+    // A gone process's replaced images were made before its exit (an exec after it clears the
+    // exit), so `replaced`, now or a window ago, has already taken their aliases.
     for (const pid of gone) {
       if (this.exitedEarlier.has(pid)) continue; // a reused pid exited again: next window
       this.lookups.delete(pid);
       this.frameKinds.delete(pid);
       this.generation.delete(pid);
       this.processes.forget(pid);
-    }
-    for (const [k, alias] of this.retired) {
-      const pid = Number(k.slice(0, k.indexOf(':')));
-      if (gone.has(pid) && !this.exitedEarlier.has(pid)) {
-        this.processes.forget(alias);
-        this.retired.delete(k);
-      }
     }
     this.processes.sweep();
   }

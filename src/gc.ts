@@ -12,12 +12,12 @@ let settled = -1;
 
 /**
  * Collects garbage now if this thread's ArrayBuffers grew by more than 2 MiB since its last
- * collection (or always, with `force`). Returns whether it collected.
+ * collection (or it never collected). Returns whether it collected.
  */
-export function collectGarbage(force = false): boolean {
+export function collectGarbage(): boolean {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) return false;
-  if (!force && settled >= 0 && process.memoryUsage().arrayBuffers <= settled + SLACK) return false;
+  if (settled >= 0 && process.memoryUsage().arrayBuffers <= settled + SLACK) return false;
   gc();
   settled = process.memoryUsage().arrayBuffers;
   return true;

@@ -331,7 +331,6 @@ class FrameSection {
   private parseCie(off: number): Cie {
     const cached = this.cies.get(off);
     if (cached) return cached;
-    if (off < 0 || off >= this.data.length) throw new CfiError(`CIE pointer ${off} is outside the section`);
     const e = this.entryAt(off, 'CIE');
     if (!e) throw new CfiError(`entry at ${off} is not a CIE`);
     const { d, base, end, idSize } = e;
