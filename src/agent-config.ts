@@ -29,13 +29,16 @@
 //
 // ${NAME} in a string is replaced by the environment variable NAME, so secrets can stay in the
 // environment (a Kubernetes Secret) rather than in the file. Every mistake is a UsageError
-// that names the exporter and the field.
+// that names the exporter and the field, and never shows a secret: endpoints must be URLs with
+// a port a socket can take, header values, tokens and passwords must be sendable (no trailing
+// newline from a Secret made with echo), and the TLS files readable PEM files.
 
 import { readFileSync } from 'node:fs';
 import { UsageError } from './cli-args.js';
 import { parseDuration } from './duration.js';
 import type { PyroscopeOptions } from './export/pyroscope.js';
 import type { ExporterOptions } from './otlp/exporter.js';
+import { checkEndpoint, checkHeaders, checkSecret, checkTlsFiles, MAX_REQUEST_TIMEOUT_MS } from './otel-env.js';
 import { OTLP_PRESETS, type OtlpPreset } from './otlp/profiles.js';
 
 export interface AgentConfig {
@@ -59,10 +62,11 @@ export function readAgentConfig(path: string, env: Env = process.env): AgentConf
   } catch (e) {
     throw new UsageError(`config file ${path} is not JSON: ${(e as Error).message}`);
   }
-  return parseAgentConfig(json, path, env);
+  return parseAgentConfig(json, path, env, { checkFiles: true });
 }
 
-export function parseAgentConfig(json: unknown, where: string, env: Env = process.env): AgentConfig {
+/** `checkFiles`: the TLS files must be readable PEM files (readAgentConfig checks them). */
+export function parseAgentConfig(json: unknown, where: string, env: Env = process.env, { checkFiles = false }: { checkFiles?: boolean } = {}): AgentConfig {
   const fail = (what: string): never => {
     throw new UsageError(`config file ${where}: ${what}`);
   };
@@ -92,27 +96,33 @@ export function parseAgentConfig(json: unknown, where: string, env: Env = proces
       const extra = Object.keys(o).find((k) => !known.includes(k));
       if (extra) fail(`${at} has an unknown field "${extra}"`);
     };
-    const endpointOf = (example: string): string => {
+    const field = (k: string) => `config file ${where}: ${at}.${k}`;
+    const endpointOf = (example: string, protocol: ExporterOptions['protocol'] | 'pyroscope'): string => {
       const endpoint = str('endpoint', true)!;
       if (!/^https?:\/\/[^/]+/.test(endpoint)) fail(`${at}.endpoint must be a URL such as ${example}`);
+      checkEndpoint(endpoint, protocol, field('endpoint'));
       return endpoint;
     };
     const headersOf = (): Record<string, string> | undefined => {
       if (o.headers === undefined) return undefined;
       if (!isObject(o.headers) || Object.values(o.headers).some((v) => typeof v !== 'string')) fail(`${at}.headers must map names to strings`);
-      return Object.fromEntries(Object.entries(o.headers as Record<string, string>).map(([k, v]) => [k, expand(v, `${at}.headers.${k}`)]));
+      return checkHeaders(Object.fromEntries(Object.entries(o.headers as Record<string, string>).map(([k, v]) => [k, expand(v, `${at}.headers.${k}`)])), field('headers'));
     };
     const timeoutOf = (): number | undefined => {
       const timeout = str('timeout');
       if (timeout === undefined) return undefined;
       const ms = parseDuration(timeout);
       if (ms === undefined || ms <= 0) fail(`${at}.timeout must be a duration such as 10s`);
+      if (ms! > MAX_REQUEST_TIMEOUT_MS) fail(`${at}.timeout must be at most 1h`);
       return ms;
     };
     const tlsFiles = ['certificate', 'clientCertificate', 'clientKey'] as const;
+    const checkFilesOf = (x: Partial<Record<(typeof tlsFiles)[number], string>>) => {
+      if (checkFiles) checkTlsFiles(x, Object.fromEntries(tlsFiles.map((k) => [k, field(k)])));
+    };
     if (o.type === 'pyroscope') {
       only(['type', 'endpoint', 'headers', 'basicAuth', 'bearerToken', 'tenantId', 'timeout', ...tlsFiles]);
-      const p: PyroscopeOptions = { endpoint: endpointOf('http://pyroscope:4040') };
+      const p: PyroscopeOptions = { endpoint: endpointOf('http://pyroscope:4040', 'pyroscope') };
       const headers = headersOf();
       if (headers) p.headers = headers;
       if (o.basicAuth !== undefined) {
@@ -121,21 +131,24 @@ export function parseAgentConfig(json: unknown, where: string, env: Env = proces
           fail(`${at}.basicAuth must be { "username": "...", "password": "..." }`);
         }
         const { username, password } = b as { username: string; password: string };
-        p.basicAuth = { username: expand(username, `${at}.basicAuth.username`), password: expand(password, `${at}.basicAuth.password`) };
+        const user = checkSecret(expand(username, `${at}.basicAuth.username`), field('basicAuth.username'));
+        if (user.includes(':')) fail(`${at}.basicAuth.username cannot hold a ':' (basic authentication splits there)`);
+        p.basicAuth = { username: user, password: checkSecret(expand(password, `${at}.basicAuth.password`), field('basicAuth.password'), true) };
       }
       const bearer = str('bearerToken');
       if (bearer !== undefined) {
         if (p.basicAuth) fail(`${at}.bearerToken: give basicAuth or bearerToken, not both`);
-        p.bearerToken = bearer;
+        p.bearerToken = checkSecret(bearer, field('bearerToken'));
       }
       const tenant = str('tenantId');
-      if (tenant !== undefined) p.tenantId = tenant;
+      if (tenant !== undefined) p.tenantId = checkSecret(tenant, field('tenantId'));
       const timeoutMs = timeoutOf();
       if (timeoutMs !== undefined) p.timeoutMs = timeoutMs;
       for (const k of tlsFiles) {
         const v = str(k);
         if (v !== undefined) p[k] = v;
       }
+      checkFilesOf(p);
       cfg.pyroscope.push(p);
       return;
     }
@@ -144,10 +157,13 @@ export function parseAgentConfig(json: unknown, where: string, env: Env = proces
     const protocol = str('protocol') ?? 'grpc';
     if (o.type === 'parca' && protocol !== 'grpc') fail(`${at}: Parca's WriteRaw is gRPC only`);
     if (protocol !== 'grpc' && protocol !== 'http/protobuf') fail(`${at}.protocol must be grpc or http/protobuf`);
-    const endpoint = endpointOf('http://collector:4317');
+    const endpoint = endpointOf(protocol === 'grpc' ? 'http://collector:4317' : 'http://collector:4318', protocol as ExporterOptions['protocol']);
     const x: ExporterOptions = { endpoint, protocol: protocol as ExporterOptions['protocol'], ...(o.type === 'parca' ? { api: 'parca' as const } : {}) };
     const url = str('url');
-    if (url) x.url = url;
+    if (url) {
+      checkEndpoint(url, 'http/protobuf', field('url'));
+      x.url = url;
+    }
     const headers = headersOf();
     if (headers) x.headers = headers;
     const compression = str('compression');
@@ -173,6 +189,7 @@ export function parseAgentConfig(json: unknown, where: string, env: Env = proces
       x.preset = preset as OtlpPreset;
     }
     only(['type', 'preset', 'protocol', 'endpoint', 'url', 'headers', 'compression', 'timeout', 'insecure', ...tlsFiles]);
+    checkFilesOf(x);
     cfg.otlp.push(x);
   });
   return cfg;

@@ -1,7 +1,8 @@
 // The agent's own metrics (prom-client) and its Kubernetes probes, on one HTTP port:
 //   GET /metrics   Prometheus text: samples, drops by reason, windows, exports by outcome,
 //                  queue bytes, symbol-cache hits and misses, processes tracked and files
-//                  held open; in Kubernetes the pods known and the pod watch's restarts
+//                  held open; in Kubernetes the pods known, the pod watch's restarts and
+//                  the API answers refused for their size
 //   GET /healthz   200 while windows keep closing (the last one less than 3 intervals ago)
 //   GET /readyz    200 once the sampler is attached
 // Counters that live in BPF or in the queues are read when scraped.
@@ -172,6 +173,17 @@ export class AgentMetrics {
         for (const reason of ['closed', 'error', 'gone'] as const) deltas.inc(this, { reason }, k.restarts[reason]);
       },
     });
+    new Counter({
+      name: 'flamewire_kubernetes_refused_total',
+      help: 'Answers of the Kubernetes API refused for their size, by kind: page (a page of the pod list; asked for again in smaller pages), event (a watch event; skipped).',
+      labelNames: ['kind'],
+      registers: [reg],
+      collect() {
+        const k = sources.kubernetes?.();
+        if (!k) return;
+        for (const kind of ['page', 'event'] as const) deltas.inc(this, { kind }, k.refused[kind]);
+      },
+    });
   }
 
   windowClosed(samples: number): void {
@@ -222,7 +234,9 @@ export class AgentMetrics {
     return this.server.address() as AddressInfo;
   }
 
+  /** Stops serving, and ends the connections kept alive (a scraper's would keep the process up). */
   close(): void {
     this.server?.close();
+    this.server?.closeAllConnections();
   }
 }

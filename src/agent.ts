@@ -3,8 +3,14 @@
 // one Parca WriteRaw request or one Pyroscope /ingest upload per process, each going through a
 // bounded queue to its destination, and/or one pprof file in a directory.
 // Inside Kubernetes a pod watcher (k8s/pod-watcher.ts) names each process by its pod and container.
-// Logs are pino JSON lines on stdout. SIGTERM/SIGINT close the current window and deliver what
-// they can within --shutdown-timeout; nothing collected is dropped without being counted.
+// Logs are pino JSON lines on stdout; a line a backend can make repeat fast ('export failed')
+// is rate-limited per destination, with the count of the lines held back.
+//
+// SIGTERM, SIGINT and SIGHUP (a closed terminal, or a supervisor's stop: there is nothing to
+// reload) close the current window and deliver what they can within --shutdown-timeout; at the
+// deadline the sends in flight are cut, the channels and connections closed, and what was not
+// delivered is counted as dropped at shutdown, so the process exits then even if a backend
+// never answers. Nothing collected is dropped without being counted.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -22,19 +28,26 @@ import { pyroscopeSender, toPyroscopeUploads, type PyroscopeOptions } from './ex
 import { ExportQueue, type QueueItem, type QueueStats } from './export/queue.js';
 import { GoRegistry } from './go-processes.js';
 import { PodWatcher } from './k8s/pod-watcher.js';
-import { configureLogger, logger } from './logger.js';
+import { configureLogger, logger, rateLimitedLog } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, trimMemory, type OnCpuSampler } from './native.js';
 import { OtlpExporter, type ExportResult } from './otlp/exporter.js';
 import { OTLP_PRESETS, toOtlpRequest, type Attributes } from './otlp/profiles.js';
+import { showUrl } from './otel-env.js';
 import { encodePprof } from './output/pprof.js';
 import type { Profile } from './profile-model.js';
 import { goWaitPeriodNs, goWaitVisits, RecordError, runningPids } from './record.js';
 import { btfProblem, privilegeProblem } from './system-checks.js';
+import { longTimeout } from './timers.js';
 
 /** (file, address) answers the agent's symbolizer keeps between windows (~150 bytes each). */
 const AGENT_SYMBOL_CACHE = 200_000;
 /** Unwind-table bytes (.eh_frame, .debug_frame) the agent keeps between windows. */
 const AGENT_UNWIND_BYTES = 32 << 20;
+/** A repeated log line of a destination ('export failed' …) at most once per this long. */
+const REPEATED_LOG_MS = 10_000;
+/** How long the process may take to exit once everything is closed, before it is made to. */
+const EXIT_GRACE_MS = 1000;
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 /** One destination of the windows. */
 interface Sink {
@@ -169,18 +182,16 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
         .catch((e: Error) => log.error({ err: e.message }, 'window lost'))
         .then(releaseMemory);
     }, opts.intervalMs);
-    const timers: NodeJS.Timeout[] = [tick];
+    const stopAfter = opts.durationMs === undefined ? undefined : longTimeout(() => done('duration'), opts.durationMs);
     const done = (why: string) => {
-      for (const t of timers) clearTimeout(t);
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
+      clearInterval(tick);
+      stopAfter?.clear();
+      for (const s of STOP_SIGNALS) process.off(s, onSignal);
       resolve(why);
     };
-    const onInt = () => done('SIGINT');
-    const onTerm = () => done('SIGTERM');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
-    if (opts.durationMs !== undefined) timers.push(setTimeout(() => done('duration'), opts.durationMs));
+    // A second signal while stopping takes the default action (the process ends at once).
+    const onSignal = (signal: NodeJS.Signals) => done(signal);
+    for (const s of STOP_SIGNALS) process.on(s, onSignal);
   });
 
   // The last window: everything until now, then delivery within the shutdown timeout.
@@ -190,14 +201,20 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   await closing;
   await closeWindow(deadline).catch((e: Error) => log.error({ err: e.message }, 'last window lost'));
   pods?.stop();
+  metrics.close();
   await Promise.all(sinks.map((s) => s.drain(deadline)));
   await capture.close();
-  metrics.close();
   const stats = sampler.stats();
   log.info(
     { reason: stopReason, windows, sinks: Object.fromEntries(sinks.map((s) => [s.name, s.summary()])), ringBufferFull: stats.ringBufferFull, offCpuDropped: stats.offCpuRingBufferFull },
     'agent stopped',
   );
+  // Everything is closed: the process ends as soon as its last callbacks have run. Should a
+  // handle still hold it (a library's socket), it is made to end, saying what was left.
+  setTimeout(() => {
+    log.warn({ open: process.getActiveResourcesInfo() }, 'still open after the shutdown; exiting');
+    process.exit(process.exitCode ?? 0);
+  }, EXIT_GRACE_MS).unref();
   return 0;
 }
 
@@ -213,17 +230,24 @@ function queuedSink(
   name: string,
   opts: AgentOptions,
   encode: (profile: Profile, processAttributes: (pid: number) => Attributes) => QueuedItem[],
-  send: (item: QueueItem) => Promise<ExportResult>,
+  send: (item: QueueItem, signal: AbortSignal) => Promise<ExportResult>,
   close: () => void = () => {},
 ): Sink {
   const log = logger().child({ sink: name });
+  // The same failure again and again is one line per REPEATED_LOG_MS, with a count. Its key is
+  // what the agent makes of the answer (the status, or for a network error its message), never
+  // the server's own text, which a hostile server could make new every time.
+  const limited = rateLimitedLog(log, REPEATED_LOG_MS);
   const queue = new ExportQueue({
     maxBytes: opts.queueBytes,
     send,
-    onResult: (r, item, attempt) => {
-      if (r.ok && r.rejected) log.warn({ rejected: r.rejected, message: r.message }, 'partial success');
+    onResult: (r, item, attempt, retryInMs) => {
+      if (r.ok && r.rejected) limited.log('warn', 'partial', { rejected: r.rejected, message: r.message }, 'partial success');
       else if (r.ok) log.debug({ bytes: item.body.length, attempt }, 'exported');
-      else log.warn({ retryable: r.retryable, retryAfterMs: r.retryAfterMs, code: r.code, message: r.message, attempt }, 'export failed');
+      else {
+        const key = `failed ${r.retryable} ${r.code ?? r.message}`;
+        limited.log('warn', key, { retryable: r.retryable, retryAfterMs: r.retryAfterMs, retryInMs, code: r.code, message: r.message, attempt }, 'export failed');
+      }
     },
   });
   return {
@@ -231,12 +255,13 @@ function queuedSink(
     take(profile, processAttributes) {
       for (const item of encode(profile, processAttributes)) {
         if (item.profiles === 0) continue;
-        if (!queue.push(item.body, item.profiles, item.request)) log.warn({ queueBytes: opts.queueBytes }, 'window dropped: queue full');
+        if (!queue.push(item.body, item.profiles, item.request)) limited.log('warn', 'full', { queueBytes: opts.queueBytes }, 'window dropped: queue full');
       }
     },
     async drain(deadlineMs) {
       await queue.drain(deadlineMs);
       close();
+      limited.flush();
     },
     summary: () => ({ ...queue.stats }),
     queue: () => queue.stats,
@@ -246,7 +271,7 @@ function queuedSink(
 /** Windows to an OTLP destination (or Parca's WriteRaw): one request per window. */
 function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource: Attributes, version: string): Sink {
   const exporter = new OtlpExporter(e);
-  const name = e.api === 'parca' ? `parca ${e.endpoint}` : `otlp ${e.protocol} ${e.url ?? e.endpoint}`;
+  const name = e.api === 'parca' ? `parca ${showUrl(e.endpoint)}` : `otlp ${e.protocol} ${showUrl(e.url ?? e.endpoint)}`;
   const encode = (profile: Profile, processAttributes: (pid: number) => Attributes): QueuedItem[] => {
     if (e.api === 'parca') {
       const { body, series } = toParcaWriteRaw(profile, { resource, processAttributes });
@@ -256,18 +281,19 @@ function otlpSink(e: AgentOptions['otlp'][number], opts: AgentOptions, resource:
     const profiles = req.resourceProfiles.reduce((n, r) => n + r.scopeProfiles.reduce((m, s) => m + s.profiles.length, 0), 0);
     return [{ body: OtlpExporter.encode(req), profiles }];
   };
-  return queuedSink(name, opts, encode, (item) => exporter.send(item.body), () => exporter.close());
+  return queuedSink(name, opts, encode, (item, signal) => exporter.send(item.body, signal), () => exporter.close());
 }
 
 /** Windows to Pyroscope's /ingest: one upload per process and kind of profile. */
 function pyroscopeSink(p: PyroscopeOptions, opts: AgentOptions, resource: Attributes): Sink {
-  const send = pyroscopeSender(p);
+  const sender = pyroscopeSender(p);
   return queuedSink(
-    `pyroscope ${p.endpoint}`,
+    `pyroscope ${showUrl(p.endpoint)}`,
     opts,
     (profile, processAttributes) =>
       toPyroscopeUploads(profile, { resource, processAttributes }).map(({ body, query, contentType }) => ({ body, profiles: 1, request: { query, contentType } })),
-    (item) => send(item.request!, item.body),
+    (item, signal) => sender.send(item.request!, item.body, signal),
+    () => sender.close(),
   );
 }
 

@@ -5,7 +5,7 @@
 import { parseDuration, parseDurationNs } from './duration.js';
 import type { PyroscopeOptions } from './export/pyroscope.js';
 import type { ExporterOptions } from './otlp/exporter.js';
-import { otlpFromEnv, parseHeaders, resourceFromEnv } from './otel-env.js';
+import { checkEndpoint, checkHeaders, endpointVariable, otlpFromEnv, parseHeaders, resourceFromEnv } from './otel-env.js';
 import { readAgentConfig } from './agent-config.js';
 import { inClusterConfig, type InClusterConfig } from './k8s/in-cluster.js';
 import type { Attributes } from './otlp/profiles.js';
@@ -38,7 +38,7 @@ export interface AgentOptions {
   frequency: number;
   offCpu: boolean;
   intervalMs: number;
-  /** Stop after this long (trials, tests); default: until SIGTERM/SIGINT. */
+  /** Stop after this long (trials, tests); default: until SIGTERM/SIGINT/SIGHUP. */
   durationMs?: number;
   /** OTLP destinations (none with --no-otlp). */
   otlp: ExporterOptions[];
@@ -134,6 +134,9 @@ export function parseArgs(argv: string[]): Parsed {
   throw new UsageError(`unknown command '${sub}' (expected: record, agent, doctor)`);
 }
 
+/** The longest --interval and --shutdown-timeout: a day (and well within a timer's 24.8 days). */
+const MAX_AGENT_TIME_MS = 24 * 3_600_000;
+
 /** 19 Hz, like Parca's and Grafana Alloy's agents: a prime, so it never beats with periodic work. */
 export const DEFAULT_AGENT_FREQUENCY = 19;
 
@@ -142,11 +145,13 @@ function parseAgent(args: string[]): Parsed {
   if (values.has('help')) return { kind: 'help', topic: 'agent' };
   if (command.length > 0) throw new UsageError(`agent takes no command (got '${command[0]}'); use --pid to limit it`);
   const get = (k: string) => values.get(k)?.at(-1);
-  const time = (k: string, fallback: number): number => {
+  /** A duration flag; `maxMs`: the longest that makes sense (none for --duration, whose timer takes any). */
+  const time = (k: string, fallback: number, maxMs = Infinity): number => {
     const v = get(k);
     if (v === undefined) return fallback;
     const ms = parseDuration(v);
     if (ms === undefined || ms <= 0) throw new UsageError(`invalid --${k} '${v}' (examples: 500ms, 15s, 2m)`);
+    if (ms > maxMs) throw new UsageError(`invalid --${k} '${v}' (at most ${maxMs / 3_600_000}h)`);
     return ms;
   };
   const frequency = parseFrequency(get('frequency'), DEFAULT_AGENT_FREQUENCY);
@@ -156,7 +161,7 @@ function parseAgent(args: string[]): Parsed {
   // where to send and no flag asks for more.
   const otlpFlags = ['otlp-endpoint', 'otlp-protocol', 'otlp-header', 'otlp-insecure'].some((k) => values.has(k));
   if (!values.has('no-otlp') && (!config || otlpFlags)) {
-    const e = otlpFromEnv();
+    const e = otlpFromEnv(process.env, { checkFiles: true });
     const endpoint = get('otlp-endpoint');
     const protocol = get('otlp-protocol');
     if (protocol !== undefined) {
@@ -165,10 +170,14 @@ function parseAgent(args: string[]): Parsed {
     }
     if (endpoint !== undefined) {
       if (!/^https?:\/\/[^/]+/.test(endpoint)) throw new UsageError(`invalid --otlp-endpoint '${endpoint}' (e.g. http://localhost:4317)`);
+      checkEndpoint(endpoint, e.protocol, '--otlp-endpoint');
       e.endpoint = endpoint;
       delete e.url;
+    } else if (protocol !== undefined && endpointVariable()) {
+      // Checked for the protocol of the environment; the flag may have changed it.
+      checkEndpoint(e.url ?? e.endpoint, e.protocol, endpointVariable()!);
     }
-    for (const h of values.get('otlp-header') ?? []) e.headers = { ...e.headers, ...parseHeaders(h, '--otlp-header') };
+    for (const h of values.get('otlp-header') ?? []) e.headers = { ...e.headers, ...checkHeaders(parseHeaders(h, '--otlp-header'), '--otlp-header') };
     if (values.has('otlp-insecure')) e.insecure = true;
     otlp.push(e);
   }
@@ -189,13 +198,13 @@ function parseAgent(args: string[]): Parsed {
       pids: parsePids(values.get('pid') ?? []),
       frequency,
       offCpu: values.has('off-cpu'),
-      intervalMs: time('interval', 15_000),
+      intervalMs: time('interval', 15_000, MAX_AGENT_TIME_MS),
       durationMs,
       otlp,
       pyroscope,
       outputDirs,
       queueBytes,
-      shutdownTimeoutMs: time('shutdown-timeout', 5_000),
+      shutdownTimeoutMs: time('shutdown-timeout', 5_000, MAX_AGENT_TIME_MS),
       logLevel: level as LogLevel,
       metricsAddress,
       resource: resourceFromEnv(),
@@ -386,7 +395,8 @@ Run 'flamewire record --help' for the options.`,
 
 Profiles the whole machine (or --pid) all the time and sends a profile per process every
 --interval: OTLP Profiles to a collector, Pyroscope or Parca, and/or pprof files to a directory.
-Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
+Logs are JSON lines on stdout. SIGTERM, SIGINT and SIGHUP close the last window, send it within
+--shutdown-timeout and stop (SIGHUP does not reload: restart the agent with the new settings).
 
   -p, --pid <pid[,pid...]>     only these processes (default: the whole machine)
   -F, --frequency <hz>         on-CPU samples per second per CPU (default ${DEFAULT_AGENT_FREQUENCY})
@@ -404,8 +414,10 @@ Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
                                Pyroscope's /ingest (see src/agent-config.ts)
       --queue-size <size>      windows waiting for a destination, at most (default 64MiB;
                                the oldest are dropped, and counted, when full)
-      --shutdown-timeout <t>   time to deliver the last windows on SIGTERM (default 5s)
-  -d, --duration <time>        stop after this long (default: until SIGTERM/SIGINT)
+      --shutdown-timeout <t>   time to deliver the last windows on SIGTERM/SIGINT/SIGHUP
+                               (default 5s); what is not delivered by then is counted as
+                               dropped at shutdown
+  -d, --duration <time>        stop after this long (default: until SIGTERM/SIGINT/SIGHUP)
       --log-level <level>      debug | info | warn | error (default info, or FLAMEWIRE_LOG_LEVEL)
       --metrics-address <a>    serve /metrics (Prometheus), /healthz and /readyz on host:port
                                or :port (default: not served)

@@ -2,7 +2,9 @@
 // with the official proto files): a backend that is down at first and comes up later gets
 // everything; a backend that says 503 + Retry-After gets the window again; a refusal drops
 // only that window; a full queue drops the oldest windows and counts them; shutdown stops by
-// its deadline and counts what was left. Each window is told apart by its service.name.
+// its deadline, cuts the send in flight and counts what was left. The wait before a retry is
+// never less than the backoff's floor (Retry-After: 0 is not "at once") nor more than the
+// ceiling (a huge Retry-After neither overflows the timer nor stops delivery for good). Each window is told apart by its service.name.
 
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -25,6 +27,12 @@ class Backend {
   statuses: number[] = [];
   /** How long each answer takes. */
   answerAfterMs = 0;
+  /** The Retry-After of a 429 or 503. */
+  retryAfter = '0';
+  /** When each request came (Date.now()). */
+  readonly at: number[] = [];
+  /** Called when a connection closes before its answer was sent. */
+  onClose: (() => void) | undefined;
   private server: Server | undefined;
   port = 0;
 
@@ -33,15 +41,22 @@ class Backend {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        this.at.push(Date.now());
         const status = this.statuses.shift() ?? 200;
         if (status === 200) {
           const r = Request.toObject(Request.decode(Buffer.concat(chunks))) as any;
           this.arrived.push(r.resourceProfiles[0].resource.attributes.find((a: any) => a.key === 'service.name').value.stringValue);
         }
-        setTimeout(() => {
-          res.writeHead(status, status === 503 ? { 'retry-after': '0' } : {});
+        const t = setTimeout(() => {
+          res.writeHead(status, status === 503 || status === 429 ? { 'retry-after': this.retryAfter } : {});
           res.end();
         }, this.answerAfterMs);
+        res.on('close', () => {
+          if (!res.writableFinished) {
+            clearTimeout(t);
+            this.onClose?.();
+          }
+        });
       });
     });
     await new Promise<void>((ok) => this.server!.listen(port, '127.0.0.1', ok));
@@ -49,6 +64,7 @@ class Backend {
   }
 
   stop(): Promise<void> {
+    this.server!.closeAllConnections();
     return new Promise((ok) => this.server!.close(() => ok()));
   }
 }
@@ -113,6 +129,48 @@ describe('export queue', () => {
     }
   });
 
+  it("waits the longer of its backoff and the server's delay: after Retry-After: 0, never less than half of each backoff step", async () => {
+    const b = new Backend();
+    await b.start();
+    b.statuses = [429, 429, 429, 503, 200];
+    const exporter = new OtlpExporter({ endpoint: `http://127.0.0.1:${b.port}`, protocol: 'http/protobuf', timeoutMs: 2000 });
+    const waits: Array<number | undefined> = [];
+    // random 0: the shortest wait the jitter allows, half of each step (100, 200, 400, 800 ms).
+    const q = new ExportQueue({ send: (item, signal) => exporter.send(item.body, signal), initialBackoffMs: 200, random: () => 0, onResult: (_r, _i, _a, w) => waits.push(w) });
+    try {
+      q.push(windowBody('patient'), 2);
+      await until(() => q.stats.sent === 1, 'the window delivered');
+      assert.deepEqual(waits, [100, 200, 400, 800, undefined]);
+      const gaps = b.at.slice(1).map((t, i) => t - b.at[i]!);
+      for (const [i, g] of gaps.entries()) assert.ok(g >= waits[i]! - 5, `request ${i + 1} came ${g} ms after the one before`);
+      assert.deepEqual(b.arrived, ['patient']);
+    } finally {
+      await q.drain(Date.now());
+      exporter.close();
+      await b.stop();
+    }
+  });
+
+  it('waits at most maxRetryDelayMs after a huge Retry-After, and then tries again (no timer overflow)', async () => {
+    const b = new Backend();
+    await b.start();
+    b.statuses = [429];
+    b.retryAfter = '99999999999'; // 3000 years; in ms, far past a timer's 2^31-1
+    const exporter = new OtlpExporter({ endpoint: `http://127.0.0.1:${b.port}`, protocol: 'http/protobuf', timeoutMs: 2000 });
+    const seen: Array<[number | undefined, number | undefined]> = [];
+    const q = new ExportQueue({ send: (item, signal) => exporter.send(item.body, signal), maxRetryDelayMs: 300, onResult: (r, _i, _a, w) => seen.push([r.retryAfterMs, w]) });
+    try {
+      q.push(windowBody('later'), 2);
+      await until(() => q.stats.sent === 1, 'the window delivered');
+      assert.deepEqual(seen, [[99999999999000, 300], [undefined, undefined]]);
+      assert.ok(b.at[1]! - b.at[0]! >= 295, `tried again after ${b.at[1]! - b.at[0]!} ms`);
+    } finally {
+      await q.drain(Date.now());
+      exporter.close();
+      await b.stop();
+    }
+  });
+
   it('drops the oldest windows when full, and counts them', async () => {
     const port = await freePort();
     const size = windowBody('w0', 10_000).length;
@@ -160,21 +218,25 @@ describe('export queue', () => {
     }
   });
 
-  it('counts a window whose send outlives the shutdown deadline once, as left at shutdown', async () => {
+  it('cuts a send still in flight at the shutdown deadline, and counts its window once, as left at shutdown', async () => {
     const b = new Backend();
-    b.answerAfterMs = 300;
+    b.answerAfterMs = 60_000;
     await b.start();
-    const exporter = new OtlpExporter({ endpoint: `http://127.0.0.1:${b.port}`, protocol: 'http/protobuf', timeoutMs: 2000 });
-    let answered = false;
-    const q = new ExportQueue({ send: (item) => exporter.send(item.body), onResult: () => (answered = true) });
+    const exporter = new OtlpExporter({ endpoint: `http://127.0.0.1:${b.port}`, protocol: 'http/protobuf', timeoutMs: 30_000 });
+    const results: unknown[] = [];
+    const q = new ExportQueue({ send: (item, signal) => exporter.send(item.body, signal), onResult: (r) => results.push(r) });
     try {
       q.push(windowBody('slow'), 2);
-      await q.drain(Date.now());
-      await until(() => answered, 'the late answer');
-      assert.deepEqual(b.arrived, ['slow']);
+      await until(() => b.arrived.length === 1, 'the request at the backend');
+      const closed = new Promise<void>((ok) => b.onClose = ok);
+      await q.drain(Date.now() + 100);
+      // The backend sees the connection go (long before its answer or the request's timeout).
+      await closed;
       const s = q.stats;
-      assert.deepEqual([s.sent, s.droppedShutdown], [0, 1]);
+      assert.deepEqual([s.sent, s.retries, s.droppedShutdown], [0, 0, 1]);
+      assert.deepEqual(results, [], 'a send cut at shutdown is no outcome to report');
     } finally {
+      exporter.close();
       await b.stop();
     }
   });

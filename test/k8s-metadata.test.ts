@@ -3,7 +3,8 @@
 // the ServiceAccount token of every request, serving pods in the real API's JSON shape through
 // LIST and WATCH as the real one does (a history of events by resourceVersion, replayed to a
 // watch that resumes; 410 Gone for a version older than its history; BOOKMARKs), and made to
-// misbehave: a watch broken in the middle of an event, an expired version, refusals.
+// misbehave: a watch broken in the middle of an event, an expired version, refusals, a watch
+// event or a page of the list too big to read.
 // The watcher reaches it through the real in-cluster code path: KUBERNETES_SERVICE_HOST/PORT and
 // a ServiceAccount directory (token, ca.crt) named by FLAMEWIRE_SERVICEACCOUNT_DIR.
 //
@@ -229,8 +230,13 @@ class FakeApiServer {
     const node = /^spec\.nodeName=(.+)$/.exec(url.searchParams.get('fieldSelector') ?? '')?.[1];
     if (!node) return status(400, 'BadRequest');
     if (!seen.watch) {
+      // Pages of `limit` pods; the continue token is where the next page starts.
+      const all = [...this.pods.values()].filter((p) => p.spec.nodeName === node);
+      const from = Number(url.searchParams.get('continue') || 0);
+      const limit = Number(url.searchParams.get('limit')) || all.length;
+      const next = from + limit < all.length ? String(from + limit) : '';
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: [...this.pods.values()].filter((p) => p.spec.nodeName === node) }));
+      res.end(JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv), ...(next ? { continue: next } : {}) }, items: all.slice(from, from + limit) }));
       return;
     }
     const from = Number(url.searchParams.get('resourceVersion'));
@@ -511,6 +517,32 @@ describe('pod watcher against a fake API server', () => {
     api.refuse = undefined;
     api.add(apiPod({ name: 'back', containers: [{ name: 'a', id: hex64() }] }));
     await until('the list', () => w.stats.synced && w.stats.pods === 1);
+  });
+
+  it('skips a watch event too big to read, counts it, and reads the events after it (fake API server)', async () => {
+    const api = await fresh();
+    const w = watcher({ maxEventBytes: 64 << 10 });
+    await until('the watch', () => api.watches.length === 1);
+    const bigId = hex64();
+    const smallId = hex64();
+    api.add(apiPod({ name: 'huge', annotations: { blob: 'x'.repeat(256 << 10) }, containers: [{ name: 'a', id: bigId }] }));
+    api.add(apiPod({ name: 'small', containers: [{ name: 'b', id: smallId }] }));
+    await until('the small pod', () => w.attributes({ containerId: smallId }) !== undefined);
+    assert.equal(w.attributes({ containerId: bigId }), undefined);
+    assert.deepEqual(w.stats.refused, { page: 0, event: 1 });
+    // The watch went on: not broken, not listed again.
+    assert.deepEqual([w.stats.restarts.error, api.lists, api.watches.length], [0, 1, 1]);
+  });
+
+  it('asks for pages of half as many pods when a page of the list is too big (fake API server)', async () => {
+    const api = await fresh();
+    for (let i = 0; i < 8; i++) api.quietly('ADDED', apiPod({ name: `fat-${i}`, annotations: { blob: 'x'.repeat(20 << 10) }, containers: [{ name: 'a', id: hex64() }] }));
+    const w = watcher({ pageSize: 8, maxPageBytes: 100 << 10 });
+    await until('the list', () => w.stats.synced);
+    assert.equal(w.stats.pods, 8);
+    assert.deepEqual(w.stats.refused, { page: 1, event: 0 });
+    const lists = api.requests.filter((r) => !r.watch).map((r) => [r.query.get('limit'), r.query.get('continue') ?? '']);
+    assert.deepEqual(lists, [['8', ''], ['4', ''], ['4', '4']]);
   });
 
   it('does not talk to an API server whose certificate its CA did not sign (fake API server)', async () => {

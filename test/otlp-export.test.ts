@@ -3,7 +3,9 @@
 // arrives is what any collector would read. Checks what arrives (the request, headers, gzip)
 // and how every kind of answer is classified: success, partial success, retryable failures
 // (with the server's RetryInfo / Retry-After delay), final failures, a stalled server (the
-// deadline), a server that is not there.
+// deadline), a server that is not there; hostile answers: bodies and messages far too big (read
+// within bounds, the connection cut), errors that quote a header value (redacted); a send cut
+// by its AbortSignal (the server sees the call end).
 
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -12,10 +14,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
-import { HTTP_PATH, OtlpExporter, retryAfterMs } from '../src/otlp/exporter.js';
+import { ERROR_BODY_BYTES, HTTP_PATH, MAX_SUCCESS_BODY_BYTES, OtlpExporter, retryAfterMs } from '../src/otlp/exporter.js';
 import { toOtlpRequest } from '../src/otlp/profiles.js';
 import { knownProfile, largeProfile } from './fixtures/output-profile.js';
-import { Request, Response, retryInfoStatus } from './otlp-official.js';
+import { rawGrpcServer, Request, Response, retryInfoStatus } from './otlp-official.js';
 
 const body = OtlpExporter.encode(toOtlpRequest(knownProfile(), { version: 'test', resource: { 'service.name': 'checkout' } }));
 const bigBody = OtlpExporter.encode(toOtlpRequest(largeProfile(2000, 20), { version: 'test' }));
@@ -30,11 +32,20 @@ interface Received {
 /** How the gRPC server answers the next call. */
 type GrpcAnswer = { ok: true; rejected?: number; message?: string } | { ok: false; code: grpc.status; retryDelayMs?: number } | { stall: true };
 
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (const end = Date.now() + 20_000; !cond(); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 describe('OTLP export over gRPC', () => {
   const server = new grpc.Server();
   let port = 0;
   let answer: GrpcAnswer = { ok: true };
   const received: Received[] = [];
+  /** Stalled calls the client cancelled (or whose deadline passed). */
+  let cancels = 0;
   before(async () => {
     const service: grpc.ServiceDefinition = {
       Export: {
@@ -51,7 +62,10 @@ describe('OTLP export over gRPC', () => {
       Export: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
         received.push({ request: call.request, headers: Object.fromEntries(Object.entries(call.metadata.getMap()).map(([k, v]) => [k, String(v)])) });
         const a = answer;
-        if ('stall' in a) return; // never answers
+        if ('stall' in a) {
+          call.on('cancelled', () => cancels++);
+          return; // never answers
+        }
         if (a.ok) {
           cb(null, a.rejected || a.message ? { partialSuccess: { rejectedProfiles: a.rejected ?? 0, errorMessage: a.message ?? '' } } : {});
           return;
@@ -150,6 +164,54 @@ describe('OTLP export over gRPC', () => {
     }
   });
 
+  it('refuses an answer of more than 64 KiB (RESOURCE_EXHAUSTED, final) without reading it whole', async () => {
+    const big = await rawGrpcServer('/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export', Buffer.alloc(16 << 20, 1), (_r, cb) => cb(null, {}));
+    const e = new OtlpExporter({ endpoint: `http://127.0.0.1:${big.port}`, protocol: 'grpc', timeoutMs: 5000 });
+    try {
+      const r = await e.send(body);
+      assert.deepEqual([r.ok, r.retryable, r.code], [false, false, grpc.status.RESOURCE_EXHAUSTED]);
+      assert.match(r.message!, /larger than max \(\d+ vs 65536\)/);
+    } finally {
+      e.close();
+      big.server.forceShutdown();
+    }
+  });
+
+  it('never quotes a header value: one grpc-js refuses is named only, one the server quotes back is redacted', async () => {
+    const token = 'Bearer tok-5ecret-value';
+    const bad = await exporter({ headers: { authorization: `${token}\n` } }).send(body);
+    assert.deepEqual([bad.ok, bad.retryable], [false, false]);
+    assert.match(bad.message!, /header authorization cannot be sent/);
+    assert.ok(!bad.message!.includes('5ecret'), bad.message);
+    const echo = await rawGrpcServer('/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export', new Uint8Array(), (_r, cb) => cb({ code: grpc.status.UNAUTHENTICATED, details: `${token} is not a valid token` } as grpc.ServiceError));
+    const e = new OtlpExporter({ endpoint: `http://127.0.0.1:${echo.port}`, protocol: 'grpc', headers: { authorization: token } });
+    try {
+      const r = await e.send(body);
+      assert.equal(r.message, 'UNAUTHENTICATED: [redacted] is not a valid token');
+    } finally {
+      e.close();
+      echo.server.forceShutdown();
+    }
+  });
+
+  it('cancels a call in flight when its signal aborts: the server sees it cancelled', async () => {
+    answer = { stall: true };
+    const before = received.length;
+    const cancelsBefore = cancels;
+    const e = exporter({ timeoutMs: 60_000 });
+    try {
+      const abort = new AbortController();
+      const sent = e.send(body, abort.signal);
+      while (received.length === before) await new Promise((r) => setTimeout(r, 10));
+      abort.abort();
+      const r = await sent;
+      assert.deepEqual([r.ok, r.retryable, r.message], [false, true, 'cut short at the shutdown deadline']);
+      await until(() => cancels > cancelsBefore, 'the server to see the call cancelled');
+    } finally {
+      e.close();
+    }
+  });
+
   it('reports a server that is not there as retryable', async () => {
     const e = new OtlpExporter({ endpoint: '127.0.0.1:1', protocol: 'grpc', insecure: true, timeoutMs: 1000 });
     try {
@@ -175,7 +237,10 @@ describe('OTLP export over HTTP', () => {
     await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  after(() => server.close());
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
 
   const decodeBody = (req: IncomingMessage, b: Buffer) => Request.toObject(Request.decode(req.headers['content-encoding'] === 'gzip' ? gunzipSync(b) : b), { longs: String });
 
@@ -217,6 +282,69 @@ describe('OTLP export over HTTP', () => {
     assert.deepEqual([stalled.ok, stalled.retryable], [false, true]);
     const gone = await new OtlpExporter({ endpoint: 'http://127.0.0.1:1', protocol: 'http/protobuf', timeoutMs: 1000 }).send(body);
     assert.deepEqual([gone.ok, gone.retryable], [false, true]);
+  });
+
+  it('reads at most 64 KiB of a success and 512 bytes of an error, then cuts the connection', async () => {
+    const TOTAL = 256 << 20;
+    let written = 0;
+    let closedEarly = false;
+    let status = 200;
+    handler = (_req, _b, res) => {
+      written = 0;
+      closedEarly = false;
+      res.writeHead(status, { 'content-type': 'application/x-protobuf' }); // chunked: no length to go by
+      const chunk = Buffer.alloc(64 << 10, 0x41);
+      const pump = () => {
+        while (written < TOTAL && !res.destroyed) {
+          written += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      res.on('close', () => (closedEarly = written < TOTAL));
+      pump();
+    };
+    const e = new OtlpExporter({ endpoint: base, protocol: 'http/protobuf', timeoutMs: 20_000 });
+    try {
+      const ok = await e.send(body);
+      assert.deepEqual([ok.ok, ok.code, ok.message], [true, 200, `an answer of more than ${MAX_SUCCESS_BODY_BYTES} bytes, not read`]);
+      await until(() => closedEarly, 'the connection cut');
+      assert.ok(written < 64 << 20, `${written} bytes written`);
+      status = 503;
+      const err = await e.send(body);
+      assert.deepEqual([err.ok, err.retryable, err.code], [false, true, 503]);
+      assert.ok(err.message!.length < ERROR_BODY_BYTES, err.message);
+      assert.match(err.message!, /^HTTP 503: A+/);
+      await until(() => closedEarly, 'the connection cut');
+    } finally {
+      e.close();
+    }
+  });
+
+  it('cuts a request in flight when its signal aborts: the server sees the connection close', async () => {
+    let closed = false;
+    handler = (_req, _b, res) => res.on('close', () => (closed = true)); // never answers
+    const e = new OtlpExporter({ endpoint: base, protocol: 'http/protobuf', timeoutMs: 60_000 });
+    try {
+      const abort = new AbortController();
+      setTimeout(() => abort.abort(), 200);
+      const r = await e.send(body, abort.signal);
+      assert.deepEqual([r.ok, r.retryable, r.message], [false, true, 'cut short at the shutdown deadline']);
+      await until(() => closed, 'the server to see the close');
+    } finally {
+      e.close();
+    }
+  });
+
+  it('redacts a header value the server quotes back; a CA file that cannot be read is final', async () => {
+    handler = (req, _b, res) => {
+      res.writeHead(401);
+      res.end(`no such key: ${req.headers['x-api-key']}`);
+    };
+    const r = await new OtlpExporter({ endpoint: base, protocol: 'http/protobuf', headers: { 'x-api-key': 'key-5ecret-value' } }).send(body);
+    assert.equal(r.message, 'HTTP 401: no such key: [redacted]');
+    const gone = await new OtlpExporter({ endpoint: 'https://127.0.0.1:1', protocol: 'http/protobuf', certificate: '/nonexistent/ca.pem' }).send(body);
+    assert.deepEqual([gone.ok, gone.retryable, gone.message], [false, false, 'cannot read the CA certificate /nonexistent/ca.pem: ENOENT']);
   });
 
   it('ends an answer that trickles in at the deadline, not when the trickle ends', async () => {

@@ -22,7 +22,8 @@
 //   the samples' string labels (the server turns them into series labels) fill what is left.
 
 import { randomBytes } from 'node:crypto';
-import { httpPost, type ExportResult, type HttpPostOptions } from '../otlp/exporter.js';
+import { redactor } from '../logger.js';
+import { HttpConnections, httpPost, type ExportResult, type HttpPostOptions } from '../otlp/exporter.js';
 import { PYROSCOPE_MAX_LABELS, PYROSCOPE_SERVER_LABELS, type Attributes, type OtlpOptions } from '../otlp/profiles.js';
 import type { Profile, Sample } from '../profile-model.js';
 import { labelName, processesOf, processPprof } from './process-pprof.js';
@@ -122,8 +123,15 @@ export interface PyroscopeOptions extends HttpPostOptions {
   tenantId?: string;
 }
 
-/** Sends uploads to one server; every outcome is an ExportResult (see httpPost). */
-export function pyroscopeSender(opts: PyroscopeOptions): (upload: Pick<PyroscopeUpload, 'query' | 'contentType'>, body: Uint8Array) => Promise<ExportResult> {
+/** Sends uploads to one server. */
+export interface PyroscopeSender {
+  /** Every outcome is an ExportResult (see httpPost), its message free of the credentials. */
+  send(upload: Pick<PyroscopeUpload, 'query' | 'contentType'>, body: Uint8Array, signal?: AbortSignal): Promise<ExportResult>;
+  /** Ends the connections kept alive. */
+  close(): void;
+}
+
+export function pyroscopeSender(opts: PyroscopeOptions): PyroscopeSender {
   const base = opts.endpoint.replace(/\/+$/, '');
   const auth: Record<string, string> = opts.basicAuth
     ? { authorization: `Basic ${Buffer.from(`${opts.basicAuth.username}:${opts.basicAuth.password}`).toString('base64')}` }
@@ -131,10 +139,20 @@ export function pyroscopeSender(opts: PyroscopeOptions): (upload: Pick<Pyroscope
       ? { authorization: `Bearer ${opts.bearerToken}` }
       : {};
   const fixed: Record<string, string> = { ...opts.headers, ...auth, ...(opts.tenantId ? { 'x-scope-orgid': opts.tenantId } : {}) };
-  return (upload, body) =>
-    httpPost(new URL(`${base}/ingest?${upload.query}`), Buffer.from(body.buffer, body.byteOffset, body.byteLength), { ...fixed, 'content-type': upload.contentType }, opts, (status) => ({
-      ok: true,
-      retryable: false,
-      code: status,
-    }));
+  const redact = redactor([...Object.values(fixed), opts.bearerToken, opts.basicAuth?.password]);
+  const connections = new HttpConnections();
+  return {
+    async send(upload, body, signal) {
+      const r = await httpPost(
+        new URL(`${base}/ingest?${upload.query}`),
+        Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+        { ...fixed, 'content-type': upload.contentType },
+        opts,
+        (status) => ({ ok: true, retryable: false, code: status }),
+        { signal, connections },
+      );
+      return r.message === undefined ? r : { ...r, message: redact(r.message) };
+    },
+    close: () => connections.close(),
+  };
 }

@@ -1,13 +1,27 @@
 // The agent's export queue, one per destination: encoded windows wait here, in order, until
 // the destination takes them. Bounded in bytes: when a new window does not fit, the oldest
 // ones are dropped and counted, so the agent never blocks the reader nor grows without bound
-// while a backend is down. One send at a time; a retryable failure waits (exponential backoff
-// with full jitter, or the delay the server asked for) and tries the same window again; a final
-// failure drops it and counts it. (For Pyroscope's /ingest an item is one process's profile of a
-// window rather than the whole window.) Nothing leaves the queue without being counted as sent,
-// rejected in part, or dropped for a reason.
+// while a backend is down. One send at a time; a retryable failure waits and tries the same
+// window again; a final failure drops it and counts it. (For Pyroscope's /ingest an item is one
+// process's profile of a window rather than the whole window.) Nothing leaves the queue without
+// being counted as sent, rejected in part, or dropped for a reason.
+//
+// The wait before a retry is the longer of the queue's own backoff and the delay the server
+// asked for (Retry-After, RetryInfo), as the OpenTelemetry Collector's exporterhelper does,
+// and at most MAX_RETRY_DELAY_MS:
+// - the backoff grows exponentially (1 s, 2 s, 4 s … up to 30 s) with jitter over the upper
+//   half of each step, so it is never less than half a step: a server that says "again at once"
+//   (Retry-After: 0, a 503 in a loop) is asked no more than the backoff allows, not hundreds of
+//   times a second;
+// - the ceiling (5 minutes, the Collector's default max_elapsed_time) keeps a huge delay from a
+//   server (or one that overflows a timer) from stopping delivery for good; unlike the
+//   Collector, which drops a batch whose delay goes past it, the window stays queued (the queue
+//   is bounded anyway) and is tried again then.
+// At shutdown, drain() cuts the send in flight at its deadline (through the AbortSignal the
+// send gets) and counts what is left as dropped at shutdown.
 
 import type { ExportResult } from '../otlp/exporter.js';
+import { timerDelay } from '../timers.js';
 
 export interface QueueItem {
   body: Uint8Array;
@@ -23,14 +37,16 @@ export interface QueueItem {
 export interface QueueOptions {
   /** Bytes of queued windows at most (default 64 MiB). */
   maxBytes?: number;
-  /** Sends one window. */
-  send: (item: QueueItem) => Promise<ExportResult>;
+  /** Sends one window; `signal` aborts when the shutdown deadline cuts the send. */
+  send: (item: QueueItem, signal: AbortSignal) => Promise<ExportResult>;
   /** Backoff after a retryable failure: first delay, cap, growth (defaults 1 s, 30 s, 2). */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
   multiplier?: number;
-  /** Called for every outcome (logging, metrics). */
-  onResult?: (r: ExportResult, item: QueueItem, attempt: number) => void;
+  /** The longest wait before a retry, whatever the server asks (default MAX_RETRY_DELAY_MS). */
+  maxRetryDelayMs?: number;
+  /** Called for every outcome (logging, metrics), with the wait before the retry if there is one. */
+  onResult?: (r: ExportResult, item: QueueItem, attempt: number, retryInMs?: number) => void;
   random?: () => number;
 }
 
@@ -51,13 +67,16 @@ export interface QueueStats {
 }
 
 export const DEFAULT_QUEUE_BYTES = 64 << 20;
+/** The longest wait before a retry (see the header). */
+export const MAX_RETRY_DELAY_MS = 5 * 60_000;
 
 export class ExportQueue {
   private readonly items: QueueItem[] = [];
   private bytes = 0;
   private running = false;
-  /** The window whose send has not answered yet. */
+  /** The window whose send has not answered yet, and what cuts it short. */
   private inFlight: QueueItem | undefined;
+  private abort: AbortController | undefined;
   private stopped = false;
   private wake: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -114,10 +133,12 @@ export class ExportQueue {
     // A wait for a retry ends now: the deadline decides.
     this.fireTimer();
     let deadline: NodeJS.Timeout | undefined;
-    await Promise.race([this.whenEmpty(), new Promise<void>((r) => (deadline = setTimeout(r, Math.max(0, left))))]);
+    await Promise.race([this.whenEmpty(), new Promise<void>((r) => (deadline = setTimeout(r, timerDelay(left))))]);
     clearTimeout(deadline);
     this.stopped = true;
     this.fireTimer();
+    // The send in flight ends now; its window is counted here, as left at shutdown.
+    this.abort?.abort();
     this.stats_.droppedShutdown += this.items.length;
     this.items.length = 0;
     this.bytes = 0;
@@ -125,7 +146,7 @@ export class ExportQueue {
 
   private whenEmpty(): Promise<void> {
     return new Promise((resolve) => {
-      const check = () => (this.items.length === 0 && !this.running ? resolve() : setTimeout(check, 20));
+      const check = () => ((this.items.length === 0 && !this.running) || this.stopped ? resolve() : setTimeout(check, 20));
       check();
     });
   }
@@ -152,14 +173,19 @@ export class ExportQueue {
       const item = this.items[0]!;
       let r: ExportResult;
       this.inFlight = item;
+      const abort = (this.abort = new AbortController());
       try {
-        r = await this.opts.send(item);
+        r = await this.opts.send(item, abort.signal);
       } catch (e) {
         r = { ok: false, retryable: true, message: (e as Error).message };
       } finally {
         this.inFlight = undefined;
+        this.abort = undefined;
       }
-      this.opts.onResult?.(r, item, attempt);
+      // Cut at the shutdown deadline: counted there, nothing to report.
+      if (abort.signal.aborted) break;
+      const delay = !r.ok && r.retryable ? this.retryDelay(r, attempt) : undefined;
+      this.opts.onResult?.(r, item, attempt, delay);
       // Gone while it was being sent: the shutdown took it and counted it already.
       if (this.items[0] !== item) break;
       if (r.ok || !r.retryable) {
@@ -176,7 +202,6 @@ export class ExportQueue {
         continue;
       }
       this.stats_.retries++;
-      const delay = r.retryAfterMs ?? this.backoff(attempt);
       attempt++;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
@@ -186,11 +211,17 @@ export class ExportQueue {
     }
   }
 
-  /** Full jitter: a random delay up to min(cap, initial × multiplier^attempt). */
+  /** The wait before trying again after `r` (see the header); always a delay a timer honours. */
+  private retryDelay(r: ExportResult, attempt: number): number {
+    const server = r.retryAfterMs !== undefined && r.retryAfterMs > 0 ? r.retryAfterMs : 0;
+    return timerDelay(Math.min(this.opts.maxRetryDelayMs ?? MAX_RETRY_DELAY_MS, Math.max(this.backoff(attempt), server)));
+  }
+
+  /** min(cap, initial × multiplier^attempt), less up to half of it at random. */
   private backoff(attempt: number): number {
     const initial = this.opts.initialBackoffMs ?? 1000;
     const cap = this.opts.maxBackoffMs ?? 30_000;
-    const ceiling = Math.min(cap, initial * (this.opts.multiplier ?? 2) ** attempt);
-    return Math.round((this.opts.random ?? Math.random)() * ceiling);
+    const step = Math.min(cap, initial * (this.opts.multiplier ?? 2) ** Math.min(attempt, 64));
+    return Math.round(step / 2 + ((this.opts.random ?? Math.random)() * step) / 2);
   }
 }

@@ -80,7 +80,8 @@ export function apiGet(cfg: InClusterConfig, path: string, opts: { signal?: Abor
         resolve(res);
         return;
       }
-      readBody(res, 1 << 20).then(
+      // A Status object is a few hundred bytes; of anything else the start says enough.
+      readBody(res, ERROR_BODY_BYTES, true).then(
         (body) => reject(statusError(res.statusCode ?? 0, body)),
         () => reject(statusError(res.statusCode ?? 0, '')),
       );
@@ -91,15 +92,34 @@ export function apiGet(cfg: InClusterConfig, path: string, opts: { signal?: Abor
   });
 }
 
-/** The whole body of `res`, at most `max` bytes (more is an error: memory stays bounded). */
-export function readBody(res: IncomingMessage, max: number): Promise<string> {
+/** What is read of an error answer. */
+export const ERROR_BODY_BYTES = 16 << 10;
+
+/** An answer longer than what its reader takes. */
+export class TooBig extends Error {
+  override name = 'TooBig';
+  constructor(readonly max: number) {
+    super(`answer larger than ${max} bytes`);
+  }
+}
+
+/**
+ * The whole body of `res`, at most `max` bytes: more is a TooBig error, or with `truncate` the
+ * first `max` bytes; either way the rest is not read (the connection is cut).
+ */
+export function readBody(res: IncomingMessage, max: number, truncate = false): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     res.on('data', (c: Buffer) => {
+      if (size > max) return;
       size += c.length;
-      if (size > max) res.destroy(new Error(`answer larger than ${max} bytes`));
-      else chunks.push(c);
+      if (size <= max) chunks.push(c);
+      else if (truncate) {
+        chunks.push(c.subarray(0, c.length - (size - max)));
+        resolve(Buffer.concat(chunks).toString('utf8'));
+        res.destroy();
+      } else res.destroy(new TooBig(max));
     });
     res.on('error', reject);
     res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));

@@ -8,18 +8,24 @@
 // - 410 Gone (an ERROR event with code 410, or the HTTP status) means that version is no longer
 //   in the server's history: list again; pods missing from the new list were deleted meanwhile;
 // - any other failure (connection refused, 401 while a token rotates, 5xx, a stream that stops
-//   arriving) waits, with exponential backoff and full jitter (1 s up to 30 s), and tries again;
-//   nothing of it reaches the caller, so the agent never stops for the API server's sake.
+//   arriving) waits, with exponential backoff (1 s up to 30 s, jitter over the upper half of
+//   each step, so never a busy loop) and tries again; nothing of it reaches the caller, so the
+//   agent never stops for the API server's sake. Repeated failures are logged once per
+//   REPEATED_LOG_MS, with a count.
 //
 // Memory stays bounded: a page of the list or one event at a time is parsed, and of each pod only
-// its PodMeta is kept (pod-metadata.ts). A deleted pod is kept for a while (retention): the
-// windows that still hold its processes' samples must name them too.
+// its PodMeta is kept (pod-metadata.ts). What is read is capped: a page at MAX_PAGE_BYTES (a
+// page too big is asked for again in pages of half as many pods), a watch event at
+// MAX_EVENT_BYTES (a longer line is skipped to its end, never held whole), an error answer at
+// ERROR_BODY_BYTES; what is refused is counted (stats.refused) and logged. A deleted pod is
+// kept for a while (retention): the windows that still hold its processes' samples must name
+// them too.
 
 import type { IncomingMessage } from 'node:http';
 import type { CgroupIds } from '../container-id.js';
-import { logger } from '../logger.js';
+import { logger, rateLimitedLog } from '../logger.js';
 import type { Attributes } from '../otlp/profiles.js';
-import { ApiError, apiGet, readBody, statusError, type InClusterConfig } from './in-cluster.js';
+import { ApiError, apiGet, readBody, TooBig, statusError, type InClusterConfig } from './in-cluster.js';
 import { podAttributes, podMeta, type ApiPod, type PodMeta } from './pod-metadata.js';
 
 export interface PodWatcherOptions {
@@ -32,6 +38,9 @@ export interface PodWatcherOptions {
   maxBackoffMs?: number;
   /** Pods per page of a list (default 500). */
   pageSize?: number;
+  /** Caps on what is read (defaults MAX_PAGE_BYTES, MAX_EVENT_BYTES). */
+  maxPageBytes?: number;
+  maxEventBytes?: number;
   random?: () => number;
 }
 
@@ -43,11 +52,18 @@ export interface PodWatcherStats {
   lists: number;
   /** Watches that ended, by why: the server closed it, it failed, its version was gone. */
   restarts: { closed: number; error: number; gone: number };
+  /** Answers refused for their size: list pages (asked again smaller) and watch events (skipped). */
+  refused: { page: number; event: number };
 }
 
-/** Bytes of one list page, or of one watch event, at most. */
-const MAX_PAGE_BYTES = 64 << 20;
-const MAX_EVENT_BYTES = 16 << 20;
+/**
+ * Bytes of one list page, or of one watch event, at most. A pod is 5-50 KB of JSON, and never
+ * more than etcd's request limit (1.5 MiB by default): a page of 500 ordinary pods fits in
+ * 32 MiB, any one pod in an event of 4 MiB.
+ */
+export const MAX_PAGE_BYTES = 32 << 20;
+export const MAX_EVENT_BYTES = 4 << 20;
+const REPEATED_LOG_MS = 10_000;
 /** Containers given up on (waited for once, never seen) remembered at most. */
 const MAX_GIVEN_UP = 10_000;
 
@@ -66,8 +82,9 @@ export class PodWatcher {
   private readonly abort = new AbortController();
   private wake: (() => void) | undefined;
   private sweeper: NodeJS.Timeout | undefined;
-  private readonly stats_: PodWatcherStats = { pods: 0, synced: false, lists: 0, restarts: { closed: 0, error: 0, gone: 0 } };
+  private readonly stats_: PodWatcherStats = { pods: 0, synced: false, lists: 0, restarts: { closed: 0, error: 0, gone: 0 }, refused: { page: 0, event: 0 } };
   private readonly log = logger().child({ component: 'kubernetes' });
+  private readonly limited = rateLimitedLog(this.log, REPEATED_LOG_MS);
   private readonly retentionMs: number;
 
   constructor(private readonly opts: PodWatcherOptions) {
@@ -89,7 +106,7 @@ export class PodWatcher {
   }
 
   get stats(): PodWatcherStats {
-    return { ...this.stats_, pods: this.pods.size - this.deleted.size, synced: this.synced, restarts: { ...this.stats_.restarts } };
+    return { ...this.stats_, pods: this.pods.size - this.deleted.size, synced: this.synced, restarts: { ...this.stats_.restarts }, refused: { ...this.stats_.refused } };
   }
 
   /** The Kubernetes attributes of a process in the container/pod `ids`, when its pod is known. */
@@ -167,16 +184,18 @@ export class PodWatcher {
           if (!list) this.stats_.restarts.error++;
           failures++;
           delay = this.backoff(failures);
-          this.log.warn({ err: (e as Error).message, status: e instanceof ApiError ? e.status : undefined, retryInMs: delay }, list ? 'cannot list the pods' : 'pod watch failed');
+          const status = e instanceof ApiError ? e.status : undefined;
+          this.limited.log('warn', `${list} ${status ?? (e as Error).message}`, { err: (e as Error).message, status, retryInMs: delay }, list ? 'cannot list the pods' : 'pod watch failed');
         }
       }
       if (delay > 0 && !this.stopped) await this.sleep(delay);
     }
   }
 
+  /** min(cap, initial × 2^(failures-1)), less up to half of it at random. */
   private backoff(failures: number): number {
-    const ceiling = Math.min(this.opts.maxBackoffMs ?? 30_000, (this.opts.initialBackoffMs ?? 1000) * 2 ** (failures - 1));
-    return Math.round((this.opts.random ?? Math.random)() * ceiling);
+    const step = Math.min(this.opts.maxBackoffMs ?? 30_000, (this.opts.initialBackoffMs ?? 1000) * 2 ** Math.min(failures - 1, 64));
+    return Math.round(step / 2 + ((this.opts.random ?? Math.random)() * step) / 2);
   }
 
   private sleep(ms: number): Promise<void> {
@@ -203,19 +222,33 @@ export class PodWatcher {
     // The first list may come from the API server's cache (resourceVersion=0, cheap for a
     // server with a thousand nodes listing at once); after a 410 it must be current.
     const fromCache = this.stats_.lists === 0 && !this.synced;
-    do {
-      const res = await apiGet(this.opts.config, this.query({ limit: String(this.opts.pageSize ?? 500), ...(cont ? { continue: cont } : fromCache ? { resourceVersion: '0' } : {}) }), {
+    let limit = this.opts.pageSize ?? 500;
+    for (;;) {
+      const res = await apiGet(this.opts.config, this.query({ limit: String(limit), ...(cont ? { continue: cont } : fromCache ? { resourceVersion: '0' } : {}) }), {
         signal: this.abort.signal,
         idleMs: 60_000,
       });
-      const page = JSON.parse(await readBody(res, MAX_PAGE_BYTES)) as { metadata?: { resourceVersion?: string; continue?: string }; items?: ApiPod[] };
+      let text: string;
+      try {
+        text = await readBody(res, this.opts.maxPageBytes ?? MAX_PAGE_BYTES);
+      } catch (e) {
+        if (!(e instanceof TooBig)) throw e;
+        this.stats_.refused.page++;
+        if (limit === 1) throw e;
+        // The same page again, in fewer pods (a continue token does not depend on the limit).
+        limit = Math.ceil(limit / 2);
+        this.limited.log('warn', 'page too big', { maxBytes: e.max, pods: limit }, 'a page of pods was too big to read; asking for smaller pages');
+        continue;
+      }
+      const page = JSON.parse(text) as { metadata?: { resourceVersion?: string; continue?: string }; items?: ApiPod[] };
       for (const p of page.items ?? []) {
         const m = podMeta(p);
         if (m) items.push(m);
       }
       version = page.metadata?.resourceVersion ?? '';
       cont = page.metadata?.continue ?? '';
-    } while (cont);
+      if (!cont) break;
+    }
     const now = Date.now();
     const listed = new Set(items.map((m) => m.uid));
     for (const uid of this.pods.keys()) if (!listed.has(uid) && !this.deleted.has(uid)) this.deleted.set(uid, now);
@@ -236,26 +269,48 @@ export class PodWatcher {
       // Bookmarks come about once a minute: a silent stream is a dead one.
       { signal: this.abort.signal, idleMs: (timeoutSeconds + 60) * 1000 },
     );
-    res.setEncoding('utf8');
+    const maxEvent = this.opts.maxEventBytes ?? MAX_EVENT_BYTES;
     return new Promise((resolve, reject) => {
-      let pending = '';
+      // The line so far, in the chunks it came in (bytes: a chunk may end inside a character).
+      let parts: Buffer[] = [];
+      let partBytes = 0;
+      /** In a line too long to keep: dropped up to its newline. */
+      let skipping = false;
       let events = 0;
       let failure: Error | undefined;
-      res.on('data', (chunk: string) => {
-        pending += chunk;
-        let nl: number;
-        while (failure === undefined && (nl = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, nl);
-          pending = pending.slice(nl + 1);
-          if (!line.trim()) continue;
-          try {
-            this.event(line);
-            events++;
-          } catch (e) {
-            failure = e as Error;
-          }
+      const line = (bytes: Buffer) => {
+        const text = bytes.toString('utf8');
+        if (!text.trim()) return;
+        try {
+          this.event(text);
+          events++;
+        } catch (e) {
+          failure = e as Error;
         }
-        if (failure === undefined && pending.length > MAX_EVENT_BYTES) failure = new Error(`a watch event longer than ${MAX_EVENT_BYTES} bytes`);
+      };
+      res.on('data', (chunk: Buffer) => {
+        let from = 0;
+        while (failure === undefined) {
+          const nl = chunk.indexOf(0x0a, from);
+          const piece = chunk.subarray(from, nl < 0 ? chunk.length : nl);
+          if (!skipping && partBytes + piece.length > maxEvent) {
+            skipping = true;
+            parts = [];
+            partBytes = 0;
+            this.stats_.refused.event++;
+            this.limited.log('warn', 'event too big', { maxBytes: maxEvent }, 'a watch event too big to read was skipped');
+          }
+          if (!skipping && piece.length > 0) {
+            parts.push(piece);
+            partBytes += piece.length;
+          }
+          if (nl < 0) break;
+          if (!skipping) line(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+          skipping = false;
+          parts = [];
+          partBytes = 0;
+          from = nl + 1;
+        }
         if (failure !== undefined) res.destroy();
       });
       res.on('error', () => {
