@@ -36,6 +36,7 @@ import { UsageError } from './cli-args.js';
 import { parseDuration } from './duration.js';
 import type { PyroscopeOptions } from './export/pyroscope.js';
 import type { ExporterOptions } from './otlp/exporter.js';
+import { MAX_EXPORT_TIMEOUT_MS } from './otel-env.js';
 import { OTLP_PRESETS, type OtlpPreset } from './otlp/profiles.js';
 
 export interface AgentConfig {
@@ -107,6 +108,7 @@ export function parseAgentConfig(json: unknown, where: string, env: Env = proces
       if (timeout === undefined) return undefined;
       const ms = parseDuration(timeout);
       if (ms === undefined || ms <= 0) fail(`${at}.timeout must be a duration such as 10s`);
+      if (ms! > MAX_EXPORT_TIMEOUT_MS) fail(`${at}.timeout must be at most 1h`);
       return ms;
     };
     const tlsFiles = ['certificate', 'clientCertificate', 'clientKey'] as const;

@@ -15,7 +15,7 @@ import { OnCpuCapture } from './capture.js';
 import type { AgentOptions } from './cli-args.js';
 import { cgroupTracker, type CgroupIds, type CgroupTracker } from './container-id.js';
 import { baseName, type ProcessTable } from './process-table.js';
-import { formatDuration } from './duration.js';
+import { formatDuration, longTimeout } from './duration.js';
 import { closeFileRanges } from './elf/file-bytes.js';
 import { collectGarbage } from './gc.js';
 import { toParcaWriteRaw } from './export/parca.js';
@@ -171,8 +171,10 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
         .then(releaseMemory);
     }, opts.intervalMs);
     const timers: NodeJS.Timeout[] = [tick];
+    let cancelDuration = (): void => {};
     const done = (why: string) => {
       for (const t of timers) clearTimeout(t);
+      cancelDuration();
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       resolve(why);
@@ -181,7 +183,8 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     const onTerm = () => done('SIGTERM');
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
-    if (opts.durationMs !== undefined) timers.push(setTimeout(() => done('duration'), opts.durationMs));
+    // Any length: setTimeout alone fires a delay over 24.8 days after 1 ms.
+    if (opts.durationMs !== undefined) cancelDuration = longTimeout(() => done('duration'), opts.durationMs);
   });
 
   // The last window: everything until now, then delivery within the shutdown timeout.

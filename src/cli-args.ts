@@ -115,6 +115,13 @@ export const DEFAULT_FREQUENCY = 99;
 /** FW_DEFAULT_OFF_CPU_THRESHOLD_NS in bpf/oncpu.h. */
 export const DEFAULT_OFF_CPU_THRESHOLD_NS = 100_000;
 const MAX_OFF_CPU_THRESHOLD_NS = 3600e9;
+/**
+ * The agent's timers: a window is a setInterval and the shutdown a setTimeout, which fire a
+ * delay over 24.8 days after 1 ms. Far below that, a longer value is a slip (a unit missing).
+ * -d, a plain stop, takes any length (longTimeout).
+ */
+export const MAX_INTERVAL = { ms: 24 * 3600_000, text: '24h' };
+export const MAX_SHUTDOWN_TIMEOUT = { ms: 3600_000, text: '1h' };
 /** perf's default kernel.perf_event_max_sample_rate ceiling is 100 kHz; cpu-clock above ~10 kHz distorts what it measures. */
 export const MAX_FREQUENCY = 10_000;
 
@@ -142,11 +149,12 @@ function parseAgent(args: string[]): Parsed {
   if (values.has('help')) return { kind: 'help', topic: 'agent' };
   if (command.length > 0) throw new UsageError(`agent takes no command (got '${command[0]}'); use --pid to limit it`);
   const get = (k: string) => values.get(k)?.at(-1);
-  const time = (k: string, fallback: number): number => {
+  const time = (k: string, fallback: number, max?: { ms: number; text: string }): number => {
     const v = get(k);
     if (v === undefined) return fallback;
     const ms = parseDuration(v);
     if (ms === undefined || ms <= 0) throw new UsageError(`invalid --${k} '${v}' (examples: 500ms, 15s, 2m)`);
+    if (max && ms > max.ms) throw new UsageError(`invalid --${k} '${v}' (at most ${max.text})`);
     return ms;
   };
   const frequency = parseFrequency(get('frequency'), DEFAULT_AGENT_FREQUENCY);
@@ -189,13 +197,13 @@ function parseAgent(args: string[]): Parsed {
       pids: parsePids(values.get('pid') ?? []),
       frequency,
       offCpu: values.has('off-cpu'),
-      intervalMs: time('interval', 15_000),
+      intervalMs: time('interval', 15_000, MAX_INTERVAL),
       durationMs,
       otlp,
       pyroscope,
       outputDirs,
       queueBytes,
-      shutdownTimeoutMs: time('shutdown-timeout', 5_000),
+      shutdownTimeoutMs: time('shutdown-timeout', 5_000, MAX_SHUTDOWN_TIMEOUT),
       logLevel: level as LogLevel,
       metricsAddress,
       resource: resourceFromEnv(),
@@ -391,7 +399,7 @@ Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
   -p, --pid <pid[,pid...]>     only these processes (default: the whole machine)
   -F, --frequency <hz>         on-CPU samples per second per CPU (default ${DEFAULT_AGENT_FREQUENCY})
       --off-cpu                also off-CPU time (threads' blocks, goroutines' waits)
-      --interval <time>        window length (default 15s)
+      --interval <time>        window length (default 15s, at most 24h)
       --otlp-endpoint <url>    default OTEL_EXPORTER_OTLP_[PROFILES_]ENDPOINT, else
                                http://localhost:4317 (grpc) / http://localhost:4318 (http)
       --otlp-protocol <p>      grpc | http/protobuf (default OTEL_EXPORTER_OTLP_[PROFILES_]PROTOCOL,
@@ -404,7 +412,7 @@ Logs are JSON lines on stdout. SIGTERM sends the last window and stops.
                                Pyroscope's /ingest (see src/agent-config.ts)
       --queue-size <size>      windows waiting for a destination, at most (default 64MiB;
                                the oldest are dropped, and counted, when full)
-      --shutdown-timeout <t>   time to deliver the last windows on SIGTERM (default 5s)
+      --shutdown-timeout <t>   time to deliver the last windows on SIGTERM (default 5s, at most 1h)
   -d, --duration <time>        stop after this long (default: until SIGTERM/SIGINT)
       --log-level <level>      debug | info | warn | error (default info, or FLAMEWIRE_LOG_LEVEL)
       --metrics-address <a>    serve /metrics (Prometheus), /healthz and /readyz on host:port

@@ -1,11 +1,18 @@
 // Durations on the command line: 500ms, 10s, 1.5s, 2m, 1h, 1m30s; a bare number means seconds.
+// And a timeout for any of them: setTimeout takes at most MAX_TIMER_MS (24.8 days) and fires a
+// longer delay after 1 ms, so a long one re-arms (longTimeout).
 
 const NS: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
 
-/** Milliseconds, or undefined when `text` is not a duration. */
+/**
+ * Milliseconds, or undefined when `text` is not a duration or is too long to count in
+ * milliseconds exactly (over Number.MAX_SAFE_INTEGER ms, 285 000 years).
+ */
 export function parseDuration(text: string): number | undefined {
   const ns = parseDurationNs(text, false);
-  return ns === undefined ? undefined : Math.round(ns / 1e6);
+  if (ns === undefined) return undefined;
+  const ms = Math.round(ns / 1e6);
+  return ms <= Number.MAX_SAFE_INTEGER ? ms : undefined;
 }
 
 /**
@@ -24,8 +31,28 @@ export function parseDurationNs(text: string, small = true): number | undefined 
     total += Number(m[1]) * NS[m[2]];
     end = part.lastIndex;
   }
-  if (end !== t.length || end === 0) return undefined;
+  if (end !== t.length || end === 0 || !Number.isFinite(total)) return undefined;
   return Math.round(total);
+}
+
+/** The longest delay setTimeout and setInterval honour (2^31 - 1 ms): a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Calls `fn` once, `ms` from now on the monotonic clock, however long that is: past
+ * MAX_TIMER_MS (or `stepMs`, for tests) the timer re-arms until the time has come. Returns
+ * the function that cancels it.
+ */
+export function longTimeout(fn: () => void, ms: number, stepMs = MAX_TIMER_MS): () => void {
+  const end = performance.now() + ms;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    const left = end - performance.now();
+    if (left <= 0) fn();
+    else timer = setTimeout(arm, Math.min(Math.ceil(left), stepMs));
+  };
+  timer = setTimeout(arm, Math.min(Math.max(0, Math.ceil(ms)), stepMs));
+  return () => clearTimeout(timer);
 }
 
 export function formatDuration(ms: number): string {

@@ -6,7 +6,8 @@
 //   full URL; the generic one is a base to which /v1development/profiles is appended.
 // - PROTOCOL: grpc | http/protobuf (default grpc, like the other OTLP exporters' default port 4317).
 // - HEADERS: key=value pairs separated by commas, values URL-encoded (W3C baggage style).
-// - COMPRESSION: gzip | none. TIMEOUT: milliseconds (default 10000).
+// - COMPRESSION: gzip | none. TIMEOUT: milliseconds (default 10000, at most 3600000: a request's
+//   deadline is a setTimeout, which fires a delay over 24.8 days after 1 ms).
 // - CERTIFICATE, CLIENT_CERTIFICATE, CLIENT_KEY: PEM files. INSECURE: true for plain-text gRPC.
 
 import { UsageError } from './cli-args.js';
@@ -17,6 +18,8 @@ type Env = Record<string, string | undefined>;
 
 export const DEFAULT_GRPC_ENDPOINT = 'http://localhost:4317';
 export const DEFAULT_HTTP_ENDPOINT = 'http://localhost:4318';
+/** The longest request timeout (OTEL_EXPORTER_OTLP_TIMEOUT, "timeout" in the config file): 1 h. */
+export const MAX_EXPORT_TIMEOUT_MS = 3_600_000;
 
 function pick(env: Env, name: string): { value: string; variable: string } | undefined {
   for (const variable of [`OTEL_EXPORTER_OTLP_PROFILES_${name}`, `OTEL_EXPORTER_OTLP_${name}`]) {
@@ -47,7 +50,9 @@ export function otlpFromEnv(env: Env = process.env): ExporterOptions {
   }
   const timeout = pick(env, 'TIMEOUT');
   if (timeout) {
-    if (!/^\d+$/.test(timeout.value) || Number(timeout.value) <= 0) throw new UsageError(`${timeout.variable}='${timeout.value}': milliseconds, e.g. 10000`);
+    if (!/^\d+$/.test(timeout.value) || Number(timeout.value) <= 0 || Number(timeout.value) > MAX_EXPORT_TIMEOUT_MS) {
+      throw new UsageError(`${timeout.variable}='${timeout.value}': milliseconds, e.g. 10000 (at most ${MAX_EXPORT_TIMEOUT_MS}, 1 h)`);
+    }
     opts.timeoutMs = Number(timeout.value);
   }
   for (const [name, key] of [['CERTIFICATE', 'certificate'], ['CLIENT_CERTIFICATE', 'clientCertificate'], ['CLIENT_KEY', 'clientKey']] as const) {

@@ -9,7 +9,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { UsageError, type RecordOptions } from './cli-args.js';
 import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
-import { formatDuration, formatNs } from './duration.js';
+import { formatDuration, formatNs, longTimeout } from './duration.js';
 import { commandPath, goBinaryOffsets, GoRegistry } from './go-processes.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
@@ -90,9 +90,9 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
 
   // Wait for the first of: duration, command exit, all -p processes gone, SIGINT/SIGTERM.
   const stopReason = await new Promise<string>((resolveStop) => {
-    const timers: NodeJS.Timeout[] = [];
+    const cancels: (() => void)[] = [];
     const done = (why: string) => {
-      for (const t of timers) clearTimeout(t); // clears intervals too
+      for (const cancel of cancels) cancel();
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       resolveStop(why);
@@ -104,12 +104,14 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     };
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
-    if (opts.durationMs !== undefined) timers.push(setTimeout(() => done('duration'), opts.durationMs));
+    // Any length: setTimeout alone fires a delay over 24.8 days after 1 ms.
+    if (opts.durationMs !== undefined) cancels.push(longTimeout(() => done('duration'), opts.durationMs));
     if (command) command.exited.then(() => done('command exited'));
     if (filterPids) {
-      timers.push(setInterval(() => {
+      const poll = setInterval(() => {
         if (filterPids.every((p) => !existsSync(`/proc/${p}`))) done('processes exited');
-      }, 200));
+      }, 200);
+      cancels.push(() => clearInterval(poll));
     }
   });
 
