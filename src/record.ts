@@ -1,11 +1,13 @@
 // `flamewire record`: start the sampler (filtered in the kernel), stream batches through the
 // capture pipeline, stop on duration / command exit / Ctrl-C / SIGTERM, then symbolize the
 // unique addresses once and write the output. Whatever was collected is written even when the
-// run ends early; a failure to write falls back to a temporary file, never to nothing.
+// run ends early; a failure to write falls back to a new file in a private temporary
+// directory, never to nothing.
 
-import { accessSync, existsSync, constants as fsConstants, readdirSync, statSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError, type RecordOptions } from './cli-args.js';
 import { spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
@@ -13,7 +15,7 @@ import { formatDuration, formatNs, longTimeout } from './duration.js';
 import { commandPath, goBinaryOffsets, GoRegistry } from './go-processes.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
-import { writeOutput } from './output/write-output.js';
+import { checkTarget, OutputWriteError, writeOutput } from './output/write-output.js';
 import { StatusLine } from './status-line.js';
 import { btfProblem, maxSampleRate, privilegeProblem } from './system-checks.js';
 
@@ -24,7 +26,7 @@ export class RecordError extends Error {
 
 /** Runs a recording; resolves with the process exit status. */
 export async function record(opts: RecordOptions, out: NodeJS.WriteStream = process.stderr): Promise<number> {
-  checkPreconditions(opts);
+  await checkPreconditions(opts);
 
   let sampler: OnCpuSampler | undefined;
   // Go processes known to the sampler (set once it is open).
@@ -139,7 +141,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   const profile = await capture.finish({ timeNanos, durationNanos, comments });
 
   logger().debug(memoryFigures(), 'profile built');
-  const written = await writeWithFallback(profile, opts);
+  const written = await writeWithFallback(profile, opts, out);
   logger().debug(memoryFigures(), 'output written');
   if (capture.sampleCount === 0 && capture.offCpuRecords === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
   if (!opts.quiet) {
@@ -163,7 +165,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   return exitCode;
 }
 
-function checkPreconditions(opts: RecordOptions): void {
+async function checkPreconditions(opts: RecordOptions): Promise<void> {
   const priv = privilegeProblem();
   if (priv) throw new RecordError(priv);
   const btf = btfProblem();
@@ -174,6 +176,9 @@ function checkPreconditions(opts: RecordOptions): void {
   }
   for (const pid of opts.pids) {
     if (!existsSync(`/proc/${pid}`)) throw new UsageError(`no process with pid ${pid}`);
+    // /proc/TID exists for every thread too, but the filter is by process.
+    const tgid = threadGroupOf(pid);
+    if (tgid !== undefined && tgid !== pid) throw new UsageError(`${pid} is a thread of process ${tgid}: give -p ${tgid}`);
   }
   const dir = dirname(resolve(opts.output));
   try {
@@ -183,18 +188,47 @@ function checkPreconditions(opts: RecordOptions): void {
     throw new UsageError(`cannot write ${opts.output}: directory ${dir} does not exist or is not writable`);
   }
   if (existsSync(opts.output) && statSync(opts.output).isDirectory()) throw new UsageError(`cannot write ${opts.output}: it is a directory`);
+  // A symlink or FIFO that someone else planted in /tmp (see write-output.ts).
+  try {
+    await checkTarget(opts.output);
+  } catch (e) {
+    if (e instanceof OutputWriteError) throw new UsageError(e.message);
+    throw e;
+  }
 }
 
-async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opts: RecordOptions): Promise<{ ok: boolean; path: string; view?: string }> {
+/** The process a pid (or thread id) belongs to, from /proc/PID/status; undefined when unreadable. */
+function threadGroupOf(pid: number): number | undefined {
+  try {
+    const m = /^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Writes the output to -o, or when that fails to a file of the same name in a new private
+ * directory: mkdtemp makes it (mode 0700, a random name), and the file is created there with
+ * O_EXCL|O_NOFOLLOW and mode 0600. No name in /tmp is predictable, so a link or file someone
+ * planted there cannot be followed or overwritten.
+ */
+async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opts: RecordOptions, out: NodeJS.WritableStream): Promise<{ ok: boolean; path: string; view?: string }> {
   const wopts = { format: opts.format, sampleType: opts.value, html: opts.value === undefined ? undefined : { sampleType: profile.sampleTypes.findIndex((t) => t.type === opts.value) } };
   try {
     const { view }: { format: unknown; view?: string } = await writeOutput(profile, opts.output, wopts);
     return { ok: true, path: opts.output, view };
   } catch (e) {
-    const ext = extname(opts.output) || '.out';
-    const fallback = join(tmpdir(), `flamewire-${process.pid}-${basename(opts.output, ext)}${opts.output.endsWith('.pb.gz') ? '.pb.gz' : ext}`);
-    process.stderr.write(`flamewire: ${(e as Error).message}; saving to ${fallback} instead\n`);
-    const { view }: { format: unknown; view?: string } = await writeOutput(profile, fallback, wopts);
+    const why = (e as Error).message;
+    let dir: string;
+    try {
+      dir = await mkdtemp(join(tmpdir(), 'flamewire-'));
+    } catch (e2) {
+      throw new RecordError(`${why}; no fallback either: cannot make a directory in ${tmpdir()} (${(e2 as NodeJS.ErrnoException).code ?? (e2 as Error).message})`);
+    }
+    const fallback = join(dir, basename(opts.output) || 'flamewire.out');
+    out.write(`flamewire: ${why}; saving to ${fallback} instead\n`);
+    const { view }: { format: unknown; view?: string } = await writeOutput(profile, fallback, { ...wopts, exclusive: true });
     return { ok: false, path: fallback, view };
   }
 }

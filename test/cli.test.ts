@@ -4,8 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { buildC, repoRoot, workDir } from './helpers.js';
 
@@ -54,6 +54,20 @@ describe('flamewire record: bad input', () => {
   it('rejects an output name whose format it cannot tell', () => assertOneLineError(run(['record', '-o', join(dir, 'x.png')]), /cannot tell the output format/));
   it('rejects an unknown --format', () => assertOneLineError(run(['record', '--format', 'svg']), /unknown --format "svg"/));
   it('rejects --pid together with a command', () => assertOneLineError(run(['record', '-p', '1', '--', 'true']), /either --pid or a command/));
+
+  it('rejects a thread id given as a pid, naming its process', () => {
+    const tid = readdirSync(`/proc/${process.pid}/task`).map(Number).find((t) => t !== process.pid);
+    assert.ok(tid !== undefined, 'the test runner has threads');
+    assertOneLineError(run(['record', '-p', String(tid), '-d', '1s', '-o', join(dir, 'x.folded')]), new RegExp(`^flamewire: ${tid} is a thread of process ${process.pid}: give -p ${process.pid}$`));
+  });
+
+  it("refuses an -o that is someone else's symlink in a shared directory, before recording", () => {
+    const { tmp, victim } = sharedTmp('planted-output');
+    plant(victim, join(tmp, 'flame.folded'));
+    const r = run(['record', '-d', '1s', '-o', join(tmp, 'flame.folded')]);
+    assertOneLineError(r, /^flamewire: cannot write .*flame\.folded: it is a symlink that uid 65534 made in the shared directory .*; not followed$/);
+    assert.equal(readFileSync(victim, 'utf8'), VICTIM);
+  });
 
   it('refuses without privileges, in one line', () => {
     const r = run(['record', '-d', '1s', '-o', join(dir, 'x.folded')], { noCaps: true });
@@ -158,7 +172,41 @@ describe('flamewire record: runs', () => {
     const m = /^flamewire: cannot write .*it is a directory; saving to (\S+) instead$/m.exec(stderr);
     assert.ok(m, stderr);
     assert.match(readFileSync(m[1], 'utf8'), /spin_here/);
-    rmSync(m[1]);
+    rmSync(dirname(m[1]), { recursive: true });
+  });
+
+  it('puts the fallback in a new private directory, never through a link planted at a name it could guess', async () => {
+    // TMPDIR is a shared directory like /tmp where nobody planted links at every name that can
+    // be guessed: the old fallback name (pid and output name), with and without extensions.
+    const { tmp, victim } = sharedTmp('fallback');
+    const sub = join(dir, 'fallback-out');
+    rmSync(sub, { recursive: true, force: true });
+    mkdirSync(sub);
+    const out = join(sub, 'x.folded');
+    const child = spawn(process.execPath, [cli, 'record', '-F', '499', '-o', out, '--', spin, '3'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const pid = child.pid!;
+    const guesses = [`flamewire-${pid}-x.folded`, `flamewire-${pid}-x`, `flamewire-${pid}-x.out`, 'flamewire-x.folded', 'x.folded', `flamewire-${pid}`, 'flamewire'];
+    for (const name of guesses) plant(victim, join(tmp, name));
+    await waitFor(() => hasSamplesSoon(pid), 20_000);
+    mkdirSync(out);
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 1, stderr);
+    const m = /^flamewire: cannot write .*it is a directory; saving to (\S+) instead$/m.exec(stderr);
+    assert.ok(m, stderr);
+    const fallback = m[1]!;
+    assert.equal(readFileSync(victim, 'utf8'), VICTIM, 'the planted links were followed');
+    // Nothing new in the shared directory but one directory of ours, mode 0700, random name.
+    const created = readdirSync(tmp).filter((n) => !guesses.includes(n));
+    assert.equal(created.length, 1, created.join(' '));
+    assert.equal(dirname(fallback), join(tmp, created[0]!));
+    assert.doesNotMatch(created[0]!, new RegExp(String(pid)));
+    const d = statSync(dirname(fallback));
+    assert.equal(d.mode & 0o7777, 0o700);
+    assert.equal(d.uid, 0);
+    assert.equal(statSync(fallback).mode & 0o777, 0o600);
+    assert.match(readFileSync(fallback, 'utf8'), /spin_here/);
   });
 });
 
@@ -178,6 +226,26 @@ describe('flamewire doctor', () => {
     assert.match(r.stdout, /cannot record here/);
   });
 });
+
+const VICTIM = 'a file only its owner should change\n';
+
+/** A sticky, world-writable directory like /tmp, and a file that must stay untouched. */
+function sharedTmp(name: string): { tmp: string; victim: string } {
+  const base = join(dir, name);
+  rmSync(base, { recursive: true, force: true });
+  const tmp = join(base, 'tmp');
+  mkdirSync(tmp, { recursive: true });
+  chmodSync(tmp, 0o1777);
+  const victim = join(base, 'victim.folded');
+  writeFileSync(victim, VICTIM);
+  return { tmp, victim };
+}
+
+/** A symlink at `at` to `target`, made by nobody (uid 65534), as an unprivileged user would plant it. */
+function plant(target: string, at: string): void {
+  symlinkSync(target, at);
+  lchownSync(at, 65534, 65534);
+}
 
 /** True once the target's status line would show samples: approximated by the process running a while. */
 function hasSamplesSoon(pid: number): boolean {
