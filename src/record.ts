@@ -1,7 +1,7 @@
 // `flamewire record`: start the sampler (filtered in the kernel), stream batches through the
-// capture pipeline, stop on duration / command exit / Ctrl-C / SIGTERM, then symbolize the
-// unique addresses once and write the output. Whatever was collected is written even when the
-// run ends early; a failure to write falls back to a new file in a private temporary
+// capture pipeline, stop on duration / command exit / Ctrl-C / SIGTERM / SIGHUP, then symbolize
+// the unique addresses once and write the output. Whatever was collected is written even when
+// the run ends early; a failure to write falls back to a new file in a private temporary
 // directory, never to nothing.
 
 import { accessSync, existsSync, constants as fsConstants, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -26,6 +26,10 @@ export class RecordError extends Error {
 
 /** Runs a recording; resolves with the process exit status. */
 export async function record(opts: RecordOptions, out: NodeJS.WriteStream = process.stderr): Promise<number> {
+  // A closed stderr (a pipe to `head`, a terminal hung up) makes a write fail, and an
+  // unhandled error event would end the run before the output is written.
+  out.on('error', () => {});
+  if (out !== process.stderr) process.stderr.on('error', () => {});
   await checkPreconditions(opts);
 
   let sampler: OnCpuSampler | undefined;
@@ -90,13 +94,22 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   }));
   if (!opts.quiet) status.start();
 
-  // Wait for the first of: duration, command exit, all -p processes gone, SIGINT/SIGTERM.
+  // Wait for the first of: duration, command exit, all -p processes gone, SIGINT/SIGTERM/SIGHUP.
+  // SIGTERM and SIGHUP go on to the command (a hang-up of the terminal sends the command its
+  // own SIGHUP too; a second one changes nothing). From then on until the output is written,
+  // more of them are passed on to the command but do not end flamewire: the shell of a
+  // terminal that hangs up repeats the kernel's SIGHUP, and a `kill` in a loop must not lose
+  // the profile. A second Ctrl-C still ends flamewire at once.
+  const forward = (signal: NodeJS.Signals) => () => command?.kill(signal);
+  const lateSignals = { SIGTERM: forward('SIGTERM'), SIGHUP: forward('SIGHUP') };
   const stopReason = await new Promise<string>((resolveStop) => {
     const cancels: (() => void)[] = [];
     const done = (why: string) => {
       for (const cancel of cancels) cancel();
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
+      process.off('SIGHUP', onHup);
+      for (const [signal, handler] of Object.entries(lateSignals)) process.on(signal, handler);
       resolveStop(why);
     };
     const onInt = () => done('interrupted');
@@ -104,8 +117,13 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
       command?.kill('SIGTERM');
       done('terminated');
     };
+    const onHup = () => {
+      command?.kill('SIGHUP');
+      done('hung up');
+    };
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
+    process.on('SIGHUP', onHup);
     // Any length: setTimeout alone fires a delay over 24.8 days after 1 ms.
     if (opts.durationMs !== undefined) cancels.push(longTimeout(() => done('duration'), opts.durationMs));
     if (command) command.exited.then(() => done('command exited'));
@@ -125,7 +143,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   // With a command: after Ctrl-C the command got SIGINT from the terminal too, so it is
   // finishing; its exit status becomes ours. When the duration ran out first it keeps running:
   // the output is written now and we wait for it afterwards (see below).
-  if (command && (stopReason === 'interrupted' || stopReason === 'terminated')) {
+  if (command && (stopReason === 'interrupted' || stopReason === 'terminated' || stopReason === 'hung up')) {
     const code = await Promise.race([command.exited, delay(5000).then(() => -1)]);
     if (code === -1) command.kill('SIGKILL');
   }
@@ -161,6 +179,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     if (!command.done && !opts.quiet) out.write(`flamewire: recording stopped; waiting for ${opts.command[0]} to exit\n`);
     exitCode = await command.exited;
   }
+  for (const [signal, handler] of Object.entries(lateSignals)) process.off(signal, handler);
   if (!written.ok) return 1;
   return exitCode;
 }

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Profile as PprofProfile } from 'pprof-format';
 import { describe, it } from 'node:test';
 import { buildC, repoRoot, workDir } from './helpers.js';
 
@@ -77,6 +79,14 @@ describe('flamewire record: bad input', () => {
   it('refuses on a kernel without BTF, in one line', () => {
     const r = run(['record', '-d', '1s', '-o', join(dir, 'x.folded')], { env: { FLAMEWIRE_KERNEL_BTF: join(dir, 'no-btf-here') } });
     assertOneLineError(r, /this kernel has no BTF/, 1);
+  });
+});
+
+describe('flamewire agent: durations', () => {
+  it('refuses an --interval or --shutdown-timeout too long for its timer, in one line', () => {
+    assertOneLineError(run(['agent', '--no-otlp', '--output-dir', join(dir, 'agent-never'), '--interval', '25h']), /^flamewire: invalid --interval '25h' \(at most 24h\)$/);
+    assertOneLineError(run(['agent', '--no-otlp', '--output-dir', join(dir, 'agent-never'), '--shutdown-timeout', '1000h']), /^flamewire: invalid --shutdown-timeout '1000h' \(at most 1h\)$/);
+    assertOneLineError(run(['agent', '--no-otlp', '--output-dir', join(dir, 'agent-never'), '-d', `${'9'.repeat(400)}h`]), /^flamewire: invalid --duration/);
   });
 });
 
@@ -208,6 +218,52 @@ describe('flamewire record: runs', () => {
     assert.equal(statSync(fallback).mode & 0o777, 0o600);
     assert.match(readFileSync(fallback, 'utf8'), /spin_here/);
   });
+
+  it('stops on SIGHUP, passes it to the command, and still writes the output', async () => {
+    const out = join(dir, 'hup.folded');
+    rmSync(out, { force: true });
+    const child = spawn(process.execPath, [cli, 'record', '-q', '-F', '499', '-o', out, '--', spin, '30'], { stdio: 'ignore' });
+    await waitFor(() => hasSamplesSoon(child.pid!), 20_000);
+    const command = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]);
+    child.kill('SIGHUP');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    // The command died of the SIGHUP it was passed (128 + 1), and that is our status.
+    assert.equal(code, 129);
+    assert.equal(existsSync(`/proc/${command}`), false, 'the command is still there');
+    assert.match(readFileSync(out, 'utf8'), /spin_here/);
+  });
+
+  it('writes the output when its terminal hangs up', async () => {
+    // script(1) holds the pseudo-terminal; killing it hangs the terminal up: the kernel sends
+    // SIGHUP to flamewire and its command, and writes to the terminal fail from then on.
+    const out = join(dir, 'hangup.folded');
+    const pidFile = join(dir, 'hangup.pid');
+    rmSync(out, { force: true });
+    rmSync(pidFile, { force: true });
+    const cmd = `${process.execPath} ${cli} record -F 499 -o ${out} -- sh -c 'echo $$ > ${pidFile}; exec ${spin} 30'`;
+    const term = spawn('script', ['-qec', cmd, '/dev/null'], { stdio: 'ignore', env: { ...process.env, SHELL: '/bin/sh' } });
+    await waitFor(() => existsSync(pidFile) && cpuTicks(Number(readFileSync(pidFile, 'utf8'))) > 50, 20_000);
+    const command = Number(readFileSync(pidFile, 'utf8'));
+    term.kill('SIGKILL');
+    await waitFor(() => existsSync(out) && !existsSync(`/proc/${command}`) && !recorderRunning(out), 20_000);
+    assert.match(readFileSync(out, 'utf8'), /spin_here/);
+  });
+
+  it('honours a duration past the 24.8-day timer limit (-d 1000h): still recording until SIGTERM', async () => {
+    const out = join(dir, 'long.pb.gz');
+    rmSync(out, { force: true });
+    const child = spawn(process.execPath, [cli, 'record', '-q', '-F', '499', '-d', '1000h', '-o', out, '--', spin, '30'], { stdio: 'ignore' });
+    // Seconds into the run, the command has burnt CPU and the recording goes on: no output yet.
+    await waitFor(() => hasSamplesSoon(child.pid!), 20_000);
+    assert.equal(existsSync(out), false, 'the recording stopped early');
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 143);
+    const p = PprofProfile.decode(gunzipSync(readFileSync(out)));
+    const comments = p.comment.map((i) => String(p.stringTable.strings[Number(i)]));
+    assert.ok(comments.some((c) => /stopped: terminated$/.test(c)), comments.join('\n'));
+    assert.ok(p.stringTable.strings.includes('spin_here'));
+  });
 });
 
 describe('flamewire doctor', () => {
@@ -245,6 +301,29 @@ function sharedTmp(name: string): { tmp: string; victim: string } {
 function plant(target: string, at: string): void {
   symlinkSync(target, at);
   lchownSync(at, 65534, 65534);
+}
+
+/** User CPU ticks of a process so far; 0 when it is gone. */
+function cpuTicks(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[11]);
+  } catch {
+    return 0;
+  }
+}
+
+/** True while a flamewire record writing to `out` runs. */
+function recorderRunning(out: string): boolean {
+  for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('record') && argv.includes(out) && argv[0] === process.execPath) return true;
+    } catch {
+      // gone
+    }
+  }
+  return false;
 }
 
 /** True once the target's status line would show samples: approximated by the process running a while. */
