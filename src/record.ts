@@ -9,19 +9,22 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError, type RecordOptions } from './cli-args.js';
-import { spawnGated, type GatedCommand } from './command-runner.js';
+import { findCommand, spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
 import { formatDuration, formatNs, longTimeout } from './duration.js';
-import { commandPath, goBinaryOffsets, GoRegistry } from './go-processes.js';
+import { goBinaryOffsets, GoRegistry } from './go-processes.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
 import { checkTarget, OutputWriteError, writeOutput } from './output/write-output.js';
 import { StatusLine } from './status-line.js';
 import { btfProblem, maxSampleRate, privilegeProblem } from './system-checks.js';
 
-/** A failure of the run itself (not of the command line): exit status 1. */
+/** A failure of the run itself (not of the command line): exit status 1, or the shell's 126/127 for a command that cannot run. */
 export class RecordError extends Error {
   override name = 'RecordError';
+  constructor(message: string, readonly exitStatus = 1) {
+    super(message);
+  }
 }
 
 /** Runs a recording; resolves with the process exit status. */
@@ -30,17 +33,23 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   // unhandled error event would end the run before the output is written.
   out.on('error', () => {});
   if (out !== process.stderr) process.stderr.on('error', () => {});
-  await checkPreconditions(opts);
+  const exe = await checkPreconditions(opts);
 
   let sampler: OnCpuSampler | undefined;
   // Go processes known to the sampler (set once it is open).
   let go: GoRegistry | undefined;
+  // Whether the command's exec happened: when the shell's exec fails after findCommand said
+  // yes (the file went away, a missing ELF interpreter) it exits 127 or 126 without one.
+  let commandExeced = false;
   const capture = new OnCpuCapture({
     frequency: opts.frequency,
     offCpu: opts.offCpu,
     oneShot: true,
     // Go programs: samples carry goroutine ids once the sampler knows the runtime's offsets.
-    onProcess: (pid, event) => go?.update(pid, event),
+    onProcess: (pid, event) => {
+      if (event === 'exec' && pid === command?.pid) commandExeced = true;
+      go?.update(pid, event);
+    },
     goWaitReason: (pid, code) => go?.waitReason(pid, code),
   });
   const startWall = process.hrtime.bigint();
@@ -79,7 +88,6 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   if (command) {
     // A Go command gets goroutine ids from its first sample: its pid is the gate shell's, and
     // the exec record would come a poll interval late.
-    const exe = commandPath(opts.command[0]!);
     const offsets = exe === undefined ? undefined : goBinaryOffsets(exe);
     if (offsets) go.set(command.pid, offsets);
   }
@@ -161,7 +169,9 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   logger().debug(memoryFigures(), 'profile built');
   const written = await writeWithFallback(profile, opts, out);
   logger().debug(memoryFigures(), 'output written');
-  if (capture.sampleCount === 0 && capture.offCpuRecords === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
+  const execFailed = command !== undefined && command.done && !commandExeced && [126, 127].includes(await command.exited);
+  if (execFailed) out.write(`flamewire: ${opts.command[0]} did not start: the shell could not execute it (status ${await command!.exited})\n`);
+  else if (capture.sampleCount === 0 && capture.offCpuRecords === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
   if (!opts.quiet) {
     const blocks = capture.offCpuRecords - capture.goWaitRecords;
     const goWaits = capture.goWaitRecords > 0 ? `, ${capture.goWaitRecords.toLocaleString('en-US')} goroutine waits (${formatNs(capture.goWaitNs)})` : '';
@@ -184,7 +194,8 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   return exitCode;
 }
 
-async function checkPreconditions(opts: RecordOptions): Promise<void> {
+/** Throws UsageError or RecordError for what would make the run fail; resolves with the command's file, if there is a command. */
+async function checkPreconditions(opts: RecordOptions): Promise<string | undefined> {
   const priv = privilegeProblem();
   if (priv) throw new RecordError(priv);
   const btf = btfProblem();
@@ -214,6 +225,12 @@ async function checkPreconditions(opts: RecordOptions): Promise<void> {
     if (e instanceof OutputWriteError) throw new UsageError(e.message);
     throw e;
   }
+  if (opts.command.length === 0) return undefined;
+  // As a shell says it, before the sampler starts: 127 when there is no such command, 126
+  // when it is there but cannot be run.
+  const found = findCommand(opts.command[0]!);
+  if ('status' in found) throw new RecordError(found.message, found.status);
+  return found.path;
 }
 
 /** The process a pid (or thread id) belongs to, from /proc/PID/status; undefined when unreadable. */

@@ -57,6 +57,24 @@ describe('flamewire record: bad input', () => {
   it('rejects an unknown --format', () => assertOneLineError(run(['record', '--format', 'svg']), /unknown --format "svg"/));
   it('rejects --pid together with a command', () => assertOneLineError(run(['record', '-p', '1', '--', 'true']), /either --pid or a command/));
 
+  it('says a command that does not exist was not found, with status 127, as a shell', () => {
+    const out = join(dir, 'never.folded');
+    rmSync(out, { force: true });
+    assertOneLineError(run(['record', '-o', out, '--', '/nonexistent']), /^flamewire: command not found: \/nonexistent$/, 127);
+    assertOneLineError(run(['record', '-o', out, '--', 'flamewire-no-such-command', 'arg']), /^flamewire: command not found: flamewire-no-such-command$/, 127);
+    assert.equal(existsSync(out), false, 'nothing was recorded, so nothing is written');
+  });
+
+  it('says a command that is there but cannot run cannot be executed, with status 126', () => {
+    const file = join(dir, 'not-executable.sh');
+    writeFileSync(file, '#!/bin/sh\nexit 0\n');
+    chmodSync(file, 0o644);
+    assertOneLineError(run(['record', '-o', join(dir, 'x.folded'), '--', file]), /^flamewire: cannot execute .*not-executable\.sh: permission denied$/, 126);
+    assertOneLineError(run(['record', '-o', join(dir, 'x.folded'), '--', dir]), /^flamewire: cannot execute .*: it is a directory$/, 126);
+    // Found in PATH but not runnable, as a shell says it.
+    assertOneLineError(run(['record', '-o', join(dir, 'x.folded'), '--', 'not-executable.sh'], { env: { PATH: `${dir}:/usr/bin:/bin` } }), /^flamewire: cannot execute .*not-executable\.sh: permission denied$/, 126);
+  });
+
   it('rejects a thread id given as a pid, naming its process', () => {
     const tid = readdirSync(`/proc/${process.pid}/task`).map(Number).find((t) => t !== process.pid);
     assert.ok(tid !== undefined, 'the test runner has threads');
@@ -217,6 +235,15 @@ describe('flamewire record: runs', () => {
     assert.equal(d.uid, 0);
     assert.equal(statSync(fallback).mode & 0o777, 0o600);
     assert.match(readFileSync(fallback, 'utf8'), /spin_here/);
+  });
+
+  it('says when the command could not be executed after all, with the shell\'s status', () => {
+    // Found and executable, but exec fails: its ELF interpreter is missing (ENOENT from execve).
+    const bad = buildC(dir, 'no-interpreter', 'int main(void) { return 0; }', ['-Wl,--dynamic-linker=/nonexistent/ld.so']);
+    const r = run(['record', '-q', '-o', join(dir, 'no-interpreter.folded'), '--', bad]);
+    assert.equal(r.status, 127, r.stderr);
+    assert.match(r.stderr, /^flamewire: .*no-interpreter did not start: the shell could not execute it \(status 127\)$/m);
+    assert.doesNotMatch(r.stderr, /was the target idle/);
   });
 
   it('stops on SIGHUP, passes it to the command, and still writes the output', async () => {
