@@ -12,7 +12,8 @@
 // delivered is counted as dropped at shutdown, so the process exits then even if a backend
 // never answers. Nothing collected is dropped without being counted.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants as fsConstants, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AgentMetrics } from './agent-metrics.js';
@@ -341,22 +342,40 @@ function processAttributesFor(processes: ProcessTable, cgroups: Map<number, Cgro
   };
 }
 
-/** One pprof file per window: the offline mode. */
+/**
+ * One pprof file per window: the offline mode. The names are predictable (the window's start),
+ * so each file is created new (O_EXCL, O_NOFOLLOW): never written through a symlink or into a
+ * file that someone planted there. A name already taken gets a random suffix instead.
+ */
 function directorySink(dir: string): Sink {
   mkdirSync(dir, { recursive: true });
   let written = 0;
   let failed = 0;
   const log = logger().child({ sink: `directory ${dir}` });
+  const { O_CREAT, O_EXCL, O_NOFOLLOW, O_WRONLY } = fsConstants;
+  const create = (file: string): number => openSync(file, O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY, 0o644);
   return {
     name: `directory ${dir}`,
     take(profile) {
-      const file = join(dir, `flamewire-${new Date(Number(profile.timeNanos / 1_000_000n)).toISOString().replace(/[:.]/g, '-')}.pb.gz`);
+      const stem = join(dir, `flamewire-${new Date(Number(profile.timeNanos / 1_000_000n)).toISOString().replace(/[:.]/g, '-')}`);
+      let file = `${stem}.pb.gz`;
+      let fd: number | undefined;
       try {
-        writeFileSync(file, encodePprof(profile));
+        try {
+          fd = create(file);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          log.warn({ file }, 'a file of that name is already there; the window gets another name');
+          file = `${stem}-${randomBytes(6).toString('hex')}.pb.gz`;
+          fd = create(file);
+        }
+        writeFileSync(fd, encodePprof(profile));
         written++;
       } catch (e) {
         failed++;
         log.error({ file, err: (e as Error).message }, 'cannot write the window');
+      } finally {
+        if (fd !== undefined) closeSync(fd);
       }
     },
     drain: () => Promise.resolve(),

@@ -136,6 +136,8 @@ export function parseArgs(argv: string[]): Parsed {
 
 /** The longest --interval and --shutdown-timeout: a day (and well within a timer's 24.8 days). */
 const MAX_AGENT_TIME_MS = 24 * 3_600_000;
+/** Waiting longer than an hour for the last windows is a slip (a unit missing), not a wish. */
+const MAX_SHUTDOWN_TIMEOUT_MS = 3_600_000;
 
 /** 19 Hz, like Parca's and Grafana Alloy's agents: a prime, so it never beats with periodic work. */
 export const DEFAULT_AGENT_FREQUENCY = 19;
@@ -204,7 +206,7 @@ function parseAgent(args: string[]): Parsed {
       pyroscope,
       outputDirs,
       queueBytes,
-      shutdownTimeoutMs: time('shutdown-timeout', 5_000, MAX_AGENT_TIME_MS),
+      shutdownTimeoutMs: time('shutdown-timeout', 5_000, MAX_SHUTDOWN_TIMEOUT_MS),
       logLevel: level as LogLevel,
       metricsAddress,
       resource: resourceFromEnv(),
@@ -401,7 +403,7 @@ Logs are JSON lines on stdout. SIGTERM, SIGINT and SIGHUP close the last window,
   -p, --pid <pid[,pid...]>     only these processes (default: the whole machine)
   -F, --frequency <hz>         on-CPU samples per second per CPU (default ${DEFAULT_AGENT_FREQUENCY})
       --off-cpu                also off-CPU time (threads' blocks, goroutines' waits)
-      --interval <time>        window length (default 15s)
+      --interval <time>        window length (default 15s, at most 24h)
       --otlp-endpoint <url>    default OTEL_EXPORTER_OTLP_[PROFILES_]ENDPOINT, else
                                http://localhost:4317 (grpc) / http://localhost:4318 (http)
       --otlp-protocol <p>      grpc | http/protobuf (default OTEL_EXPORTER_OTLP_[PROFILES_]PROTOCOL,
@@ -415,8 +417,8 @@ Logs are JSON lines on stdout. SIGTERM, SIGINT and SIGHUP close the last window,
       --queue-size <size>      windows waiting for a destination, at most (default 64MiB;
                                the oldest are dropped, and counted, when full)
       --shutdown-timeout <t>   time to deliver the last windows on SIGTERM/SIGINT/SIGHUP
-                               (default 5s); what is not delivered by then is counted as
-                               dropped at shutdown
+                               (default 5s, at most 1h); what is not delivered by then is
+                               counted as dropped at shutdown
   -d, --duration <time>        stop after this long (default: until SIGTERM/SIGINT/SIGHUP)
       --log-level <level>      debug | info | warn | error (default info, or FLAMEWIRE_LOG_LEVEL)
       --metrics-address <a>    serve /metrics (Prometheus), /healthz and /readyz on host:port

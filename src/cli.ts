@@ -49,6 +49,8 @@ main(process.argv.slice(2)).then(
     const err = e as Error;
     process.stderr.write(`flamewire: ${err.message}\n`);
     if (process.env.FLAMEWIRE_DEBUG) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = e instanceof UsageError ? EXIT_USAGE : 1;
+    // A RecordError may carry its own status: 127/126 for a command that cannot run, as shells.
+    const status = (e as { exitStatus?: unknown }).exitStatus;
+    process.exitCode = e instanceof UsageError ? EXIT_USAGE : typeof status === 'number' ? status : 1;
   },
 );

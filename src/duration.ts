@@ -1,11 +1,17 @@
 // Durations on the command line: 500ms, 10s, 1.5s, 2m, 1h, 1m30s; a bare number means seconds.
+// (A timer for one of any length: timers.ts longTimeout.)
 
 const NS: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
 
-/** Milliseconds, or undefined when `text` is not a duration. */
+/**
+ * Milliseconds, or undefined when `text` is not a duration or is too long to count in
+ * milliseconds exactly (over Number.MAX_SAFE_INTEGER ms, 285 000 years).
+ */
 export function parseDuration(text: string): number | undefined {
   const ns = parseDurationNs(text, false);
-  return ns === undefined ? undefined : Math.round(ns / 1e6);
+  if (ns === undefined) return undefined;
+  const ms = Math.round(ns / 1e6);
+  return ms <= Number.MAX_SAFE_INTEGER ? ms : undefined;
 }
 
 /**
@@ -24,7 +30,7 @@ export function parseDurationNs(text: string, small = true): number | undefined 
     total += Number(m[1]) * NS[m[2]];
     end = part.lastIndex;
   }
-  if (end !== t.length || end === 0) return undefined;
+  if (end !== t.length || end === 0 || !Number.isFinite(total)) return undefined;
   return Math.round(total);
 }
 

@@ -6,7 +6,8 @@
 //   full URL; the generic one is a base to which /v1development/profiles is appended.
 // - PROTOCOL: grpc | http/protobuf (default grpc, like the other OTLP exporters' default port 4317).
 // - HEADERS: key=value pairs separated by commas, values URL-encoded (W3C baggage style).
-// - COMPRESSION: gzip | none. TIMEOUT: milliseconds (default 10000).
+// - COMPRESSION: gzip | none. TIMEOUT: milliseconds (default 10000, at most 3600000: a request's
+//   deadline is a setTimeout, which fires a delay over 24.8 days after 1 ms).
 // - CERTIFICATE, CLIENT_CERTIFICATE, CLIENT_KEY: PEM files. INSECURE: true for plain-text gRPC.
 //
 // What would fail on every request is refused at start, in one line that never shows a secret:

@@ -1,40 +1,56 @@
 // `flamewire record`: start the sampler (filtered in the kernel), stream batches through the
-// capture pipeline, stop on duration / command exit / Ctrl-C / SIGTERM, then symbolize the
-// unique addresses once and write the output. Whatever was collected is written even when the
-// run ends early; a failure to write falls back to a temporary file, never to nothing.
+// capture pipeline, stop on duration / command exit / Ctrl-C / SIGTERM / SIGHUP, then symbolize
+// the unique addresses once and write the output. Whatever was collected is written even when
+// the run ends early; a failure to write falls back to a new file in a private temporary
+// directory, never to nothing.
 
-import { accessSync, existsSync, constants as fsConstants, readdirSync, statSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError, type RecordOptions } from './cli-args.js';
-import { spawnGated, type GatedCommand } from './command-runner.js';
+import { findCommand, spawnGated, type GatedCommand } from './command-runner.js';
 import { OnCpuCapture } from './capture.js';
 import { formatDuration, formatNs } from './duration.js';
-import { commandPath, goBinaryOffsets, GoRegistry } from './go-processes.js';
+import { longTimeout } from './timers.js';
+import { goBinaryOffsets, GoRegistry } from './go-processes.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
-import { writeOutput } from './output/write-output.js';
+import { checkTarget, OutputWriteError, writeOutput } from './output/write-output.js';
 import { StatusLine } from './status-line.js';
 import { btfProblem, maxSampleRate, privilegeProblem } from './system-checks.js';
 
-/** A failure of the run itself (not of the command line): exit status 1. */
+/** A failure of the run itself (not of the command line): exit status 1, or the shell's 126/127 for a command that cannot run. */
 export class RecordError extends Error {
   override name = 'RecordError';
+  constructor(message: string, readonly exitStatus = 1) {
+    super(message);
+  }
 }
 
 /** Runs a recording; resolves with the process exit status. */
 export async function record(opts: RecordOptions, out: NodeJS.WriteStream = process.stderr): Promise<number> {
-  checkPreconditions(opts);
+  // A closed stderr (a pipe to `head`, a terminal hung up) makes a write fail, and an
+  // unhandled error event would end the run before the output is written.
+  out.on('error', () => {});
+  if (out !== process.stderr) process.stderr.on('error', () => {});
+  const exe = await checkPreconditions(opts);
 
   let sampler: OnCpuSampler | undefined;
   // Go processes known to the sampler (set once it is open).
   let go: GoRegistry | undefined;
+  // Whether the command's exec happened: when the shell's exec fails after findCommand said
+  // yes (the file went away, a missing ELF interpreter) it exits 127 or 126 without one.
+  let commandExeced = false;
   const capture = new OnCpuCapture({
     frequency: opts.frequency,
     offCpu: opts.offCpu,
     oneShot: true,
     // Go programs: samples carry goroutine ids once the sampler knows the runtime's offsets.
-    onProcess: (pid, event) => go?.update(pid, event),
+    onProcess: (pid, event) => {
+      if (event === 'exec' && pid === command?.pid) commandExeced = true;
+      go?.update(pid, event);
+    },
     goWaitReason: (pid, code) => go?.waitReason(pid, code),
   });
   const startWall = process.hrtime.bigint();
@@ -73,7 +89,6 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   if (command) {
     // A Go command gets goroutine ids from its first sample: its pid is the gate shell's, and
     // the exec record would come a poll interval late.
-    const exe = commandPath(opts.command[0]!);
     const offsets = exe === undefined ? undefined : goBinaryOffsets(exe);
     if (offsets) go.set(command.pid, offsets);
   }
@@ -88,13 +103,22 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   }));
   if (!opts.quiet) status.start();
 
-  // Wait for the first of: duration, command exit, all -p processes gone, SIGINT/SIGTERM.
+  // Wait for the first of: duration, command exit, all -p processes gone, SIGINT/SIGTERM/SIGHUP.
+  // SIGTERM and SIGHUP go on to the command (a hang-up of the terminal sends the command its
+  // own SIGHUP too; a second one changes nothing). From then on until the output is written,
+  // more of them are passed on to the command but do not end flamewire: the shell of a
+  // terminal that hangs up repeats the kernel's SIGHUP, and a `kill` in a loop must not lose
+  // the profile. A second Ctrl-C still ends flamewire at once.
+  const forward = (signal: NodeJS.Signals) => () => command?.kill(signal);
+  const lateSignals = { SIGTERM: forward('SIGTERM'), SIGHUP: forward('SIGHUP') };
   const stopReason = await new Promise<string>((resolveStop) => {
-    const timers: NodeJS.Timeout[] = [];
+    const cancels: (() => void)[] = [];
     const done = (why: string) => {
-      for (const t of timers) clearTimeout(t); // clears intervals too
+      for (const cancel of cancels) cancel();
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
+      process.off('SIGHUP', onHup);
+      for (const [signal, handler] of Object.entries(lateSignals)) process.on(signal, handler);
       resolveStop(why);
     };
     const onInt = () => done('interrupted');
@@ -102,14 +126,24 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
       command?.kill('SIGTERM');
       done('terminated');
     };
+    const onHup = () => {
+      command?.kill('SIGHUP');
+      done('hung up');
+    };
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
-    if (opts.durationMs !== undefined) timers.push(setTimeout(() => done('duration'), opts.durationMs));
+    process.on('SIGHUP', onHup);
+    // Any length: setTimeout alone fires a delay over 24.8 days after 1 ms.
+    if (opts.durationMs !== undefined) {
+      const stop = longTimeout(() => done('duration'), opts.durationMs);
+      cancels.push(() => stop.clear());
+    }
     if (command) command.exited.then(() => done('command exited'));
     if (filterPids) {
-      timers.push(setInterval(() => {
+      const poll = setInterval(() => {
         if (filterPids.every((p) => !existsSync(`/proc/${p}`))) done('processes exited');
-      }, 200));
+      }, 200);
+      cancels.push(() => clearInterval(poll));
     }
   });
 
@@ -121,7 +155,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   // With a command: after Ctrl-C the command got SIGINT from the terminal too, so it is
   // finishing; its exit status becomes ours. When the duration ran out first it keeps running:
   // the output is written now and we wait for it afterwards (see below).
-  if (command && (stopReason === 'interrupted' || stopReason === 'terminated')) {
+  if (command && (stopReason === 'interrupted' || stopReason === 'terminated' || stopReason === 'hung up')) {
     const code = await Promise.race([command.exited, delay(5000).then(() => -1)]);
     if (code === -1) command.kill('SIGKILL');
   }
@@ -137,9 +171,11 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   const profile = await capture.finish({ timeNanos, durationNanos, comments });
 
   logger().debug(memoryFigures(), 'profile built');
-  const written = await writeWithFallback(profile, opts);
+  const written = await writeWithFallback(profile, opts, out);
   logger().debug(memoryFigures(), 'output written');
-  if (capture.sampleCount === 0 && capture.offCpuRecords === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
+  const execFailed = command !== undefined && command.done && !commandExeced && [126, 127].includes(await command.exited);
+  if (execFailed) out.write(`flamewire: ${opts.command[0]} did not start: the shell could not execute it (status ${await command!.exited})\n`);
+  else if (capture.sampleCount === 0 && capture.offCpuRecords === 0) out.write('flamewire: no samples were recorded (was the target idle?)\n');
   if (!opts.quiet) {
     const blocks = capture.offCpuRecords - capture.goWaitRecords;
     const goWaits = capture.goWaitRecords > 0 ? `, ${capture.goWaitRecords.toLocaleString('en-US')} goroutine waits (${formatNs(capture.goWaitNs)})` : '';
@@ -157,11 +193,13 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     if (!command.done && !opts.quiet) out.write(`flamewire: recording stopped; waiting for ${opts.command[0]} to exit\n`);
     exitCode = await command.exited;
   }
+  for (const [signal, handler] of Object.entries(lateSignals)) process.off(signal, handler);
   if (!written.ok) return 1;
   return exitCode;
 }
 
-function checkPreconditions(opts: RecordOptions): void {
+/** Throws UsageError or RecordError for what would make the run fail; resolves with the command's file, if there is a command. */
+async function checkPreconditions(opts: RecordOptions): Promise<string | undefined> {
   const priv = privilegeProblem();
   if (priv) throw new RecordError(priv);
   const btf = btfProblem();
@@ -172,6 +210,9 @@ function checkPreconditions(opts: RecordOptions): void {
   }
   for (const pid of opts.pids) {
     if (!existsSync(`/proc/${pid}`)) throw new UsageError(`no process with pid ${pid}`);
+    // /proc/TID exists for every thread too, but the filter is by process.
+    const tgid = threadGroupOf(pid);
+    if (tgid !== undefined && tgid !== pid) throw new UsageError(`${pid} is a thread of process ${tgid}: give -p ${tgid}`);
   }
   const dir = dirname(resolve(opts.output));
   try {
@@ -181,18 +222,53 @@ function checkPreconditions(opts: RecordOptions): void {
     throw new UsageError(`cannot write ${opts.output}: directory ${dir} does not exist or is not writable`);
   }
   if (existsSync(opts.output) && statSync(opts.output).isDirectory()) throw new UsageError(`cannot write ${opts.output}: it is a directory`);
+  // A symlink or FIFO that someone else planted in /tmp (see write-output.ts).
+  try {
+    await checkTarget(opts.output);
+  } catch (e) {
+    if (e instanceof OutputWriteError) throw new UsageError(e.message);
+    throw e;
+  }
+  if (opts.command.length === 0) return undefined;
+  // As a shell says it, before the sampler starts: 127 when there is no such command, 126
+  // when it is there but cannot be run.
+  const found = findCommand(opts.command[0]!);
+  if ('status' in found) throw new RecordError(found.message, found.status);
+  return found.path;
 }
 
-async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opts: RecordOptions): Promise<{ ok: boolean; path: string; view?: string }> {
+/** The process a pid (or thread id) belongs to, from /proc/PID/status; undefined when unreadable. */
+function threadGroupOf(pid: number): number | undefined {
+  try {
+    const m = /^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Writes the output to -o, or when that fails to a file of the same name in a new private
+ * directory: mkdtemp makes it (mode 0700, a random name), and the file is created there with
+ * O_EXCL|O_NOFOLLOW and mode 0600. No name in /tmp is predictable, so a link or file someone
+ * planted there cannot be followed or overwritten.
+ */
+async function writeWithFallback(profile: Parameters<typeof writeOutput>[0], opts: RecordOptions, out: NodeJS.WritableStream): Promise<{ ok: boolean; path: string; view?: string }> {
   const wopts = { format: opts.format, sampleType: opts.value, html: opts.value === undefined ? undefined : { sampleType: profile.sampleTypes.findIndex((t) => t.type === opts.value) } };
   try {
     const { view }: { format: unknown; view?: string } = await writeOutput(profile, opts.output, wopts);
     return { ok: true, path: opts.output, view };
   } catch (e) {
-    const ext = extname(opts.output) || '.out';
-    const fallback = join(tmpdir(), `flamewire-${process.pid}-${basename(opts.output, ext)}${opts.output.endsWith('.pb.gz') ? '.pb.gz' : ext}`);
-    process.stderr.write(`flamewire: ${(e as Error).message}; saving to ${fallback} instead\n`);
-    const { view }: { format: unknown; view?: string } = await writeOutput(profile, fallback, wopts);
+    const why = (e as Error).message;
+    let dir: string;
+    try {
+      dir = await mkdtemp(join(tmpdir(), 'flamewire-'));
+    } catch (e2) {
+      throw new RecordError(`${why}; no fallback either: cannot make a directory in ${tmpdir()} (${(e2 as NodeJS.ErrnoException).code ?? (e2 as Error).message})`);
+    }
+    const fallback = join(dir, basename(opts.output) || 'flamewire.out');
+    out.write(`flamewire: ${why}; saving to ${fallback} instead\n`);
+    const { view }: { format: unknown; view?: string } = await writeOutput(profile, fallback, { ...wopts, exclusive: true });
     return { ok: false, path: fallback, view };
   }
 }

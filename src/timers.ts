@@ -14,13 +14,16 @@ export interface LongTimeout {
   clear(): void;
 }
 
-/** setTimeout for a delay of any length (chained timers of at most MAX_TIMER_MS). */
-export function longTimeout(fn: () => void, ms: number): LongTimeout {
-  const end = Date.now() + (ms > 0 ? ms : 0);
+/**
+ * Calls `fn` once, `ms` from now on the monotonic clock, however long that is: past
+ * MAX_TIMER_MS (or `stepMs`, for tests) the timer re-arms until the time has come.
+ */
+export function longTimeout(fn: () => void, ms: number, stepMs = MAX_TIMER_MS): LongTimeout {
+  const end = performance.now() + (ms > 0 ? ms : 0);
   let t: NodeJS.Timeout;
   const arm = () => {
-    const left = end - Date.now();
-    t = setTimeout(left > MAX_TIMER_MS ? arm : fn, timerDelay(left));
+    const left = end - performance.now();
+    t = setTimeout(left > stepMs ? arm : fn, Math.min(timerDelay(Math.ceil(left)), stepMs));
   };
   arm();
   return { clear: () => clearTimeout(t) };

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -234,6 +234,37 @@ describe('flamewire agent', () => {
     assert.ok(files.length >= 2, files.join(','));
     const p = PprofProfile.decode(gunzipSync(readFileSync(join(out, files[0]!))));
     assert.ok(p.stringTable.strings.includes('agent_burn'));
+  });
+
+  it('creates each window file new in --output-dir, never through a link planted at its name', async () => {
+    // A shared directory (sticky, world-writable) where nobody planted a symlink at the name of
+    // every millisecond of the next 20 seconds, all pointing at a file that must stay untouched.
+    const base = join(dir, 'planted-windows');
+    rmSync(base, { recursive: true, force: true });
+    const out = join(base, 'shared');
+    mkdirSync(out, { recursive: true });
+    chmodSync(out, 0o1777);
+    const victim = join(base, 'victim');
+    writeFileSync(victim, 'untouched\n');
+    const from = Date.now();
+    const planted = new Set<string>();
+    for (let ms = from; ms < from + 20_000; ms++) {
+      const name = `flamewire-${new Date(ms).toISOString().replace(/[:.]/g, '-')}.pb.gz`;
+      symlinkSync(victim, join(out, name));
+      lchownSync(join(out, name), 65534, 65534);
+      planted.add(name);
+    }
+    const r = await agent(['-p', String(burner.pid), '--interval', '1s', '-d', '2500ms', '--no-otlp', '--output-dir', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(victim, 'utf8'), 'untouched\n');
+    const windows = readdirSync(out).filter((f) => !planted.has(f));
+    assert.ok(windows.length >= 2, windows.join(','));
+    for (const f of windows) {
+      assert.match(f, /^flamewire-[\dT-]+Z-[0-9a-f]{12}\.pb\.gz$/, 'each planted name was taken, so each window got another');
+      assert.ok(lstatSync(join(out, f)).isFile());
+      assert.ok(PprofProfile.decode(gunzipSync(readFileSync(join(out, f)))).stringTable.strings.includes('agent_burn'));
+    }
+    assert.equal(r.logs.filter((l) => l.msg === 'a file of that name is already there; the window gets another name').length, windows.length);
   });
 
   it('forgets the processes that exited a window ago and closes the files only they mapped', async () => {

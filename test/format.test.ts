@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, symlinkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, symlinkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -178,6 +178,83 @@ describe('writeOutput', () => {
     const d = fresh('format-first');
     await assert.rejects(writeOutput(knownProfile(), join(d, 'cpu.svg')), OutputFormatError);
     assert.equal(existsSync(join(d, 'cpu.svg')), false);
+  });
+});
+
+// A shared directory like /tmp (sticky, world-writable) where uid 65534 (nobody) planted names,
+// pointing at a file that must stay untouched. fs.protected_symlinks and protected_fifos may be
+// 0 on the machine: the refusals are flamewire's own.
+describe('writeOutput in a shared directory', () => {
+  const NOBODY = 65534;
+  const shared = (name: string) => {
+    const d = fresh(name);
+    const tmp = join(d, 'tmp');
+    mkdirSync(tmp);
+    chmodSync(tmp, 0o1777);
+    const victim = join(d, 'victim.folded');
+    writeFileSync(victim, 'precious\n');
+    return { d, tmp, victim };
+  };
+  const plantLink = (target: string, at: string) => {
+    symlinkSync(target, at);
+    lchownSync(at, NOBODY, NOBODY);
+  };
+  const refused = (pattern: RegExp) => (e: unknown) => {
+    assert.ok(e instanceof OutputWriteError, String(e));
+    assert.match(e.message, pattern);
+    assert.equal(e.message.split('\n').length, 1);
+    return true;
+  };
+
+  it("does not follow someone else's symlink, at the name or on the way to it", async () => {
+    const { d, tmp, victim } = shared('planted-link');
+    plantLink(victim, join(tmp, 'flame.folded'));
+    plantLink(d, join(tmp, 'sub'));
+    plantLink(join(d, 'nothing-yet.folded'), join(tmp, 'dangling.folded'));
+    await assert.rejects(writeOutput(knownProfile(), join(tmp, 'flame.folded')), refused(/flame\.folded: it is a symlink that uid 65534 made in the shared directory .*; not followed$/));
+    await assert.rejects(writeOutput(knownProfile(), join(tmp, 'sub', 'victim.folded')), refused(/sub is a symlink that uid 65534 made/));
+    await assert.rejects(writeOutput(knownProfile(), join(tmp, 'dangling.folded')), refused(/not followed/));
+    assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+    assert.equal(existsSync(join(d, 'nothing-yet.folded')), false);
+    assert.deepEqual(readdirSync(tmp).sort(), ['dangling.folded', 'flame.folded', 'sub']);
+  });
+
+  it("follows a symlink there that it or the directory's owner made", async () => {
+    const { tmp, victim } = shared('own-link');
+    symlinkSync(victim, join(tmp, 'mine.folded'));
+    await writeOutput(knownProfile(), join(tmp, 'mine.folded'));
+    assert.equal(readFileSync(victim, 'utf8'), renderFolded(knownProfile()));
+    assert.equal(lstatSync(join(tmp, 'mine.folded')).isSymbolicLink(), true);
+    // A sticky directory of nobody's own, with nobody's link: the owner's links count.
+    writeFileSync(victim, 'precious\n');
+    chownSync(tmp, NOBODY, NOBODY);
+    plantLink(victim, join(tmp, 'owners.folded'));
+    await writeOutput(knownProfile(), join(tmp, 'owners.folded'));
+    assert.equal(readFileSync(victim, 'utf8'), renderFolded(knownProfile()));
+  });
+
+  it("does not write into someone else's FIFO (it would hang there, or feed their reader)", async () => {
+    const { tmp } = shared('planted-fifo');
+    const fifo = join(tmp, 'stacks.folded');
+    execFileSync('mkfifo', [fifo]);
+    chownSync(fifo, NOBODY, NOBODY);
+    await assert.rejects(writeOutput(knownProfile(), fifo), refused(/is not a regular file and uid 65534 made it in the shared directory .*; not written into$/));
+  });
+
+  it('creates an exclusive file new, mode 0600, and refuses any name already taken, even by a dangling link', async () => {
+    const { d, tmp, victim } = shared('exclusive');
+    const fresh = join(tmp, 'new.folded');
+    await writeOutput(knownProfile(), fresh, { exclusive: true });
+    assert.equal(readFileSync(fresh, 'utf8'), renderFolded(knownProfile()));
+    assert.equal(statSync(fresh).mode & 0o777, 0o600);
+    plantLink(victim, join(tmp, 'link.folded'));
+    plantLink(join(d, 'created-through-link'), join(tmp, 'dangling.folded'));
+    for (const name of ['link.folded', 'dangling.folded', 'new.folded']) {
+      await assert.rejects(writeOutput(knownProfile(), join(tmp, name), { exclusive: true }), refused(/something is already there \(EEXIST\)$/));
+    }
+    assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+    assert.equal(existsSync(join(d, 'created-through-link')), false);
+    assert.equal(readFileSync(fresh, 'utf8'), renderFolded(knownProfile()));
   });
 });
 

@@ -136,6 +136,13 @@ describe('OTEL environment', () => {
     assert.doesNotThrow(() => otlpFromEnv({ OTEL_EXPORTER_OTLP_CERTIFICATE: cert }, { checkFiles: true }));
   });
 
+  it('refuses a timeout over an hour, which a timer would cut to 1 ms', () => {
+    assert.equal(otlpFromEnv({ OTEL_EXPORTER_OTLP_TIMEOUT: '3600000' }).timeoutMs, 3_600_000);
+    for (const v of ['3600001', '2147483648', '9'.repeat(400)]) {
+      assert.throws(() => otlpFromEnv({ OTEL_EXPORTER_OTLP_TIMEOUT: v }), (e: Error) => e instanceof UsageError && /^OTEL_EXPORTER_OTLP_TIMEOUT='\d+': at most 3600000 \(an hour\)$/.test(e.message));
+    }
+  });
+
   it('reads resource attributes, OTEL_SERVICE_NAME over service.name', () => {
     assert.deepEqual(resourceFromEnv({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=a,k8s.namespace.name=shop%20prod', OTEL_SERVICE_NAME: 'checkout' }), {
       'service.name': 'checkout',
@@ -236,5 +243,15 @@ describe('agent config file', () => {
     // A password goes in base64: anything but control characters is fine.
     const ok = parseAgentConfig({ exporters: [{ type: 'pyroscope', endpoint: 'http://c:1', basicAuth: { username: 'u', password: 'pässwörd' } }] }, 'cfg.json', {});
     assert.equal(ok.pyroscope[0]!.basicAuth!.password, 'pässwörd');
+  });
+
+  it('refuses a timeout over an hour, which a timer would cut to 1 ms', () => {
+    const timeout = (type: string, t: string) => parseAgentConfig({ exporters: [{ type, endpoint: 'http://c:1', timeout: t }] }, 'cfg.json', {});
+    assert.equal(timeout('otlp', '1h').otlp[0]!.timeoutMs, 3_600_000);
+    for (const type of ['otlp', 'parca', 'pyroscope']) {
+      for (const t of ['61m', '1000h', `${'9'.repeat(400)}h`]) {
+        assert.throws(() => timeout(type, t), (e: Error) => e instanceof UsageError && /exporters\[0\]\.timeout must be (at most 1h|a duration such as 10s)$/.test(e.message), `${type} ${t}`);
+      }
+    }
   });
 });
