@@ -35,6 +35,8 @@ import { btfProblem, privilegeProblem } from './system-checks.js';
 const AGENT_SYMBOL_CACHE = 200_000;
 /** Unwind-table bytes (.eh_frame, .debug_frame) the agent keeps between windows. */
 const AGENT_UNWIND_BYTES = 32 << 20;
+/** Bytes of one perf map read per window: a map written faster than this is read over several. */
+const AGENT_PERF_MAP_BYTES = 64 << 20;
 
 /** One destination of the windows. */
 interface Sink {
@@ -75,6 +77,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     // kept for later windows. Go tables are read a page at a time (elf/file-bytes.ts).
     symbolizer: { cacheEntries: AGENT_SYMBOL_CACHE },
     unwindBytes: AGENT_UNWIND_BYTES,
+    perfMapReadBudget: AGENT_PERF_MAP_BYTES,
   });
   // Read before the sampler and the symbolizer's worker start: the load's scratch is collected
   // while the process is small, instead of adding to the first window's peak.

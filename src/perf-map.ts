@@ -7,19 +7,21 @@
 //   file only (a FIFO would block for ever), owned by the process's user;
 // - it is read incrementally: each refresh reads only what was appended since the last one
 //   (up to a byte budget; the rest waits for the next refresh), and complete lines only;
-// - memory is bounded: an entry is 22 bytes of typed arrays (start, end, where its name is in
+// - memory is bounded: an entry is 26 bytes of typed arrays (start, end, where its name is in
 //   the file, the name's length), the names stay in the file and are read when an address is
 //   looked up (through the descriptor kept open, so a deleted map still answers), at most
-//   `maxEntries` entries are kept (the oldest lines go first: JITs reuse code space, so later
-//   lines are the live ones), and a name is at most MAX_NAME bytes;
+//   `maxEntries` entries are kept (past it, the oldest quarter goes: JITs reuse code space, so
+//   later lines are the live ones), and a name is at most MAX_NAME bytes;
 // - everything skipped is counted (stats): malformed lines, entries evicted, bytes not read yet.
 
 import { closeSync, readSync } from 'node:fs';
 import { lastAtOrBelow } from './sorted-search.js';
 import { openUntrusted, UntrustedFileError, type OpenUntrustedOptions } from './untrusted-file.js';
 
-/** Entries kept per map by default: ~11 MiB of typed arrays at most. */
-export const DEFAULT_MAX_ENTRIES = 1 << 19;
+/** Entries kept per map by default: 6.5 MiB of typed arrays at most (twice that while a refresh merges). */
+export const DEFAULT_MAX_ENTRIES = 1 << 18;
+/** New lines are merged into the table this many at a time. */
+const BATCH_LINES = 1 << 16;
 /** Bytes read per refresh by default. */
 export const DEFAULT_READ_BUDGET = 1 << 30;
 /** Longest name kept; longer ones are cut (and counted). */
@@ -66,11 +68,9 @@ export class PerfMap {
   /** Inside a line longer than MAX_LINE: skip to its end. */
   private skipping = false;
   private size = 0;
-  private starts = new Float64Array(0);
-  private ends = new Float64Array(0);
-  private nameOffs = new Float64Array(0);
-  private nameLens = new Uint16Array(0);
-  private n = 0;
+  /** The entries, by start address; `spare` is where a merge writes (kept during a refresh only). */
+  private table = new Table(0);
+  private spare = new Table(0);
   private readonly names = new Map<number, string>();
   private readonly maxEntries: number;
   private readonly readBudget: number;
@@ -114,23 +114,26 @@ export class PerfMap {
       this.readAppended();
     } catch {
       // A read error (the file shrank under us): what was read stays, the rest is unread.
+    } finally {
+      this.spare = new Table(0);
     }
     return true;
   }
 
   get length(): number {
-    return this.n;
+    return this.table.n;
   }
 
   get stats(): PerfMapStats {
-    return { ...this.stats_, entries: this.n, bytesRead: this.readOffset, bytesUnread: Math.max(0, this.size - this.readOffset) };
+    return { ...this.stats_, entries: this.table.n, bytesRead: this.readOffset, bytesUnread: Math.max(0, this.size - this.readOffset) };
   }
 
   lookup(addr: number): PerfMapHit | undefined {
-    const i = lastAtOrBelow(this.starts.subarray(0, this.n), addr);
-    if (i < 0 || addr >= this.ends[i]) return undefined;
+    const t = this.table;
+    const i = lastAtOrBelow(t.starts.subarray(0, t.n), addr);
+    if (i < 0 || addr >= t.ends[i]) return undefined;
     const name = this.nameOf(i);
-    return name === undefined ? undefined : { name, offset: addr - this.starts[i] };
+    return name === undefined ? undefined : { name, offset: addr - t.starts[i] };
   }
 
   /** Closes the file; the map is empty until the next refresh. */
@@ -145,15 +148,15 @@ export class PerfMap {
     this.readOffset = 0;
     this.size = 0;
     this.skipping = false;
-    this.n = 0;
+    this.table = new Table(0);
     this.names.clear();
   }
 
   private nameOf(i: number): string | undefined {
-    const off = this.nameOffs[i];
+    const off = this.table.offs[i];
     let name = this.names.get(off);
     if (name !== undefined) return name;
-    const len = this.nameLens[i];
+    const len = this.table.lens[i];
     const buf = Buffer.allocUnsafe(len);
     let got = 0;
     try {
@@ -175,7 +178,7 @@ export class PerfMap {
   private readAppended(): void {
     let budget = this.readBudget;
     const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, this.size - this.readOffset)));
-    const batch = new Batch();
+    const batch = new Table(Math.min(BATCH_LINES, 1024));
     while (budget > 0 && this.readOffset < this.size) {
       const want = Math.min(buf.length, this.size - this.readOffset, budget);
       const got = readSync(this.fd, buf, 0, want, this.readOffset);
@@ -195,7 +198,7 @@ export class PerfMap {
       const lastNl = view.lastIndexOf(NL);
       if (lastNl < pos) {
         // No complete line in what was read: wait for more, unless the line is already too long.
-        if (got - pos >= MAX_LINE || got === buf.length) {
+        if (got - pos > MAX_LINE) {
           this.stats_.malformed++;
           this.skipping = true;
           this.readOffset += got;
@@ -209,6 +212,10 @@ export class PerfMap {
         if (nl - pos > MAX_LINE) this.stats_.malformed++;
         else this.parseLine(view, pos, nl, this.readOffset, batch);
         pos = nl + 1;
+        if (batch.n === BATCH_LINES) {
+          this.merge(batch);
+          batch.n = 0;
+        }
       }
       this.readOffset += pos;
     }
@@ -216,7 +223,7 @@ export class PerfMap {
   }
 
   /** `START SIZE name` in view[from, to); `base` is the file offset of view[0]. */
-  private parseLine(view: Buffer, from: number, to: number, base: number, batch: Batch): void {
+  private parseLine(view: Buffer, from: number, to: number, base: number, batch: Table): void {
     let p = from;
     const start = hexAt(view, p, to);
     if (start === undefined) return this.malformed();
@@ -244,101 +251,95 @@ export class PerfMap {
     this.stats_.malformed++;
   }
 
-  /** Adds a batch of new lines: for one start address the latest line wins. */
-  private merge(b: Batch): void {
+  /** Adds a batch of new lines (in file order): for one start address the latest line wins. */
+  private merge(b: Table): void {
     const order = new Uint32Array(b.n);
     for (let i = 0; i < b.n; i++) order[i] = i;
     // By start, then newest first (the name's file offset grows with every line).
     order.sort((x, y) => b.starts[x] - b.starts[y] || b.offs[y] - b.offs[x]);
-    const total = this.n + b.n;
-    const starts = new Float64Array(total);
-    const ends = new Float64Array(total);
-    const offs = new Float64Array(total);
-    const lens = new Uint16Array(total);
+    const old = this.table;
+    const needed = old.n + b.n;
+    const out = this.spare.capacity >= needed ? this.spare : new Table(Math.max(needed, Math.min(2 * needed, this.maxEntries + BATCH_LINES)));
     let i = 0;
     let j = 0;
     let k = 0;
-    while (i < this.n || j < b.n) {
+    while (i < old.n || j < b.n) {
       const bi = j < b.n ? order[j] : -1;
       const bStart = bi >= 0 ? b.starts[bi] : Infinity;
-      if (i < this.n && this.starts[i] < bStart) {
-        starts[k] = this.starts[i];
-        ends[k] = this.ends[i];
-        offs[k] = this.nameOffs[i];
-        lens[k] = this.nameLens[i];
-        i++;
-        k++;
+      if (i < old.n && old.starts[i] < bStart) {
+        out.copyFrom(k++, old, i++);
         continue;
       }
       // The batch's newest line for this start replaces the old entry and the batch's older lines.
-      starts[k] = bStart;
-      ends[k] = b.ends[bi];
-      offs[k] = b.offs[bi];
-      lens[k] = b.lens[bi];
-      k++;
+      out.copyFrom(k++, b, bi);
       while (j < b.n && b.starts[order[j]] === bStart) j++;
-      while (i < this.n && this.starts[i] === bStart) i++;
+      while (i < old.n && old.starts[i] === bStart) i++;
     }
-    this.starts = starts;
-    this.ends = ends;
-    this.nameOffs = offs;
-    this.nameLens = lens;
-    this.n = k;
+    out.n = k;
+    this.table = out;
+    old.n = 0;
+    this.spare = old;
     if (k > this.maxEntries) this.evictOldest();
   }
 
-  /** Keeps the newest maxEntries entries (by where their line is in the file). */
+  /** Keeps the newest 3/4 of maxEntries (by where their line is in the file): evictions stay rare. */
   private evictOldest(): void {
-    const sorted = this.nameOffs.slice(0, this.n).sort();
-    const cut = sorted[this.n - this.maxEntries];
+    const t = this.table;
+    const keep = Math.max(1, Math.floor((this.maxEntries * 3) / 4));
+    const cut = t.offs.slice(0, t.n).sort()[t.n - keep];
     let k = 0;
-    for (let i = 0; i < this.n; i++) {
-      if (this.nameOffs[i] < cut) continue;
-      this.starts[k] = this.starts[i];
-      this.ends[k] = this.ends[i];
-      this.nameOffs[k] = this.nameOffs[i];
-      this.nameLens[k] = this.nameLens[i];
-      k++;
-    }
-    this.stats_.evicted += this.n - k;
-    this.n = k;
+    for (let i = 0; i < t.n; i++) if (t.offs[i] >= cut) t.copyFrom(k++, t, i);
+    this.stats_.evicted += t.n - k;
+    t.n = k;
     this.names.clear();
-    // Give back the memory of the evicted part.
-    this.starts = this.starts.slice(0, k);
-    this.ends = this.ends.slice(0, k);
-    this.nameOffs = this.nameOffs.slice(0, k);
-    this.nameLens = this.nameLens.slice(0, k);
   }
 }
 
-/** New lines of one refresh, in file order, in growable typed arrays. */
-class Batch {
-  starts = new Float64Array(1024);
-  ends = new Float64Array(1024);
-  offs = new Float64Array(1024);
-  lens = new Uint16Array(1024);
+/** Entries in parallel typed arrays: the sorted table of a map, or a batch of new lines. */
+class Table {
+  starts: Float64Array;
+  ends: Float64Array;
+  /** Where the name is in the file; also the line's age (a later line is further on). */
+  offs: Float64Array;
+  lens: Uint16Array;
   n = 0;
 
+  constructor(readonly capacity: number) {
+    this.starts = new Float64Array(capacity);
+    this.ends = new Float64Array(capacity);
+    this.offs = new Float64Array(capacity);
+    this.lens = new Uint16Array(capacity);
+  }
+
   push(start: number, end: number, off: number, len: number): void {
-    if (this.n === this.starts.length) {
-      const grow = <T extends Float64Array | Uint16Array>(a: T): T => {
-        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
-        b.set(a);
-        return b;
-      };
-      this.starts = grow(this.starts);
-      this.ends = grow(this.ends);
-      this.offs = grow(this.offs);
-      this.lens = grow(this.lens);
-    }
+    if (this.n === this.starts.length) this.grow();
     this.starts[this.n] = start;
     this.ends[this.n] = end;
     this.offs[this.n] = off;
     this.lens[this.n] = len;
     this.n++;
   }
-}
 
+  copyFrom(k: number, from: Table, i: number): void {
+    this.starts[k] = from.starts[i];
+    this.ends[k] = from.ends[i];
+    this.offs[k] = from.offs[i];
+    this.lens[k] = from.lens[i];
+  }
+
+  private grow(): void {
+    const cap = Math.max(1024, this.starts.length * 2);
+    const grown = <T extends Float64Array | Uint16Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(cap);
+      b.set(a);
+      return b;
+    };
+    this.starts = grown(this.starts);
+    this.ends = grown(this.ends);
+    this.offs = grown(this.offs);
+    this.lens = grown(this.lens);
+  }
+}
 /** A hex number (optionally 0x-prefixed, at most 16 digits) at view[p], before `to`. */
 function hexAt(view: Buffer, p: number, to: number): { value: number; end: number } | undefined {
   if (p + 1 < to && view[p] === 0x30 && (view[p + 1] === 0x78 || view[p + 1] === 0x58)) p += 2;

@@ -90,6 +90,8 @@ export interface ProcessTableOptions {
 
 /** /proc/PID/maps is read up to this size: 65530 mappings (vm.max_map_count) of long paths fit. */
 const MAX_MAPS_BYTES = 64 << 20;
+/** Files with one build id but other contents compared with a new one, at most. */
+const MAX_SAME_BUILD_ID = 4;
 /** /proc/PID/stat and status are a few kilobytes. */
 const MAX_STATUS_BYTES = 1 << 20;
 
@@ -111,6 +113,8 @@ export class ProcessTable {
   private readonly fds = new Map<MappedFile, number>();
   private readonly sizes = new Map<MappedFile, number>();
   private readonly hashes = new Map<MappedFile, string>();
+  /** Build id → the files registered with it (more than one only when their contents differ). */
+  private readonly byBuildId = new Map<string, MappedFile[]>();
   private vdso?: { bytes: Buffer; file: MappedFile };
   /** Pids that could not be captured (gone before we saw them) → when we last tried. */
   private readonly missing = new Map<number, number>();
@@ -260,6 +264,9 @@ export class ProcessTable {
       this.sizes.delete(file);
       this.hashes.delete(file);
       if (this.byKey.get(file.key) === file) this.byKey.delete(file.key);
+      const same = this.byBuildId.get(file.buildId)?.filter((f) => f !== file);
+      if (same?.length) this.byBuildId.set(file.buildId, same);
+      else this.byBuildId.delete(file.buildId);
     }
     for (const [k, file] of this.byInode) if (!this.fds.has(file)) this.byInode.delete(k);
     const now = performance.now();
@@ -274,6 +281,7 @@ export class ProcessTable {
     this.fds.clear();
     this.sizes.clear();
     this.hashes.clear();
+    this.byBuildId.clear();
     for (const st of this.procs.values()) if (st.perfMap) this.closePerfMap(st.perfMap);
     this.procs.clear();
     this.byInode.clear();
@@ -394,8 +402,12 @@ export class ProcessTable {
     let key = buildId ? `b:${buildId}` : `f:${idKey}:${stats.size}:${Math.trunc(stats.mtimeMs)}`;
     let existing = this.byKey.get(key);
     if (existing && buildId && !this.sameContents(existing, fd, stats)) {
+      // Another file with that build id: shared with one of the same contents, if any (a few
+      // are compared at most, so that many forgeries cost no more than a few hashes).
       key = `b:${buildId}@${idKey}:${stats.size}`;
-      existing = this.byKey.get(key);
+      const others = this.byBuildId.get(buildId) ?? [];
+      existing = others.slice(0, MAX_SAME_BUILD_ID).find((f) => f !== this.byKey.get(`b:${buildId}`) && this.sameContents(f, fd, stats));
+      if (!existing) existing = this.byKey.get(key);
     }
     if (existing) {
       closeSync(fd);
@@ -405,6 +417,7 @@ export class ProcessTable {
     this.fds.set(file, fd);
     this.sizes.set(file, stats.size);
     this.byKey.set(key, file);
+    if (buildId) this.byBuildId.set(buildId, [...(this.byBuildId.get(buildId) ?? []), file]);
     return file;
   }
 
