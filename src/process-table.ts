@@ -12,7 +12,7 @@ import { join, posix } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ElfFile, PT_LOAD, type ElfSegment } from './elf/elf-file.js';
 import { PerfMap, type PerfMapStats } from './perf-map.js';
-import { openUntrusted, readBounded, UntrustedFileError, type OpenedFile } from './untrusted-file.js';
+import { fuseMounts, openUntrusted, readBounded, UntrustedFileError, type OpenedFile } from './untrusted-file.js';
 
 export type MappingKind = 'file' | 'vdso' | 'vsyscall' | 'heap' | 'stack' | 'anon' | 'special';
 
@@ -354,6 +354,10 @@ export class ProcessTable {
     // The very file mapped, through the kernel's own link (needs CAP_CHECKPOINT_RESTORE or
     // CAP_SYS_ADMIN); else its path, resolved inside the process's root. Either way only a
     // regular file is opened: a process can map a device, or put a FIFO where its file was.
+    // A file on a FUSE mount of some user waits for that user's daemon at every open and read.
+    if (fuseMounts(`${this.procRoot}/${pid}/mountinfo`).devices.has(m.dev)) {
+      return { key: `f:${idKey}`, buildId: '', goBuildId: '', openPath: '', displayPath: m.path, root, segments: [], error: `${m.path} is on a FUSE file system served by an unprivileged user: not read` };
+    }
     let opened: OpenedFile | undefined;
     let lastErr = '';
     const tries: Array<() => OpenedFile> = [() => openUntrusted(`${this.procRoot}/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`)];

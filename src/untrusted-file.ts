@@ -13,6 +13,11 @@
 //   again at the root, `..` stops there), never followed by the kernel, so no link — magic
 //   /proc links included — leads out of it. Each step opens `/proc/self/fd/<dir>/<name>`: the
 //   directory is the descriptor, not a path that can be swapped under the walk.
+// - A file system served by an unprivileged user's FUSE daemon is never entered: every lookup,
+//   stat or open there waits for the daemon's answer, which a hostile one never sends (any user
+//   can mount one, with fusermount3 or in a user namespace). The process's mountinfo tells where
+//   such mounts are, without touching them; a walk stops before it would look anything up in one,
+//   and mapped files on one are not opened (fuseMounts().devices).
 // - Reads of /proc files are bounded: the kernel reports their size as 0, and a process can make
 //   some of them (maps) very large.
 
@@ -24,7 +29,7 @@ const { O_RDONLY, O_NOFOLLOW, O_DIRECTORY, O_NOCTTY, O_NONBLOCK } = constants;
 /** Symbolic links followed in one resolution, as the kernel's MAXSYMLINKS. */
 const MAX_LINKS = 40;
 
-export type UntrustedFileProblem = 'missing' | 'not-regular' | 'owner' | 'loop' | 'denied' | 'error';
+export type UntrustedFileProblem = 'missing' | 'not-regular' | 'owner' | 'loop' | 'denied' | 'fuse' | 'error';
 
 /** A file that is not opened: `problem` says why, `message` is one line naming the path. */
 export class UntrustedFileError extends Error {
@@ -136,6 +141,7 @@ function openPathHandle(path: string): number {
  * symbolic link is replaced by its text, resolved from the root for an absolute one.
  */
 function resolveInRoot(root: string, path: string): number {
+  const fuse = fuseMounts(mountinfoFor(root));
   let rootFd: number;
   try {
     rootFd = openSync(root, O_PATH | O_DIRECTORY);
@@ -143,9 +149,12 @@ function resolveInRoot(root: string, path: string): number {
     throw errnoError(root, e);
   }
   // The directories walked down from the root: `..` goes back up this stack, never above it.
+  // `names` holds their path inside the root, to compare with the FUSE mounts.
   const dirs: number[] = [rootFd];
+  const names: string[] = [];
   const closeDirs = (keep: number) => {
     while (dirs.length > keep) closeSync(dirs.pop()!);
+    names.length = Math.max(0, dirs.length - 1);
   };
   const todo = components(path);
   let links = 0;
@@ -153,9 +162,14 @@ function resolveInRoot(root: string, path: string): number {
     while (todo.length > 0) {
       const name = todo.shift()!;
       if (name === '..') {
-        if (dirs.length > 1) closeSync(dirs.pop()!);
+        if (dirs.length > 1) closeDirs(dirs.length - 1);
         continue;
       }
+      // Looking the name up in a FUSE directory, or stat'ing a FUSE mount's root, waits on its daemon.
+      const here = '/' + names.join('/');
+      const next = here === '/' ? `/${name}` : `${here}/${name}`;
+      const hazard = fuse.points.find((p) => p === next || isUnder(here, p));
+      if (hazard !== undefined) throw new UntrustedFileError(`${path}: on a FUSE file system (${hazard}) served by an unprivileged user: not read`, 'fuse');
       const at = `/proc/self/fd/${dirs[dirs.length - 1]}/${name}`;
       let fd: number;
       try {
@@ -192,6 +206,7 @@ function resolveInRoot(root: string, path: string): number {
         throw new UntrustedFileError(`${path}: ${name} is not a directory`, 'missing');
       }
       dirs.push(fd);
+      names.push(name);
     }
     // The path named the root itself (or resolved back to it): a directory, never a file.
     const top = dirs.pop()!;
@@ -201,6 +216,73 @@ function resolveInRoot(root: string, path: string): number {
     closeDirs(0);
     throw e;
   }
+}
+
+/** FUSE mounts served by a user other than root, as one process sees them. */
+export interface FuseMounts {
+  /** Mount points, as paths inside that process's root. */
+  points: string[];
+  /** Their devices, `major:minor` in hex as /proc/PID/maps writes them. */
+  devices: Set<string>;
+}
+
+const NO_MOUNTS: FuseMounts = { points: [], devices: new Set() };
+const mountCache = new Map<string, { at: number; mounts: FuseMounts }>();
+/** A process's mounts are read again after this long (they change rarely; opens come in bursts). */
+const MOUNTS_TTL_MS = 1000;
+
+/**
+ * The FUSE mounts whose daemon is not root's, from a mountinfo file (`/proc/PID/mountinfo`):
+ * the file system type is fuse, fuse.* or fuseblk, and the `user_id=` of its super options (the
+ * user who mounted it) is not 0. Cached for a second per file. Nothing when it cannot be read.
+ */
+export function fuseMounts(mountinfo: string, now = Date.now()): FuseMounts {
+  const hit = mountCache.get(mountinfo);
+  if (hit && now - hit.at < MOUNTS_TTL_MS) return hit.mounts;
+  let mounts = NO_MOUNTS;
+  try {
+    mounts = parseFuseMounts(readBounded(mountinfo, 16 << 20).text);
+  } catch {
+    // gone, or not ours to read: no mount is known to be FUSE
+  }
+  if (mountCache.size >= 256) mountCache.clear();
+  mountCache.set(mountinfo, { at: now, mounts });
+  return mounts;
+}
+
+/** The text of a mountinfo file → its user-served FUSE mounts. */
+export function parseFuseMounts(text: string): FuseMounts {
+  const out: FuseMounts = { points: [], devices: new Set() };
+  for (const line of text.split('\n')) {
+    // id parent major:minor root mount-point options [optional fields...] - fstype source super-options
+    const dash = line.indexOf(' - ');
+    if (dash < 0) continue;
+    const head = line.slice(0, dash).split(' ');
+    const [fstype, , superOpts = ''] = line.slice(dash + 3).split(' ');
+    if (head.length < 5 || !(fstype === 'fuse' || fstype === 'fuseblk' || fstype?.startsWith('fuse.'))) continue;
+    const uid = /(?:^|,)user_id=(\d+)(?:,|$)/.exec(superOpts)?.[1];
+    if (uid === '0') continue;
+    out.points.push(unescapeMountPath(head[4]!));
+    const [major, minor] = head[2]!.split(':').map(Number);
+    if (Number.isInteger(major) && Number.isInteger(minor)) out.devices.add(`${major!.toString(16).padStart(2, '0')}:${minor!.toString(16).padStart(2, '0')}`);
+  }
+  return out;
+}
+
+/** mountinfo writes space, tab, newline and backslash in paths as \ooo. */
+function unescapeMountPath(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** The mountinfo that describes `root`: /proc/PID/mountinfo for /proc/PID/root, else ours. */
+function mountinfoFor(root: string): string {
+  const m = /^(.*\/(?:\d+|self|thread-self))\/root\/*$/.exec(root);
+  return m ? `${m[1]}/mountinfo` : '/proc/self/mountinfo';
+}
+
+/** `dir` is `point` or below it. */
+function isUnder(dir: string, point: string): boolean {
+  return dir === point || dir.startsWith(point.endsWith('/') ? point : point + '/');
 }
 
 function components(path: string): string[] {

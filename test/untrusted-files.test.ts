@@ -5,7 +5,7 @@
 // may be read, and memory stays bounded.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   appendFileSync,
   chmodSync,
@@ -29,7 +29,7 @@ import { after, before, describe, it } from 'node:test';
 import { perfMapComment } from '../src/capture.js';
 import { DEFAULT_MAX_ENTRIES, MAX_NAME, PerfMap } from '../src/perf-map.js';
 import { ProcessTable } from '../src/process-table.js';
-import { openUntrusted, readBounded, UntrustedFileError } from '../src/untrusted-file.js';
+import { openUntrusted, parseFuseMounts, readBounded, UntrustedFileError } from '../src/untrusted-file.js';
 import { buildC, repoRoot } from './helpers.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
@@ -354,6 +354,100 @@ describe('perf maps of hostile processes', { timeout: 5 * 60_000 }, () => {
     assert.equal(code, 0, log.slice(-2000));
     assert.ok(readdirSync(outDir).length >= 4);
     j.child.kill('SIGKILL');
+  });
+});
+
+/**
+ * A FUSE file system whose daemon (run as the given user, like any user can with fusermount3)
+ * answers the kernel's INIT and then nothing, ever: whoever looks anything up in it waits for
+ * good. Mounted by root here (/dev/fuse may be root's only), with the user's user_id, as
+ * fusermount3 mounts it for them.
+ */
+const HANG_FS = `
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+static char buf[(1 << 20) + 8192];
+int main(int argc, char **argv) {
+  int uid = atoi(argv[2]);
+  int fd = open("/dev/fuse", O_RDWR);
+  if (fd < 0) { perror("/dev/fuse"); return 1; }
+  char opts[128];
+  snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=%d,group_id=%d,allow_other", fd, uid, uid);
+  if (mount("hangfs", argv[1], "fuse.hangfs", MS_NOSUID | MS_NODEV, opts)) { perror("mount"); return 1; }
+  if (setgid(uid) || setuid(uid)) return 1;
+  printf("ready\\n");
+  fflush(stdout);
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0) { if (errno == EINTR || errno == ENOENT) continue; return 0; }
+    struct fuse_in_header *in = (struct fuse_in_header *)buf;
+    if (in->opcode != FUSE_INIT) continue; /* no answer, ever */
+    struct fuse_init_in *ii = (struct fuse_init_in *)(in + 1);
+    struct { struct fuse_out_header h; struct fuse_init_out o; } r;
+    memset(&r, 0, sizeof r);
+    r.h.len = sizeof r;
+    r.h.unique = in->unique;
+    r.o.major = FUSE_KERNEL_VERSION;
+    r.o.minor = ii->minor < FUSE_KERNEL_MINOR_VERSION ? ii->minor : FUSE_KERNEL_MINOR_VERSION;
+    r.o.max_readahead = ii->max_readahead;
+    r.o.max_background = 16;
+    r.o.congestion_threshold = 12;
+    r.o.max_write = 4096;
+    r.o.time_gran = 1;
+    if (write(fd, &r, sizeof r) < 0) return 1;
+  }
+}
+`;
+
+describe('FUSE file systems served by a user', { timeout: 2 * 60_000 }, () => {
+  const mnt = join(dir, 'fuse-mnt');
+  let daemon: ChildProcess | undefined;
+  before(async () => {
+    mkdirSync(mnt, { recursive: true });
+    const bin = buildC(dir, 'hang-fs', HANG_FS);
+    daemon = spawn(bin, [mnt, String(NOBODY)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      daemon!.stdout!.once('data', () => resolve());
+      daemon!.once('exit', (c) => reject(new Error(`hang-fs exited (${c})`)));
+    });
+  });
+  after(() => {
+    // Killing the daemon aborts the connection: anything still waiting on it gets an error.
+    daemon?.kill('SIGKILL');
+    spawnSync('umount', ['-l', mnt]);
+  });
+
+  it('knows the mount from mountinfo, without touching it', () => {
+    const mounts = parseFuseMounts(readFileSync('/proc/self/mountinfo', 'utf8'));
+    assert.ok(mounts.points.includes(mnt), mounts.points.join(' '));
+    // A FUSE mount of root's (lxcfs, a root sshfs) is not a user's.
+    const rootOwned = '40 27 0:50 / /var/lib/lxcfs rw,nosuid,nodev,relatime - fuse.lxcfs lxcfs rw,user_id=0,group_id=0,allow_other';
+    assert.deepEqual(parseFuseMounts(rootOwned).points, []);
+    const spaced = '41 27 0:51 / /home/u/my\\040drive rw - fuse.sshfs u@h: rw,user_id=1000,group_id=1000';
+    assert.deepEqual({ ...parseFuseMounts(spaced), devices: [...parseFuseMounts(spaced).devices] }, { points: ['/home/u/my drive'], devices: ['00:33'] });
+  });
+
+  it('does not wait on it: opening a path into it, or the mount itself, is refused at once', () => {
+    for (const p of [join(mnt, 'perf-1.map'), mnt, join(mnt, 'a', 'b')]) {
+      assert.throws(() => openUntrusted(p, { root: '/' }), (e: unknown) => e instanceof UntrustedFileError && e.problem === 'fuse', p);
+    }
+  });
+
+  it('finishes a recording whose process links its perf map into it', async () => {
+    const j = await startJit([jitSpin, `link:${join(mnt, 'perf.map')}`, '30'], { uid: NOBODY });
+    try {
+      const r = await recordPid(j.pid, 'fuse-link');
+      assert.equal(r.status, 0, r.stderr);
+      assert.ok(totalSamples(r.folded) > 0);
+    } finally {
+      j.child.kill('SIGKILL');
+    }
   });
 });
 
