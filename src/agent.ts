@@ -49,6 +49,8 @@ const REPEATED_LOG_MS = 10_000;
 /** How long the process may take to exit once everything is closed, before it is made to. */
 const EXIT_GRACE_MS = 1000;
 const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+/** Bytes of one perf map read per window: a map written faster than this is read over several. */
+const AGENT_PERF_MAP_BYTES = 64 << 20;
 
 /** One destination of the windows. */
 interface Sink {
@@ -89,6 +91,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     // kept for later windows. Go tables are read a page at a time (elf/file-bytes.ts).
     symbolizer: { cacheEntries: AGENT_SYMBOL_CACHE },
     unwindBytes: AGENT_UNWIND_BYTES,
+    perfMapReadBudget: AGENT_PERF_MAP_BYTES,
   });
   // Read before the sampler and the symbolizer's worker start: the load's scratch is collected
   // while the process is small, instead of adding to the first window's peak.

@@ -6,7 +6,8 @@
 import { Aggregator, type StackEntry } from './aggregator.js';
 import { Kallsyms } from './kallsyms.js';
 import { logger, memoryFigures as memory } from './logger.js';
-import { ProcessTable } from './process-table.js';
+import { DEFAULT_MAX_ENTRIES, MAX_NAME } from './perf-map.js';
+import { ProcessTable, type PerfMapTotals } from './process-table.js';
 import { buildProfile, type ResolvedAddress } from './profile-builder.js';
 import type { Profile } from './profile-model.js';
 import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, type RawSample } from './record-decoder.js';
@@ -46,6 +47,8 @@ export interface CaptureOptions {
   symbolizer?: Pick<SymbolizerOptions, 'idleTimeoutMs' | 'cacheEntries'>;
   /** Unwind-table bytes kept for the leaf repair (see UnwindTables; default 256 MiB). */
   unwindBytes?: number;
+  /** Bytes of a perf map read per window at most (perf-map.ts); default: a whole gigabyte. */
+  perfMapReadBudget?: number;
 }
 
 export interface FinishOptions {
@@ -99,7 +102,7 @@ export class OnCpuCapture {
   fastPathSamples = 0;
 
   constructor(private readonly opts: CaptureOptions) {
-    this.processes = new ProcessTable({ procRoot: opts.procRoot });
+    this.processes = new ProcessTable({ procRoot: opts.procRoot, perfMapReadBudget: opts.perfMapReadBudget });
     this.unwind = new UnwindTables({ maxBytes: opts.unwindBytes });
   }
 
@@ -335,6 +338,8 @@ export class OnCpuCapture {
     const res = { user: userRes, kernel: kernelRes };
     const comments = [...opts.comments];
     if (this.decodeErrors > 0) comments.push(`malformed ring buffer batches skipped: ${this.decodeErrors}`);
+    const maps = perfMapComment(this.processes.perfMapStats());
+    if (maps) comments.push(maps);
     const profile = buildProfile({
       stacks: aggregator.stacks(),
       user: (pid, a) => res.user.get(pid)?.get(a) ?? UNKNOWN,
@@ -412,4 +417,13 @@ export class OnCpuCapture {
     await this.kernelSymbolizer?.close();
     this.processes.close();
   }
+}
+
+/** What the perf maps skipped, for the profile's comments; undefined when nothing was. */
+export function perfMapComment(t: PerfMapTotals): string | undefined {
+  if (t.malformed + t.evicted + t.longNames + t.bytesUnread === 0) return undefined;
+  return (
+    `perf maps: ${t.maps} read, ${t.lines} lines; skipped: ${t.malformed} malformed lines, ${t.evicted} oldest entries dropped ` +
+    `(at most ${DEFAULT_MAX_ENTRIES} kept per map), ${t.longNames} names cut at ${MAX_NAME} bytes, ${t.bytesUnread} bytes not read yet`
+  );
 }

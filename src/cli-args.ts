@@ -134,7 +134,7 @@ export function parseArgs(argv: string[]): Parsed {
   throw new UsageError(`unknown command '${sub}' (expected: record, agent, doctor)`);
 }
 
-/** The longest --interval and --shutdown-timeout: a day (and well within a timer's 24.8 days). */
+/** The longest --interval: a day (well within a timer's 24.8 days). */
 const MAX_AGENT_TIME_MS = 24 * 3_600_000;
 /** Waiting longer than an hour for the last windows is a slip (a unit missing), not a wish. */
 const MAX_SHUTDOWN_TIMEOUT_MS = 3_600_000;

@@ -5,12 +5,14 @@
 // containers stay readable. Workers read them through /proc/self/fd/N, which reopens the very
 // same inode from any thread of this process.
 
-import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, readSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readlinkSync, readSync, unlinkSync, writeSync, constants as fsConstants, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ElfFile, PT_LOAD, type ElfSegment } from './elf/elf-file.js';
-import { PerfMap } from './perf-map.js';
+import { PerfMap, type PerfMapStats } from './perf-map.js';
+import { fuseMounts, openUntrusted, readBounded, UntrustedFileError, type OpenedFile } from './untrusted-file.js';
 
 export type MappingKind = 'file' | 'vdso' | 'vsyscall' | 'heap' | 'stack' | 'anon' | 'special';
 
@@ -57,6 +59,8 @@ export interface ProcessInfo {
   exePath: string;
   /** Start time in clock ticks after boot (/proc/PID/stat field 22): tells pid reuse apart. */
   startTime: number;
+  /** Its real, effective, saved and file-system uids (/proc/PID/status), deduplicated. */
+  uids: number[];
   mappings: ProcessMapping[];
   /** Set once a refresh found the process gone; its mappings are kept. */
   exited: boolean;
@@ -80,7 +84,16 @@ export interface ProcessTableOptions {
   procRoot?: string;
   /** A miss on a live process re-reads its maps (dlopen), at most this often per process. */
   rereadIntervalMs?: number;
+  /** Bytes of a perf map read per refresh at most (perf-map.ts); the rest waits. */
+  perfMapReadBudget?: number;
 }
+
+/** /proc/PID/maps is read up to this size: 65530 mappings (vm.max_map_count) of long paths fit. */
+const MAX_MAPS_BYTES = 64 << 20;
+/** Files with one build id but other contents compared with a new one, at most. */
+const MAX_SAME_BUILD_ID = 4;
+/** /proc/PID/stat and status are a few kilobytes. */
+const MAX_STATUS_BYTES = 1 << 20;
 
 interface ProcState {
   info: ProcessInfo;
@@ -96,16 +109,25 @@ export class ProcessTable {
   private readonly byInode = new Map<string, MappedFile>();
   /** File key → file: the same build id reached through another inode reuses the first one. */
   private readonly byKey = new Map<string, MappedFile>();
-  /** The descriptor behind each open file. */
+  /** The descriptor behind each open file, its size, and (once asked for) its contents' hash. */
   private readonly fds = new Map<MappedFile, number>();
+  private readonly sizes = new Map<MappedFile, number>();
+  private readonly hashes = new Map<MappedFile, string>();
+  /** Build id → the files registered with it (more than one only when their contents differ). */
+  private readonly byBuildId = new Map<string, MappedFile[]>();
   private vdso?: { bytes: Buffer; file: MappedFile };
   /** Pids that could not be captured (gone before we saw them) → when we last tried. */
   private readonly missing = new Map<number, number>();
+  /** Perf-map figures of the processes forgotten, for perfMapStats(). */
+  private readonly perfMapTotals: PerfMapTotals = emptyPerfMapTotals();
   private closed = false;
+
+  private readonly perfMapReadBudget: number | undefined;
 
   constructor(opts: ProcessTableOptions = {}) {
     this.procRoot = (opts.procRoot ?? '/proc').replace(/\/+$/, '');
     this.rereadIntervalMs = opts.rereadIntervalMs ?? 1000;
+    this.perfMapReadBudget = opts.perfMapReadBudget;
   }
 
   /** Captures the process if it is not known yet. Undefined if it is gone and was never seen. */
@@ -156,8 +178,10 @@ export class ProcessTable {
     return true;
   }
 
-  /** Drops a process (files stay open: other processes or caches may still use them). */
+  /** Drops a process (mapped files stay open until sweep(): others may still use them). */
   forget(pid: number): void {
+    const st = this.procs.get(pid);
+    if (st?.perfMap) this.closePerfMap(st.perfMap);
     this.procs.delete(pid);
   }
 
@@ -188,12 +212,31 @@ export class ProcessTable {
     return { mapping: m, file, fileKey: file.key, openPath: file.openPath, displayPath: m.path, fileOffset, vaddr };
   }
 
-  /** The JIT map of a process (/tmp/perf-PID.map inside its root), refreshed; undefined if none. */
+  /**
+   * The JIT map of a process (/tmp/perf-PID.map inside its root), refreshed; undefined if none.
+   * Only a regular file owned by the process's user is read (see perf-map.ts), and the path is
+   * resolved inside the process's root.
+   */
   perfMap(pid: number): PerfMap | undefined {
     const st = this.procs.get(pid);
     if (!st) return undefined;
-    if (!st.perfMap) st.perfMap = new PerfMap(`${this.procRoot}/${pid}/root/tmp/perf-${st.info.nsPid}.map`);
+    if (!st.perfMap) {
+      st.perfMap = new PerfMap(`/tmp/perf-${st.info.nsPid}.map`, {
+        root: `${this.procRoot}/${pid}/root`,
+        owners: st.info.uids,
+        readBudget: this.perfMapReadBudget,
+      });
+    }
+    // An exited process's root is gone: what was read stays (the descriptor is kept open).
+    if (st.info.exited) return st.perfMap.length > 0 ? st.perfMap : undefined;
     return st.perfMap.refresh() ? st.perfMap : undefined;
+  }
+
+  /** What the perf maps read so far hold and skipped, over every process, forgotten ones too. */
+  perfMapStats(): PerfMapTotals {
+    const t = { ...this.perfMapTotals };
+    for (const st of this.procs.values()) if (st.perfMap) addPerfMapStats(t, st.perfMap.stats);
+    return t;
   }
 
   /** Processes (and aliases of replaced images) whose maps are kept. */
@@ -218,7 +261,12 @@ export class ProcessTable {
       if (used.has(file)) continue;
       closeQuietly(fd);
       this.fds.delete(file);
+      this.sizes.delete(file);
+      this.hashes.delete(file);
       if (this.byKey.get(file.key) === file) this.byKey.delete(file.key);
+      const same = this.byBuildId.get(file.buildId)?.filter((f) => f !== file);
+      if (same?.length) this.byBuildId.set(file.buildId, same);
+      else this.byBuildId.delete(file.buildId);
     }
     for (const [k, file] of this.byInode) if (!this.fds.has(file)) this.byInode.delete(k);
     const now = performance.now();
@@ -231,9 +279,18 @@ export class ProcessTable {
     this.closed = true;
     for (const fd of this.fds.values()) closeQuietly(fd);
     this.fds.clear();
+    this.sizes.clear();
+    this.hashes.clear();
+    this.byBuildId.clear();
+    for (const st of this.procs.values()) if (st.perfMap) this.closePerfMap(st.perfMap);
     this.procs.clear();
     this.byInode.clear();
     this.byKey.clear();
+  }
+
+  private closePerfMap(map: PerfMap): void {
+    addPerfMapStats(this.perfMapTotals, map.stats);
+    map.close();
   }
 
   private capture(pid: number): ProcessInfo | undefined {
@@ -241,8 +298,10 @@ export class ProcessTable {
     let mapsText: string;
     let statText: string;
     try {
-      statText = readFileSync(`${dir}/stat`, 'latin1');
-      mapsText = readFileSync(`${dir}/maps`, 'latin1');
+      statText = readBounded(`${dir}/stat`, MAX_STATUS_BYTES).text;
+      // A process can map as much as it likes: what is past the cap is not seen (its addresses
+      // then resolve to nothing, as for an unmapped address).
+      mapsText = readBounded(`${dir}/maps`, MAX_MAPS_BYTES).text;
     } catch {
       return undefined;
     }
@@ -252,6 +311,7 @@ export class ProcessTable {
       comm: '',
       exePath: '',
       startTime: parseStartTime(statText),
+      uids: [],
       mappings: [],
       exited: false,
     };
@@ -264,15 +324,16 @@ export class ProcessTable {
       // kernel threads have no exe
     }
     try {
-      const status = readFileSync(`${dir}/status`, 'latin1');
-      const m = /^NSpid:\s*([\d\s]+)$/m.exec(status);
+      const status = readBounded(`${dir}/status`, MAX_STATUS_BYTES).text;
+      const m = /^NSpid:[ \t]*([\d \t]+)$/m.exec(status);
       if (m) {
         const ids = m[1].trim().split(/\s+/);
         const last = Number(ids[ids.length - 1]);
         if (Number.isInteger(last) && last > 0) info.nsPid = last;
       }
+      info.uids = parseUids(status);
     } catch {
-      // raced with exit: nsPid stays pid
+      // raced with exit: nsPid stays pid, and no file is taken as the process's own
     }
     const root = `${dir}/root`;
     for (const m of parseMaps(mapsText)) {
@@ -290,29 +351,44 @@ export class ProcessTable {
     const idKey = `${m.dev}:${m.inode}`;
     const known = this.byInode.get(idKey);
     if (known) return known;
-    const candidates = [`${this.procRoot}/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`];
-    if (!m.deleted) candidates.push(root + m.path);
-    let fd = -1;
+    // The very file mapped, through the kernel's own link (needs CAP_CHECKPOINT_RESTORE or
+    // CAP_SYS_ADMIN); else its path, resolved inside the process's root. Either way only a
+    // regular file is opened: a process can map a device, or put a FIFO where its file was.
+    // A file on a FUSE mount of some user waits for that user's daemon at every open and read.
+    if (fuseMounts(`${this.procRoot}/${pid}/mountinfo`).devices.has(m.dev)) {
+      return { key: `f:${idKey}`, buildId: '', goBuildId: '', openPath: '', displayPath: m.path, root, segments: [], error: `${m.path} is on a FUSE file system served by an unprivileged user: not read` };
+    }
+    let opened: OpenedFile | undefined;
     let lastErr = '';
-    for (const c of candidates) {
+    const tries: Array<() => OpenedFile> = [() => openUntrusted(`${this.procRoot}/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`)];
+    if (!m.deleted) tries.push(() => openUntrusted(m.path, { root }));
+    for (const open of tries) {
       try {
-        fd = openSync(c, 'r');
+        opened = open();
         break;
       } catch (e) {
-        lastErr = (e as NodeJS.ErrnoException).code ?? String(e);
+        if (!(e instanceof UntrustedFileError)) throw e;
+        lastErr = e.message;
       }
     }
-    if (fd < 0) {
+    if (!opened) {
       // Not cached by inode: a later process (or a refresh with more privilege) may succeed.
       return { key: `f:${idKey}`, buildId: '', goBuildId: '', openPath: '', displayPath: m.path, root, segments: [], error: `cannot open ${m.path}: ${lastErr}` };
     }
-    const file = this.adopt(fd, m.path, root, idKey);
+    const file = this.adopt(opened, m.path, root, idKey);
     this.byInode.set(idKey, file);
     return file;
   }
 
-  /** Reads headers of the file behind `fd` and registers it, or reuses a file with the same key. */
-  private adopt(fd: number, displayPath: string, root: string, idKey: string): MappedFile {
+  /**
+   * Reads the headers of an opened file and registers it, or reuses a registered file with the
+   * same contents. Files are shared by build id (a binary in a thousand containers is read
+   * once), but a build id is only bytes in the file: another file claiming one already known
+   * is shared only when it is the same size and its contents hash the same, so that no process
+   * can make its own symbols stand in for another process's binary.
+   */
+  private adopt(opened: OpenedFile, displayPath: string, root: string, idKey: string): MappedFile {
+    const { fd, stats } = opened;
     const openPath = `/proc/self/fd/${fd}`;
     let buildId = '';
     let goBuildId = '';
@@ -327,27 +403,44 @@ export class ProcessTable {
     } catch (e) {
       error = (e as Error).message;
     }
-    let key: string;
-    if (buildId) {
-      key = `b:${buildId}`;
-    } else {
-      const st = fstatSync(fd);
-      key = `f:${idKey}:${st.size}:${Math.trunc(st.mtimeMs)}`;
+    let key = buildId ? `b:${buildId}` : `f:${idKey}:${stats.size}:${Math.trunc(stats.mtimeMs)}`;
+    let existing = this.byKey.get(key);
+    if (existing && buildId && !this.sameContents(existing, fd, stats)) {
+      // Another file with that build id: shared with one of the same contents, if any (a few
+      // are compared at most, so that many forgeries cost no more than a few hashes).
+      key = `b:${buildId}@${idKey}:${stats.size}`;
+      const others = this.byBuildId.get(buildId) ?? [];
+      existing = others.slice(0, MAX_SAME_BUILD_ID).find((f) => f !== this.byKey.get(`b:${buildId}`) && this.sameContents(f, fd, stats));
+      if (!existing) existing = this.byKey.get(key);
     }
-    const existing = this.byKey.get(key);
     if (existing) {
       closeSync(fd);
       return existing;
     }
     const file: MappedFile = { key, buildId, goBuildId, openPath, displayPath, root, segments, error };
     this.fds.set(file, fd);
+    this.sizes.set(file, stats.size);
     this.byKey.set(key, file);
+    if (buildId) this.byBuildId.set(buildId, [...(this.byBuildId.get(buildId) ?? []), file]);
     return file;
+  }
+
+  /** Whether the file behind `fd` has the contents of `file` (same size, same SHA-256). */
+  private sameContents(file: MappedFile, fd: number, stats: Stats): boolean {
+    const otherFd = this.fds.get(file);
+    if (otherFd === undefined || this.sizes.get(file) !== stats.size) return false;
+    let known = this.hashes.get(file);
+    if (known === undefined) {
+      known = contentHash(otherFd, stats.size);
+      this.hashes.set(file, known);
+    }
+    return known !== '' && contentHash(fd, stats.size) === known;
   }
 
   /**
    * The vdso is not a file: copy the process's image out of /proc/PID/mem into an unlinked
-   * temporary file once (every process of one kernel maps the same image).
+   * temporary file once (every process of one kernel maps the same image). The file is created
+   * exclusively under an unpredictable name (never through a link planted in /tmp).
    */
   private vdsoFor(pid: number, m: ProcessMapping): MappedFile | undefined {
     const len = m.end - m.start;
@@ -367,19 +460,25 @@ export class ProcessTable {
       return this.vdso?.file;
     }
     if (this.vdso && this.vdso.bytes.equals(bytes)) return this.vdso.file;
-    const tmp = join(tmpdir(), `flamewire-vdso-${process.pid}-${pid}-${Math.random().toString(36).slice(2)}.so`);
+    const tmp = join(tmpdir(), `flamewire-vdso-${randomBytes(12).toString('hex')}.so`);
+    let fd = -1;
     try {
-      writeFileSync(tmp, bytes, { mode: 0o600 });
-      const fd = openSync(tmp, 'r');
+      const { O_CREAT, O_EXCL, O_NOFOLLOW, O_RDWR } = fsConstants;
+      fd = openSync(tmp, O_CREAT | O_EXCL | O_NOFOLLOW | O_RDWR, 0o600);
       unlinkSync(tmp);
-      const file = this.adopt(fd, '[vdso]', '', `vdso:${pid}`);
+      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, done);
+      const file = this.adopt({ fd, stats: fstatSync(fd) }, '[vdso]', '', `vdso:${pid}`);
+      fd = -1;
       if (!this.vdso) this.vdso = { bytes, file };
       return file;
     } catch {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        // never created
+      if (fd >= 0) {
+        closeQuietly(fd);
+        try {
+          unlinkSync(tmp);
+        } catch {
+          // already unlinked
+        }
       }
       return this.vdso?.file;
     }
@@ -452,6 +551,56 @@ export function offsetToVaddr(segments: ElfSegment[], off: number): number | und
 /** `/usr/lib/libc.so.6` → `libc.so.6`, for `libc.so.6+0x1234` names. */
 export function baseName(path: string): string {
   return posix.basename(path) || path;
+}
+
+/** The real, effective, saved and file-system uids on the Uid: line of /proc/PID/status. */
+export function parseUids(status: string): number[] {
+  const m = /^Uid:[ \t]*([\d \t]+)$/m.exec(status);
+  if (!m) return [];
+  return [...new Set(m[1].trim().split(/\s+/).map(Number).filter((u) => Number.isInteger(u) && u >= 0))];
+}
+
+/** What the perf maps of a table read and skipped (perf-map.ts PerfMapStats, summed). */
+export interface PerfMapTotals {
+  maps: number;
+  lines: number;
+  entries: number;
+  malformed: number;
+  evicted: number;
+  longNames: number;
+  bytesUnread: number;
+}
+
+function emptyPerfMapTotals(): PerfMapTotals {
+  return { maps: 0, lines: 0, entries: 0, malformed: 0, evicted: 0, longNames: 0, bytesUnread: 0 };
+}
+
+function addPerfMapStats(t: PerfMapTotals, s: PerfMapStats): void {
+  if (s.bytesRead === 0 && s.bytesUnread === 0) return;
+  t.maps++;
+  t.lines += s.lines;
+  t.entries += s.entries;
+  t.malformed += s.malformed;
+  t.evicted += s.evicted;
+  t.longNames += s.longNames;
+  t.bytesUnread += s.bytesUnread;
+}
+
+/** SHA-256 of the first `size` bytes behind `fd`, read a megabyte at a time; '' if unreadable. */
+function contentHash(fd: number, size: number): string {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, size)));
+  try {
+    for (let pos = 0; pos < size; ) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, size - pos), pos);
+      if (n <= 0) return '';
+      h.update(buf.subarray(0, n));
+      pos += n;
+    }
+  } catch {
+    return '';
+  }
+  return h.digest('hex');
 }
 
 function closeQuietly(fd: number): void {

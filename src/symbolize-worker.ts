@@ -3,7 +3,7 @@
 // addresses in the same binary cost a binary search, not a re-parse.
 
 import { ElfFile } from './elf/elf-file.js';
-import { findDebugFile } from './elf/debug-file.js';
+import { findDebugFile, type DebugFile } from './elf/debug-file.js';
 import { SymbolTable } from './elf/elf-symbols.js';
 import { closeFileRanges } from './elf/file-bytes.js';
 import { collectGarbage } from './gc.js';
@@ -109,17 +109,19 @@ function debugSymbols(elf: ElfFile, task: FileTask): SymbolTable | undefined {
   // build id / CRC checks keep a wrong file from matching.
   const roots = task.root ? [task.root, ''] : [''];
   for (const root of roots) {
-    let path: string | undefined;
+    let found: DebugFile | undefined;
     try {
-      path = findDebugFile(elf, { root, binaryPath: task.displayPath });
+      found = findDebugFile(elf, { root, binaryPath: task.displayPath });
     } catch {
-      path = undefined;
+      found = undefined;
     }
-    if (!path) continue;
+    if (!found) continue;
     try {
-      return ElfFile.withFile(path, (d) => SymbolTable.fromElf(d, demangle));
+      return SymbolTable.fromElf(found.elf, demangle);
     } catch {
       continue;
+    } finally {
+      found.elf.close();
     }
   }
   return undefined;

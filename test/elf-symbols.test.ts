@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ElfError, ElfFile } from '../src/elf/elf-file.js';
@@ -182,6 +182,15 @@ describe('debug-file', () => {
   const full = buildC(base, 'withdebug', SOURCE, ['-O1', '-g', '-Wl,--build-id']);
   const alpha = nm(full).find((s) => s.name === 'alpha_fn')!;
 
+  /** The path of the debug file findDebugFile opens for `bin`, closing it again. */
+  function debugPath(bin: string, opts: Parameters<typeof findDebugFile>[1]): string | undefined {
+    return ElfFile.withFile(bin, (e) => {
+      const found = findDebugFile(e, opts);
+      found?.elf.close();
+      return found?.path;
+    });
+  }
+
   function stripped(name: string, link?: string): string {
     const out = join(base, name);
     copyFileSync(full, out);
@@ -200,10 +209,10 @@ describe('debug-file', () => {
     execFileSync('objcopy', ['--only-keep-debug', full, join(idDir, buildId.slice(2) + '.debug')]);
     const stripTable = ElfFile.withFile(bin, (e) => SymbolTable.fromElf(e));
     assert.equal(stripTable.lookup(alpha.addr)?.name, undefined, 'stripped binary has no alpha_fn');
-    const found = ElfFile.withFile(bin, (e) => findDebugFile(e, { root }));
-    assert.equal(found, join(idDir, buildId.slice(2) + '.debug'));
-    assert.equal(ElfFile.withFile(bin, (e) => findDebugFile(e, { root: join(base, 'nowhere') })), undefined);
-    const table = ElfFile.withFile(found!, (e) => SymbolTable.fromElf(e));
+    const found = debugPath(bin, { root });
+    assert.equal(found, `/usr/lib/debug/.build-id/${buildId.slice(0, 2)}/${buildId.slice(2)}.debug`, 'the path inside the root');
+    assert.equal(debugPath(bin, { root: join(base, 'nowhere') }), undefined);
+    const table = ElfFile.withFile(join(root, found!), (e) => SymbolTable.fromElf(e));
     assert.equal(table.lookup(alpha.addr + 1)?.name, 'alpha_fn');
   });
 
@@ -213,15 +222,17 @@ describe('debug-file', () => {
     execFileSync('objcopy', ['--only-keep-debug', full, dbg]);
     const bin = stripped('by-link', debugName);
     const link = ElfFile.withFile(bin, (e) => readDebugLink(e));
-    assert.deepEqual(link, { name: debugName, crc: fileCrc32(dbg) });
+    const fd = openSync(dbg, 'r');
+    assert.deepEqual(link, { name: debugName, crc: fileCrc32(fd, fstatSync(fd).size) });
+    closeSync(fd);
     // The test runs on the host, so the root prefix is empty and the binary path is absolute.
-    assert.equal(ElfFile.withFile(bin, (e) => findDebugFile(e, { binaryPath: bin })), dbg);
+    assert.equal(debugPath(bin, { binaryPath: bin }), dbg);
     // Moved into .debug/: still found.
     mkdirSync(join(base, '.debug'), { recursive: true });
     execFileSync('mv', [dbg, join(base, '.debug', debugName)]);
-    assert.equal(ElfFile.withFile(bin, (e) => findDebugFile(e, { binaryPath: bin })), join(base, '.debug', debugName));
+    assert.equal(debugPath(bin, { binaryPath: bin }), join(base, '.debug', debugName));
     // A file with the right name but the wrong contents (CRC mismatch) is refused.
     copyFileSync(full, join(base, '.debug', debugName));
-    assert.equal(ElfFile.withFile(bin, (e) => findDebugFile(e, { binaryPath: bin })), undefined);
+    assert.equal(debugPath(bin, { binaryPath: bin }), undefined);
   });
 });

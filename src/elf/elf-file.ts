@@ -2,7 +2,8 @@
 // reads on a file descriptor: a 200 MB binary costs a few kilobytes to open. Everything that
 // is read is checked against the file size first, and malformed input throws ElfError.
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
+import { openUntrusted } from '../untrusted-file.js';
 
 export class ElfError extends Error {
   constructor(readonly path: string, message: string) {
@@ -119,14 +120,35 @@ export class ElfFile {
     this.sections = this.readSections(shoff, shentsize, shnum, shstrndx);
   }
 
-  /** Opens `path`; throws ElfError for anything that is not a readable ELF file. */
-  static open(path: string): ElfFile {
+  /**
+   * Opens `path`; throws ElfError for anything that is not a readable ELF file. Only a regular
+   * file is opened (a FIFO or a device put where a binary was never blocks or is touched; see
+   * untrusted-file.ts); with `identity`, only the file that had it (fileIdentity), and nothing
+   * is read from another.
+   */
+  static open(path: string, identity?: string): ElfFile {
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      const opened = openUntrusted(path);
+      fd = opened.fd;
+      if (identity !== undefined && fileIdentity(opened.stats) !== identity) {
+        closeSync(fd);
+        throw new ElfError(path, 'no longer the file that was read');
+      }
     } catch (e) {
-      throw new ElfError(path, `cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      if (e instanceof ElfError) throw e;
+      throw new ElfError(path, `cannot open: ${(e as Error).message}`);
     }
+    try {
+      return new ElfFile(path, fd);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Reads the ELF file open on `fd`, which it then owns (close() closes it), named `path`. */
+  static fromDescriptor(fd: number, path: string): ElfFile {
     try {
       return new ElfFile(path, fd);
     } catch (e) {

@@ -106,13 +106,7 @@ class NameSource {
     if (this.elf) return this.elf;
     if (this.strtabs.length === 0 || this.failed) return undefined;
     try {
-      const elf = ElfFile.open(this.path);
-      if (elf.identity !== this.identity) {
-        elf.close();
-        this.failed = true;
-        return undefined;
-      }
-      this.elf = elf;
+      this.elf = ElfFile.open(this.path, this.identity);
     } catch {
       this.failed = true;
       return undefined;

@@ -8,7 +8,8 @@
 // At most MAX_OPEN files stay open, least recently used closed first; closeFileRanges() closes
 // them all (a worker thread at the end of each task: a terminated worker runs no cleanup).
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
+import { openUntrusted } from '../untrusted-file.js';
 import { fileIdentity } from './elf-file.js';
 
 /** Little-endian reads over some bytes: a Buffer, or a range of a file. */
@@ -206,9 +207,10 @@ export class FileBytes implements Bytes {
       open.set(key, fd);
       return fd;
     }
-    fd = openSync(this.path, 'r');
-    const st = fstatSync(fd);
-    if (fileIdentity(st) !== this.identity) {
+    // A regular file only (never blocks on a FIFO put in its place), and only the same one.
+    const opened = openUntrusted(this.path);
+    fd = opened.fd;
+    if (fileIdentity(opened.stats) !== this.identity) {
       closeSync(fd);
       throw new RangeError(`${this.path} is no longer the file that was read`);
     }
