@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { repoRoot, workDir } from './helpers.js';
-import { parcaQuery, startCollector, startParca, type Collector, type Parca } from './servers.js';
+import { parcaQuery, startAll, startCollector, startParca, type Collector, type Parca } from './servers.js';
 import { buildSplitWorkload } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
@@ -49,7 +49,7 @@ describe('agent against the real backends', { timeout: 20 * 60_000 }, () => {
   let parca: Parca | undefined;
   before(async () => {
     split = buildSplitWorkload(dir);
-    [collector, parca] = await Promise.all([startCollector({ name: 'agent-collector' }), startParca({ name: 'agent-parca' })]);
+    [collector, parca] = await startAll<[Collector, Parca]>(startCollector({ name: 'agent-collector' }), startParca({ name: 'agent-parca' }));
   });
   after(async () => {
     for (const job of jobs) job.kill('SIGKILL');

@@ -30,7 +30,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { QueueStats } from '../src/export/queue.js';
 import { repoRoot, workDir } from './helpers.js';
 import { otlpGrpcServer, Request, retryInfoStatus } from './otlp-official.js';
-import { buildCollector, freePort, startCollector, type Collector } from './servers.js';
+import { buildCollector, freePort, startAll, startCollector, type Collector } from './servers.js';
 import { buildSplitWorkload } from './workloads.js';
 
 const cli = join(repoRoot, 'dist', 'src', 'cli.js');
@@ -303,7 +303,7 @@ describe('agent when the backend fails', { timeout: 10 * 60_000 }, () => {
   });
 
   it('ends calls to a stalled collector at the deadline, over gRPC and HTTP, and delivers once it answers again', async (t) => {
-    const [a, b] = await Promise.all([startCollector({ name: 'agent-faults' }), startCollector({ name: 'agent-faults' })]);
+    const [a, b] = await startAll<[Collector, Collector]>(startCollector({ name: 'agent-faults' }), startCollector({ name: 'agent-faults' }));
     const resume = () => [a, b].forEach((c) => c.child.kill('SIGCONT'));
     t.after(async () => {
       resume();
@@ -451,7 +451,7 @@ describe('agent when the backend fails', { timeout: 10 * 60_000 }, () => {
   });
 
   it('survives a backend that resets connections, answers garbage, trickles, and delivers once a real collector is behind it', async (t) => {
-    const [a, b] = await Promise.all([startCollector({ name: 'agent-faults' }), startCollector({ name: 'agent-faults' })]);
+    const [a, b] = await startAll<[Collector, Collector]>(startCollector({ name: 'agent-faults' }), startCollector({ name: 'agent-faults' }));
     t.after(() => Promise.all([a.stop(), b.stop()]));
     // In front of each collector a TCP proxy that first resets every connection, then answers
     // whatever comes with bytes that are neither HTTP/1.1 nor HTTP/2, then with an HTTP/1.1

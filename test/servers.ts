@@ -195,16 +195,38 @@ export function buildPyroscope(): Promise<string> {
 }
 
 /** A free TCP port on 127.0.0.1 (free when asked; the server that takes it binds it soon after). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+/** Ports freePort() handed out already: servers started side by side never get the same one. */
+const handedOut = new Set<number>();
+
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = createServer();
+      srv.unref();
+      srv.on('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const addr = srv.address();
+        srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+      });
     });
-  });
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
+
+/**
+ * Servers started together: all of them, or none (the ones that started are stopped when one
+ * fails, so that no server outlives the test and keeps its process from ending).
+ */
+export async function startAll<T extends { stop(): Promise<void> }[]>(...starts: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    throw failed.reason;
+  }
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as T;
 }
 
 /** A started server: its output so far, and stop(), which ends it (SIGTERM, then SIGKILL). */
@@ -281,6 +303,17 @@ let collectorStarts = 0;
  * output. Resolves once the HTTP receiver answers.
  */
 export async function startCollector(opts: { name?: string; debug?: boolean; ports?: { grpc: number; http: number } } = {}): Promise<Collector> {
+  // A free port can be taken by another process between the look and the bind: try new ones.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startCollectorOnce(opts);
+    } catch (e) {
+      if (opts.ports || attempt === 3 || !/address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function startCollectorOnce(opts: { name?: string; debug?: boolean; ports?: { grpc: number; http: number } }): Promise<Collector> {
   const bin = await buildCollector();
   const dir = workDir(opts.name ?? 'collector');
   const { grpc: grpcPort, http: httpPort } = opts.ports ?? { grpc: await freePort(), http: await freePort() };
