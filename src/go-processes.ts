@@ -10,6 +10,7 @@ import { readGoBuildInfo } from './elf/go-buildinfo.js';
 import { findAllgs, loadBias } from './go/allgs.js';
 import { goRuntimeOffsets } from './go/runtime-offsets.js';
 import { logger } from './logger.js';
+import { exeOnUserFuse } from './untrusted-file.js';
 import { goWaitReasonName } from './go/wait-reasons.js';
 import type { GoProcessOffsets, OnCpuSampler } from './native.js';
 
@@ -57,6 +58,8 @@ const byBinary = new Map<string, GoBinary | undefined>();
  */
 export function goProcessOffsets(pid: number, procRoot = '/proc'): GoProcessOffsets | undefined {
   const exe = `${procRoot}/${pid}/exe`;
+  // Even a stat of a binary on a user's FUSE mount waits on that user's daemon.
+  if (exeOnUserFuse(`${procRoot}/${pid}`)) return undefined;
   const bin = goBinary(exe);
   if (!bin) return undefined;
   if (bin.allgs === undefined) return bin.offsets;

@@ -12,7 +12,7 @@ import { join, posix } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ElfFile, PT_LOAD, type ElfSegment } from './elf/elf-file.js';
 import { PerfMap, type PerfMapStats } from './perf-map.js';
-import { fuseMounts, openUntrusted, readBounded, UntrustedFileError, type OpenedFile } from './untrusted-file.js';
+import { fuseMounts, MAX_MAPS_BYTES, openUntrusted, readBounded, UntrustedFileError, type OpenedFile } from './untrusted-file.js';
 
 export type MappingKind = 'file' | 'vdso' | 'vsyscall' | 'heap' | 'stack' | 'anon' | 'special';
 
@@ -88,8 +88,6 @@ export interface ProcessTableOptions {
   perfMapReadBudget?: number;
 }
 
-/** /proc/PID/maps is read up to this size: 65530 mappings (vm.max_map_count) of long paths fit. */
-const MAX_MAPS_BYTES = 64 << 20;
 /** Files with one build id but other contents compared with a new one, at most. */
 const MAX_SAME_BUILD_ID = 4;
 /** /proc/PID/stat and status are a few kilobytes. */

@@ -26,6 +26,8 @@ import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync, type
 /** O_PATH (Linux): a descriptor that names a file without opening it. Same value on x86-64 and arm64. */
 const O_PATH = 0o10000000;
 const { O_RDONLY, O_NOFOLLOW, O_DIRECTORY, O_NOCTTY, O_NONBLOCK } = constants;
+/** /proc/PID/maps is read up to this size: 65530 mappings (vm.max_map_count) of long paths fit. */
+export const MAX_MAPS_BYTES = 64 << 20;
 /** Symbolic links followed in one resolution, as the kernel's MAXSYMLINKS. */
 const MAX_LINKS = 40;
 
@@ -272,6 +274,26 @@ export function parseFuseMounts(text: string): FuseMounts {
 /** mountinfo writes space, tab, newline and backslash in paths as \ooo. */
 function unescapeMountPath(p: string): string {
   return p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * Whether the executable of the process at `procDir` (`/proc/PID`) is on a FUSE mount of an
+ * unprivileged user, found from its mountinfo and maps without touching the file.
+ */
+export function exeOnUserFuse(procDir: string): boolean {
+  const fuse = fuseMounts(`${procDir}/mountinfo`);
+  if (fuse.devices.size === 0) return false;
+  try {
+    const exe = readlinkSync(`${procDir}/exe`).replace(/ \(deleted\)$/, '');
+    for (const line of readBounded(`${procDir}/maps`, MAX_MAPS_BYTES).text.split('\n')) {
+      // start-end perms offset dev inode path
+      const f = /^\S+ \S+ \S+ (\S+) \d+\s+(.*)$/.exec(line);
+      if (f && f[2]!.replace(/ \(deleted\)$/, '') === exe) return fuse.devices.has(f[1]!);
+    }
+  } catch {
+    // gone: nothing will be opened for it anyway
+  }
+  return false;
 }
 
 /** The mountinfo that describes `root`: /proc/PID/mountinfo for /proc/PID/root, else ours. */

@@ -17,7 +17,8 @@
 // arm64 code builds addresses from ADRP + ADD/LDR pairs, which this scan does not follow: there
 // the address is known only from the symbol table.
 
-import { readFileSync, realpathSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
+import { MAX_MAPS_BYTES, readBounded } from '../untrusted-file.js';
 import { ElfFile, EM_X86_64, PT_LOAD } from '../elf/elf-file.js';
 import { GoPclnTab } from '../elf/gopclntab.js';
 import { symtabValue } from './runtime-offsets.js';
@@ -120,15 +121,15 @@ function dataRanges(elf: ElfFile): Array<[number, number]> {
  * What to add to a link-time address of `exePath` to get the address in process `pid`: the
  * start of its mapping at file offset 0 minus the link-time address of that file offset. 0 for
  * executables linked at a fixed address; for a PIE, where the kernel put it. The mapping is
- * the one whose path is `exePath` (symbolic links resolved). Undefined when the process does
+ * the one whose path is `exePath` (the text of a /proc/PID/exe link). Undefined when the process does
  * not map the file or cannot be read.
  */
 export function loadBias(pid: number, exePath: string, elf?: ElfFile): number | undefined {
   let maps: string;
   let want: string;
   try {
-    maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
-    want = realpathSync(exePath);
+    maps = readBounded(`/proc/${pid}/maps`, MAX_MAPS_BYTES).text;
+    want = mappedPath(exePath);
   } catch {
     return undefined;
   }
@@ -144,6 +145,19 @@ export function loadBias(pid: number, exePath: string, elf?: ElfFile): number | 
   if (start === undefined) return undefined;
   const first = elf ? firstLoad(elf) : firstLoadOf(exePath);
   return first === undefined ? undefined : start - first;
+}
+
+/**
+ * The path maps shows for `exePath`: the text of a /proc/PID/exe link (never resolved further:
+ * that would walk the process's path through our root, not its own), else the path itself.
+ */
+function mappedPath(exePath: string): string {
+  try {
+    return readlinkSync(exePath).replace(/ \(deleted\)$/, '');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EINVAL') return exePath;
+    throw e;
+  }
 }
 
 /** The link-time address of file offset 0: the first PT_LOAD's vaddr minus its offset. */
