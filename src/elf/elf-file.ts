@@ -54,6 +54,14 @@ export interface ElfSegment {
 
 const MAX_SECTIONS = 65535;
 const MAX_SEGMENTS = 4096;
+/**
+ * Section names are cut here. Every name this code looks for is short; without a bound, 65535
+ * section headers naming one megabyte of a string table without a zero made 64 GB of names
+ * (a 2 MB file aborted the process).
+ */
+const MAX_SECTION_NAME = 256;
+/** Bytes of the section name table read at most: names that start past them are ''. */
+const MAX_SHSTRTAB = 16 << 20;
 
 /** Device, inode, size and modification time: whether a path still names the file it named. */
 export function fileIdentity(st: { dev: number; ino: number; size: number; mtimeMs: number }): string {
@@ -330,8 +338,8 @@ export class ElfFile {
     if (shstrndx === 0xffff && raw.length > 0) shstrndx = raw[0].link;
     const strs = raw[shstrndx];
     if (strs && strs.type !== SHT_NOBITS && strs.offset + strs.size <= this.size) {
-      const names = this.read(strs.offset, strs.size);
-      for (const s of raw) s.name = cstring(names, s.nameOff);
+      const names = this.read(strs.offset, Math.min(strs.size, MAX_SHSTRTAB));
+      for (const s of raw) s.name = cstring(names, s.nameOff, 'utf8', MAX_SECTION_NAME);
     }
     for (const s of raw) {
       if (s.type !== SHT_NOBITS && s.size > 0 && s.offset + s.size > this.size) {
@@ -342,11 +350,12 @@ export class ElfFile {
   }
 }
 
-/** A NUL-terminated string at `off` (to the end of the buffer when unterminated). */
-export function cstring(buf: Buffer, off: number, encoding: BufferEncoding = 'utf8'): string {
+/** A NUL-terminated string at `off` (to the end of the buffer when unterminated), of at most `max` bytes. */
+export function cstring(buf: Buffer, off: number, encoding: BufferEncoding = 'utf8', max = Infinity): string {
   if (off < 0 || off >= buf.length) return '';
-  let end = buf.indexOf(0, off);
-  if (end < 0) end = buf.length;
+  const limit = Math.min(buf.length, off + max);
+  let end = buf.subarray(off, limit).indexOf(0);
+  end = end < 0 ? limit : off + end;
   return buf.toString(encoding, off, end);
 }
 
