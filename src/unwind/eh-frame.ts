@@ -889,19 +889,24 @@ export function evalDwarfExpr(
           case 0x23:
             st.push((pop() + BigInt(r.uleb())) & MASK64);
             break;
+          // Shifts by the width or more give what a 64-bit machine register would hold (0, or
+          // the sign for shra), without making a BigInt of 2^b bits: a shift count comes from
+          // the file or the stack, and `x << (2^30 - 1)` allocates 128 MB and takes ~100 ms.
           case 0x24: {
             const b = pop();
-            st.push((pop() << b) & MASK64);
+            const a = pop();
+            st.push(b >= 64n ? 0n : (a << b) & MASK64);
             break;
           }
           case 0x25: {
             const b = pop();
-            st.push(pop() >> b);
+            const a = pop();
+            st.push(b >= 64n ? 0n : a >> b);
             break;
           }
           case 0x26: {
             const b = pop();
-            st.push(BigInt.asUintN(64, signed(pop()) >> b));
+            st.push(BigInt.asUintN(64, signed(pop()) >> (b >= 64n ? 63n : b)));
             break;
           }
           case 0x27:
