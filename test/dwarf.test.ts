@@ -13,6 +13,8 @@ import { availableParallelism } from 'node:os';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { DwarfInfo, type DwarfSections } from '../src/elf/dwarf.js';
 import { readDebugSection } from '../src/elf/dwarf-sections.js';
+import { CfiTable } from '../src/unwind/eh-frame.js';
+import { buildElf, chdr, SHF_COMPRESSED, SHT_PROGBITS, zdebug, zlibBomb } from './fuzz/elf-builder.js';
 import { buildC, buildGoModule, execAsync, GO_RELEASES, pool, workDir } from './helpers.js';
 
 
@@ -514,5 +516,36 @@ describe('dwarf', () => {
       });
     }
   });
-});
 
+  it('refuses a zlib bomb instead of inflating it: SHF_COMPRESSED, .zdebug_ and .debug_frame', () => {
+    // 256 KiB of stream that really inflate to the 256 MiB they claim (1000:1).
+    const mib = 256;
+    const stream = zlibBomb(mib);
+    const claimed = mib << 20;
+    const path = join(dir, 'zlib-bomb');
+    writeFileSync(
+      path,
+      buildElf({
+        sections: [
+          { name: '.debug_info', type: SHT_PROGBITS, flags: SHF_COMPRESSED, data: Buffer.concat([chdr(claimed), stream]) },
+          { name: '.zdebug_abbrev', type: SHT_PROGBITS, data: zdebug(claimed, stream) },
+          { name: '.debug_frame', type: SHT_PROGBITS, flags: SHF_COMPRESSED, data: Buffer.concat([chdr(claimed), stream]) },
+        ],
+      }),
+    );
+    const rss = process.memoryUsage().rss;
+    const t0 = performance.now();
+    ElfFile.withFile(path, (elf) => {
+      assert.equal(readDebugSection(elf, 'info'), undefined);
+      assert.equal(readDebugSection(elf, 'abbrev'), undefined);
+      assert.equal(DwarfInfo.fromElf(elf), undefined);
+      assert.equal(CfiTable.fromElf(elf), undefined);
+    });
+    assert.ok(process.memoryUsage().rss - rss < 64 << 20, 'the bomb was inflated');
+    assert.ok(performance.now() - t0 < 2000);
+    // Within the ratio a section inflates: 1 MiB of zeros from ~1 KiB is a small section's allowance.
+    const small = join(dir, 'zlib-small');
+    writeFileSync(small, buildElf({ sections: [{ name: '.debug_str', type: SHT_PROGBITS, flags: SHF_COMPRESSED, data: Buffer.concat([chdr(1 << 20), zlibBomb(1)]) }] }));
+    assert.equal(ElfFile.withFile(small, (elf) => readDebugSection(elf, 'str'))?.length, 1 << 20);
+  });
+});

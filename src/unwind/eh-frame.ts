@@ -5,10 +5,10 @@
 // interpreted, and nothing else of the file is decoded, so a lookup costs one binary search and a
 // few dozen bytes of CFA program. Malformed tables throw CfiError; callers treat that as "no rule".
 
-import { inflateSync } from 'node:zlib';
 import type { ElfFile, ElfSection } from '../elf/elf-file.js';
 import { SHF_COMPRESSED, SHT_NOBITS } from '../elf/elf-file.js';
 import { ByteCursor } from '../elf/byte-cursor.js';
+import { sectionContents } from '../elf/dwarf-sections.js';
 import { BufferBytes, FileBytes, type Bytes } from '../elf/file-bytes.js';
 
 export class CfiError extends Error {
@@ -758,18 +758,14 @@ function parseHdr(data: Bytes, vaddr: number, addrSize: number): HdrTable | unde
   return { data, vaddr, tablePos: r.pos, count, enc: tableEnc, entrySize: entrySize * 2 };
 }
 
-/** Section bytes, inflating SHF_COMPRESSED (ELFCOMPRESS_ZLIB) sections such as Go's .debug_frame. */
+/**
+ * Section bytes, inflating SHF_COMPRESSED sections such as Go's .debug_frame, within the bounds
+ * of dwarf-sections.ts (a zlib bomb is refused, not inflated).
+ */
 function readMaybeCompressed(elf: ElfFile, sec: ElfSection): Buffer {
-  if (!(sec.flags & SHF_COMPRESSED)) return elf.sectionData(sec);
-  const raw = elf.read(sec.offset, sec.size);
-  const hdrSize = elf.is64 ? 24 : 12;
-  if (raw.length < hdrSize) throw new CfiError(`compressed section ${sec.name} is truncated`);
-  const type = raw.readUInt32LE(0);
-  if (type !== 1) throw new CfiError(`compressed section ${sec.name} uses unsupported type ${type}`);
-  const size = elf.is64 ? toNum(raw.readBigUInt64LE(8)) : raw.readUInt32LE(4);
-  if (size > 256 << 20) throw new CfiError(`compressed section ${sec.name} is too large (${size})`);
-  const out = inflateSync(raw.subarray(hdrSize), { maxOutputLength: size });
-  return out;
+  const data = sectionContents(elf, sec);
+  if (!data) throw new CfiError(`section ${sec.name} cannot be read${sec.flags & SHF_COMPRESSED ? ' or inflated within bounds' : ''}`);
+  return data;
 }
 
 // ---- DWARF expressions ------------------------------------------------------------------------

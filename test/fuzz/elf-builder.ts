@@ -3,6 +3,8 @@
 // headers. Offsets are laid out in order; `shoff`, `shnum` and per-section overrides let a case
 // say what the real linker would never write.
 
+import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
+
 export interface SectionSpec {
   name: string;
   type: number;
@@ -133,4 +135,24 @@ export function chdr(size: number, type = 1): Buffer {
   b.writeBigUInt64LE(BigInt(size), 8);
   b.writeBigUInt64LE(1n, 16);
   return b;
+}
+
+/**
+ * A valid zlib stream of `mib` MiB of zeros in about a thousandth of that: each MiB is the same
+ * fully flushed deflate block, so the stream is made without compressing anything big.
+ */
+export function zlibBomb(mib: number): Buffer {
+  const block = deflateRawSync(Buffer.alloc(1 << 20), { finishFlush: zlibConstants.Z_FULL_FLUSH });
+  const n = mib * (1 << 20);
+  const adler = Buffer.alloc(4);
+  adler.writeUInt32BE((((n % 65521) << 16) | 1) >>> 0); // Adler-32 of n zeros: a = 1, b = n
+  return Buffer.concat([Buffer.from([0x78, 0x9c]), ...new Array<Buffer>(mib).fill(block), Buffer.from([0x03, 0x00]), adler]);
+}
+
+/** A .zdebug_ section's contents: "ZLIB", the size (big-endian u64), the stream. */
+export function zdebug(size: number, stream: Buffer): Buffer {
+  const h = Buffer.alloc(12);
+  h.write('ZLIB', 0, 'latin1');
+  h.writeBigUInt64BE(BigInt(size), 4);
+  return Buffer.concat([h, stream]);
 }
