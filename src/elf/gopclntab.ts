@@ -20,6 +20,7 @@ import type { ElfFile } from './elf-file.js';
 import { BufferBytes, FileBytes, type Bytes } from './file-bytes.js';
 import { PF_X, PT_LOAD, SHF_COMPRESSED, SHT_NOBITS } from './elf-file.js';
 import { readGoBuildId } from './go-buildid.js';
+import { MAX_NAME_BYTES, boundName, cutName } from './names.js';
 
 const MAGIC_120 = 0xfffffff1;
 const MAGIC_118 = 0xfffffff0;
@@ -30,10 +31,10 @@ const FUNCDATA_INL_TREE = 3;
 const MAX_INLINE_DEPTH = 64;
 /** The region read for go:func.* data when it is not inside the pclntab itself. */
 const MAX_GOFUNC_BYTES = 256 << 20;
-/** Names kept per table (the symbolizer caches its answers anyway). */
+/** Names kept per table (the symbolizer caches its answers anyway)... */
 const MAX_CACHED_NAMES = 4096;
-/** No Go symbol or file name is longer. */
-const MAX_NAME = 64 << 10;
+/** ...and their characters: names are bounded (names.ts), but 4096 of the longest are 32 MB. */
+const MAX_CACHED_NAME_CHARS = 1 << 20;
 
 export interface GoFrame {
   name: string;
@@ -66,6 +67,7 @@ export class GoPclnTab {
   private readonly inlNameOff: number;
   private readonly inlParentPc: number;
   private nameCache = new Map<number, string>();
+  private nameCacheChars = 0;
 
   private constructor(
     private readonly data: Bytes,
@@ -135,7 +137,7 @@ export class GoPclnTab {
   /** Bytes held in memory by this table alone (for cache accounting); pages read from the file are in a shared, bounded cache. */
   get byteSize(): number {
     const held = (b: Bytes | undefined) => (b instanceof BufferBytes ? b.length : 0);
-    return held(this.data) + (this.gofunc && this.gofunc.data !== this.data ? held(this.gofunc.data) : 0) + this.nameCache.size * 64;
+    return held(this.data) + (this.gofunc && this.gofunc.data !== this.data ? held(this.gofunc.data) : 0) + this.nameCache.size * 64 + this.nameCacheChars * 2;
   }
 
   /** Reads through `path` from now on (another name for the same file, e.g. a new /proc/self/fd). */
@@ -263,17 +265,27 @@ export class GoPclnTab {
     let s = this.nameCache.get(nameOff);
     if (s === undefined) {
       s = this.cstr(this.L.funcnameOff + nameOff);
-      if (this.nameCache.size >= MAX_CACHED_NAMES) this.nameCache.clear();
+      if (this.nameCache.size >= MAX_CACHED_NAMES || this.nameCacheChars + s.length > MAX_CACHED_NAME_CHARS) {
+        this.nameCache.clear();
+        this.nameCacheChars = 0;
+      }
       this.nameCache.set(nameOff, s);
+      this.nameCacheChars += s.length;
     }
     return s;
   }
 
+  /**
+   * The name (function or file) at `off`, bounded by names.ts: a table whose names do not end
+   * (a corrupt or hostile funcnametab) gives cut, marked names, never names as long as itself.
+   */
   private cstr(off: number): string {
     if (off < 0 || off >= this.data.length) return '';
-    let end = this.data.indexOfZero(off, MAX_NAME);
-    if (end < 0) end = Math.min(this.data.length, off + MAX_NAME);
-    return this.data.utf8(off, end);
+    const end = this.data.indexOfZero(off, MAX_NAME_BYTES);
+    if (end >= 0) return boundName(this.data.utf8(off, end));
+    const stop = Math.min(this.data.length, off + MAX_NAME_BYTES);
+    const s = this.data.utf8(off, stop);
+    return stop < this.data.length ? cutName(s) : boundName(s);
   }
 
   private fileLine(f: number, entry: number, pc: number): { file: string; line: number } {
