@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ElfFile } from '../src/elf/elf-file.js';
-import { buildElf, SHT_PROGBITS } from './fuzz/elf-builder.js';
+import { readGoBuildId } from '../src/elf/go-buildid.js';
+import { buildElf, SHT_NOTE, SHT_PROGBITS } from './fuzz/elf-builder.js';
 import { workDir } from './helpers.js';
 
 const dir = workDir('elf-file');
@@ -44,6 +45,31 @@ describe('elf-file', () => {
       assert.equal(elf.section('.text')?.size, 16);
       assert.equal(elf.section('.data')?.size, 8);
       assert.equal(elf.section('.shstrtab')?.type, 3);
+    });
+  });
+
+  it('takes build ids of sane lengths only: a 1 MiB note is no build id, not a 2 MB key', () => {
+    const note = (owner: string, type: number, desc: Buffer) => {
+      const name = Buffer.alloc((owner.length + 4) & ~3);
+      name.write(owner, 'latin1');
+      const h = Buffer.alloc(12);
+      h.writeUInt32LE(owner.length + 1, 0);
+      h.writeUInt32LE(desc.length, 4);
+      h.writeUInt32LE(type, 8);
+      return Buffer.concat([h, name, desc, Buffer.alloc((4 - (desc.length % 4)) % 4)]);
+    };
+    const id = Buffer.from('0123456789abcdef01234567', 'hex');
+    const huge = Buffer.alloc(1 << 20, 0x5a);
+    const make = (name: string, gnu: Buffer, go: Buffer) =>
+      write(name, buildElf({ sections: [{ name: '.note.gnu.build-id', type: SHT_NOTE, data: note('GNU', 3, gnu) }, { name: '.note.go.buildid', type: SHT_NOTE, data: note('Go', 4, go) }] }));
+    ElfFile.withFile(make('sane-ids', id, Buffer.from('abc/def')), (elf) => {
+      assert.equal(elf.buildId, id.toString('hex'));
+      assert.equal(elf.goBuildId, 'abc/def');
+    });
+    ElfFile.withFile(make('huge-ids', huge, huge), (elf) => {
+      assert.equal(elf.buildId, '');
+      assert.equal(elf.goBuildId, '');
+      assert.equal(readGoBuildId(elf), '');
     });
   });
 });

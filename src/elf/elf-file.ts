@@ -52,6 +52,11 @@ export interface ElfSegment {
   align: number;
 }
 
+/** Bytes of a GNU build id at most (sha256 is 32; lld's --build-id=0x<hex> could be any length). */
+export const MAX_BUILD_ID = 64;
+/** Bytes of a Go build id at most (four base64 hashes and slashes: 83 in practice). */
+export const MAX_GO_BUILD_ID = 1024;
+
 const MAX_SECTIONS = 65535;
 const MAX_SEGMENTS = 4096;
 /**
@@ -215,19 +220,26 @@ export class ElfFile {
     return undefined;
   }
 
-  /** The GNU build id as lower-case hex, or '' when the file carries none. */
+  /**
+   * The GNU build id as lower-case hex, or '' when the file carries none. Ids are 8 to 32 bytes
+   * (xxhash, md5, sha1, sha256); one longer than MAX_BUILD_ID counts as none: it is a cache key
+   * and a profile attribute, and a cut one would name another file.
+   */
   get buildId(): string {
-    if (this.buildIdCache === undefined) this.buildIdCache = this.findNote('GNU', 3)?.toString('hex') ?? null;
+    if (this.buildIdCache === undefined) this.buildIdCache = this.findNote('GNU', 3, MAX_BUILD_ID)?.toString('hex') ?? null;
     return this.buildIdCache ?? '';
   }
 
-  /** Go's build id (note "Go", type 4), or ''. */
+  /** Go's build id (note "Go", type 4), or '' (also when longer than MAX_GO_BUILD_ID). */
   get goBuildId(): string {
-    return this.findNote('Go', 4)?.toString('latin1') ?? '';
+    return this.findNote('Go', 4, MAX_GO_BUILD_ID)?.toString('latin1') ?? '';
   }
 
-  /** The descriptor of the first note with this owner and type, from note sections or PT_NOTE. */
-  findNote(owner: string, type: number): Buffer | undefined {
+  /**
+   * The descriptor of the first note with this owner and type, from note sections or PT_NOTE;
+   * notes whose descriptor is longer than `maxDesc` are passed over.
+   */
+  findNote(owner: string, type: number, maxDesc = Infinity): Buffer | undefined {
     const areas: Array<[number, number]> = [];
     for (const s of this.sections) if (s.type === SHT_NOTE) areas.push([s.offset, s.size]);
     if (areas.length === 0) for (const p of this.segments) if (p.type === PT_NOTE) areas.push([p.offset, p.filesz]);
@@ -249,8 +261,10 @@ export class ElfFile {
         const next = descOff + align4(descsz);
         if (descOff + descsz > data.length || namesz > data.length) break;
         // The owner is NUL-terminated and may be NUL-padded: Go writes "Go\0\0" (namesz 4).
-        const name = data.toString('latin1', nameOff, nameOff + namesz).replace(/\0+$/, '');
-        if (name === owner && ntype === type) return Buffer.from(data.subarray(descOff, descOff + descsz));
+        if (ntype === type && descsz <= maxDesc && namesz <= align4(owner.length + 1)) {
+          const name = data.toString('latin1', nameOff, nameOff + namesz).replace(/\0+$/, '');
+          if (name === owner) return Buffer.from(data.subarray(descOff, descOff + descsz));
+        }
         p = next;
       }
     }

@@ -38,7 +38,7 @@ export function readGoBuildId(elf: ElfFile): string {
 
 /** The "Go" type-4 note from note sections or PT_NOTE segments (ElfFile.findNote), else by scanning. */
 function goNote(elf: ElfFile): string | undefined {
-  const note = elf.findNote('Go', NOTE_GO_BUILDID);
+  const note = elf.findNote('Go', NOTE_GO_BUILDID, MAX_ID);
   if (note !== undefined) return note.toString('latin1');
   // namesz 4, descsz, type 4, "Go\0\0", 4-byte aligned.
   const head = elf.read(0, Math.min(elf.size, RAW_SCAN));
