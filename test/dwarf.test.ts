@@ -548,4 +548,28 @@ describe('dwarf', () => {
     writeFileSync(small, buildElf({ sections: [{ name: '.debug_str', type: SHT_PROGBITS, flags: SHF_COMPRESSED, data: Buffer.concat([chdr(1 << 20), zlibBomb(1)]) }] }));
     assert.equal(ElfFile.withFile(small, (elf) => readDebugSection(elf, 'str'))?.length, 1 << 20);
   });
+
+  it('cuts names at 4096 characters when thousands of DIEs point into one string without an end', () => {
+    // A unit of 2000 structs, each named by DW_FORM_strp at its own offset of a 4 MiB
+    // .debug_str of 'A's: 2000 distinct names of ~4 MiB each (8 GB) before the bound.
+    const n = 2000;
+    const abbrev = Buffer.from([1, 0x11, 1, 0, 0, 2, 0x13, 0, 0x03, 0x0e, 0, 0, 0]);
+    const dies: number[] = [1];
+    for (let i = 0; i < n; i++) dies.push(2, ...u32(i * 7));
+    dies.push(0);
+    const body = Buffer.from([4, 0, ...u32(0), 8, ...dies]); // version 4, abbrev offset 0, address size 8
+    const info = Buffer.concat([Buffer.from(u32(body.length)), body]);
+    const str = Buffer.alloc(4 << 20, 0x41);
+    const heap = process.memoryUsage().heapUsed;
+    const d = DwarfInfo.fromSections({ info, abbrev, str })!;
+    assert.equal(d.findType('runtime.g'), undefined); // walks and indexes every name
+    const t = d.type(info.indexOf(Buffer.from([2, 0, 0, 0, 0])));
+    assert.equal(t?.name?.length, 4096);
+    assert.ok(t?.name?.endsWith('\u2026'));
+    assert.ok(process.memoryUsage().heapUsed - heap < 128 << 20, 'names took more than 128 MiB');
+  });
 });
+
+function u32(v: number): number[] {
+  return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
+}

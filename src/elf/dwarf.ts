@@ -14,6 +14,7 @@
 import type { ElfFile } from './elf-file.js';
 import { readDebugSection } from './dwarf-sections.js';
 import { ByteCursor } from './byte-cursor.js';
+import { MAX_NAME_BYTES, decodeName } from './names.js';
 
 export interface DwarfSections {
   info: Buffer;
@@ -254,10 +255,11 @@ class Cursor extends ByteCursor {
     }
   }
 
+  /** An inline string, cut as names.ts cuts names (the cursor still moves past all of it). */
   cstring(): string {
     const nul = this.buf.indexOf(0, this.pos);
     if (nul < 0 || nul >= this.end) malformed('unterminated string');
-    const s = this.buf.toString('utf8', this.pos, nul);
+    const s = decodeName(this.buf, this.pos, nul);
     this.pos = nul + 1;
     return s;
   }
@@ -1106,10 +1108,16 @@ function goPackageOf(name: string): string | undefined {
   return head.slice(0, dot);
 }
 
+/**
+ * The string at `off` of .debug_str or .debug_line_str, cut as names.ts cuts names: every DIE
+ * may point into one long run without zeros, and each name is kept (the type index's keys).
+ * Only the bytes a name may take are searched for its end.
+ */
 function sectionString(sec: Buffer | undefined, off: number): string | undefined {
   if (!sec || off >= sec.length) return undefined;
-  const nul = sec.indexOf(0, off);
-  return sec.toString('utf8', off, nul < 0 ? sec.length : nul);
+  const nul = sec.subarray(off, off + MAX_NAME_BYTES + 1).indexOf(0);
+  const end = nul < 0 ? Math.min(sec.length, off + MAX_NAME_BYTES + 1) : off + nul;
+  return decodeName(sec, off, end, nul < 0 && end < sec.length);
 }
 
 function num(v: AttrValue): number | undefined {
