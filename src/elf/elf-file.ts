@@ -240,9 +240,10 @@ export class ElfFile {
    * notes whose descriptor is longer than `maxDesc` are passed over.
    */
   findNote(owner: string, type: number, maxDesc = Infinity): Buffer | undefined {
-    const areas: Array<[number, number]> = [];
+    let areas: Array<[number, number]> = [];
     for (const s of this.sections) if (s.type === SHT_NOTE) areas.push([s.offset, s.size]);
     if (areas.length === 0) for (const p of this.segments) if (p.type === PT_NOTE) areas.push([p.offset, p.filesz]);
+    areas = withinBudget(areas, (a) => Math.min(a[1], 1 << 20), this.size);
     for (const [off, size] of areas) {
       if (size <= 0 || size > 1 << 20) continue;
       let data: Buffer;
@@ -362,6 +363,25 @@ export class ElfFile {
     }
     return raw.map(({ nameOff: _n, ...s }) => s);
   }
+}
+
+/**
+ * The leading `areas` whose sizes add up to at most `budget` bytes (the file's size, for the
+ * callers that scan areas of a file). Real segments, note sections and symbol tables do not
+ * overlap, so they never add up to more than the file; a header table that names the same
+ * megabytes 4096 times (program headers) or 65535 times (section headers) would make a scan
+ * read the file that many times over: 1024 PT_LOAD headers over a 2 MB Go binary took 2.5 s
+ * to find its build info, and over a 200 MB one would take minutes.
+ */
+export function withinBudget<T>(areas: readonly T[], size: (a: T) => number, budget: number): T[] {
+  const out: T[] = [];
+  let total = 0;
+  for (const a of areas) {
+    total += Math.max(0, size(a));
+    if (total > budget) break;
+    out.push(a);
+  }
+  return out;
 }
 
 /** A NUL-terminated string at `off` (to the end of the buffer when unterminated), of at most `max` bytes. */

@@ -3,7 +3,7 @@
 // tables are never loaded: names are read from the file (and demangled) only when a lookup hits
 // them. node's .strtab alone is 7.5 MB, most of it names of data and local symbols.
 
-import { ElfError, ElfFile, SHT_DYNSYM, SHT_NOBITS, SHT_SYMTAB, type ElfSection } from './elf-file.js';
+import { ElfError, ElfFile, SHT_DYNSYM, SHT_NOBITS, SHT_SYMTAB, withinBudget, type ElfSection } from './elf-file.js';
 import { lastAtOrBelow } from '../sorted-search.js';
 import { boundName, cutName } from './names.js';
 
@@ -182,7 +182,12 @@ export class SymbolTable {
    * looked up, so `elf` itself may be closed as soon as this returns.
    */
   static fromElf(elf: ElfFile, demangle: (name: string) => string = (s) => s): SymbolTable {
-    const tables = elf.sections.filter((sec) => (sec.type === SHT_SYMTAB || sec.type === SHT_DYNSYM) && sec.size > 0);
+    // Real tables (.symtab, .dynsym) do not overlap: together they are never larger than the file.
+    const tables = withinBudget(
+      elf.sections.filter((sec) => (sec.type === SHT_SYMTAB || sec.type === SHT_DYNSYM) && sec.size > 0),
+      (sec) => sec.size,
+      elf.size,
+    );
     const entsize = elf.is64 ? 24 : 16;
     let total = 0;
     for (const sec of tables) total += Math.floor(sec.size / (sec.entsize || entsize));

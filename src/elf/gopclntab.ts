@@ -18,7 +18,7 @@
 
 import type { ElfFile } from './elf-file.js';
 import { BufferBytes, FileBytes, type Bytes } from './file-bytes.js';
-import { PF_X, PT_LOAD, SHF_COMPRESSED, SHT_NOBITS } from './elf-file.js';
+import { PF_X, PT_LOAD, SHF_COMPRESSED, SHT_NOBITS, withinBudget } from './elf-file.js';
 import { readGoBuildId } from './go-buildid.js';
 import { MAX_NAME_BYTES, boundName, cutName } from './names.js';
 
@@ -514,8 +514,8 @@ function searchMagic(elf: ElfFile, textAddr: number | undefined): { data: Bytes;
     b.writeUInt32LE(m);
     return b;
   });
-  for (const seg of elf.segments) {
-    if (seg.type !== PT_LOAD || seg.filesz < 64 || seg.filesz > 1 << 30) continue;
+  const loads = elf.segments.filter((seg) => seg.type === PT_LOAD && seg.filesz >= 64 && seg.filesz <= 1 << 30);
+  for (const seg of withinBudget(loads, (x) => x.filesz, elf.size)) {
     const data = elf.read(seg.offset, seg.filesz);
     for (const m of magics) {
       let at = data.indexOf(m);
@@ -570,7 +570,7 @@ function findModuledata(
   if (areas.length === 0) {
     for (const p of elf.segments) if (p.type === PT_LOAD && p.filesz > 0 && p.filesz < 1 << 30) areas.push({ offset: p.offset, size: p.filesz });
   }
-  for (const a of areas) {
+  for (const a of withinBudget(areas, (x) => x.size, elf.size)) {
     const buf = elf.read(a.offset, a.size);
     let at = buf.indexOf(want);
     while (at >= 0) {

@@ -18,6 +18,8 @@ export interface SectionSpec {
   size?: number;
   /** Written into sh_name instead of the name's real offset. */
   nameOff?: number;
+  /** Written into sh_offset: the bytes of the section with this index (in `sections`) instead of its own. */
+  sameAs?: number;
 }
 
 export interface SegmentSpec {
@@ -108,9 +110,11 @@ export function buildElf(spec: ElfSpec): Buffer {
     out.writeBigUInt64LE(1n, o + 48);
     out.writeBigUInt64LE(BigInt(entsize), o + 56);
   };
-  spec.sections.forEach((s, i) =>
-    shdr(i + 1, s.nameOff ?? names[i]!, s.type, s.flags ?? 0, s.addr ?? 0, offsets[i]!, s.size ?? (s.data ?? Buffer.alloc(0)).length, s.link, s.info, s.entsize),
-  );
+  spec.sections.forEach((s, i) => {
+    const from = s.sameAs ?? i;
+    const size = s.size ?? (spec.sections[from]!.data ?? Buffer.alloc(0)).length;
+    shdr(i + 1, s.nameOff ?? names[i]!, s.type, s.flags ?? 0, s.addr ?? 0, offsets[from]!, size, s.link, s.info, s.entsize);
+  });
   shdr(shnum - 1, shstrName, SHT_STRTAB, 0, 0, shstrOff, shstr.length);
   (spec.segments ?? []).forEach((p, i) => {
     const o = 64 + i * 56;
