@@ -298,6 +298,23 @@ describe('eh-frame', () => {
       }
     }
   });
+
+  it('refuses a CIE or FDE longer than 64 KiB instead of copying it per lookup', () => {
+    // libc with every .eh_frame_hdr entry naming one FDE whose length claims the rest of the
+    // section: each lookup copied the section before.
+    const b = readFileSync(LIBC);
+    const [eh, hdr] = ElfFile.withFile(LIBC, (e) => [e.section('.eh_frame')!, e.section('.eh_frame_hdr')!]);
+    const fde = b.readInt32LE(hdr.offset + 16);
+    for (let p = hdr.offset + 12; p + 8 <= hdr.offset + hdr.size; p += 8) b.writeInt32LE(fde, p + 4);
+    const at = hdr.offset + fde; // both sections are in one segment: the same address-to-offset shift
+    assert.ok(at > eh.offset && at < eh.offset + eh.size);
+    b.writeUInt32LE(eh.offset + eh.size - at - 4, at);
+    const path = join(dir, 'libc-one-long-fde');
+    writeFileSync(path, b);
+    const table = ElfFile.withFile(path, (e) => CfiTable.fromElf(e))!;
+    const write = symbolAddress(LIBC, 'write');
+    assert.throws(() => table.ruleAt(write), (e) => e instanceof CfiError && /bytes long/.test(e.message));
+  });
 });
 
 

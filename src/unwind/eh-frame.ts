@@ -238,6 +238,9 @@ interface Entry {
   idSize: number;
 }
 
+/** The longest CIE or FDE read: real ones are at most a few KB (node's, libLLVM's: 3 KB). */
+const MAX_ENTRY = 64 << 10;
+
 /**
  * One CFI section (.eh_frame or .debug_frame): in memory, or read from the file a page at a time
  * (file-bytes.ts). Only the entries a lookup needs are read, into buffers of their own size.
@@ -272,6 +275,10 @@ class FrameSection {
       len = s.u64(off + 4);
       hdr = 12;
     }
+    // Each lookup copies its FDE and CIE out of the section: an entry that claims megabytes (all
+    // the FDEs of .eh_frame_hdr pointing at one that spans the section) would cost a copy of
+    // the section per lookup.
+    if (len > MAX_ENTRY) throw new CfiError(`${what} at ${off} is ${len} bytes long (at most ${MAX_ENTRY})`);
     const end = off + hdr + len;
     if (end > s.length) throw new CfiError(`${what} at ${off} runs past the section`);
     const base = off - (off % 8);

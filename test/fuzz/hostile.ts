@@ -193,6 +193,24 @@ export const HOSTILE: HostileInput[] = [
     },
   },
   {
+    name: 'an .eh_frame_hdr whose every entry points at one FDE that claims the whole section',
+    seed: 'libc',
+    targets: ['eh-frame', 'unwind-tables'],
+    make(seed, bytes) {
+      const b = Buffer.from(elfBytes(seed, bytes));
+      const r = section(b, '.eh_frame_hdr');
+      const eh = section(b, '.eh_frame');
+      const fde = b.readInt32LE(r.start + 16);
+      for (let p = r.start + 12; p + 8 <= r.end; p += 8) b.writeInt32LE(fde, p + 4);
+      // Table entries are relative to .eh_frame_hdr's address; both sections lie in one segment,
+      // so the FDE's file offset is .eh_frame_hdr's plus the entry.
+      const at = r.start + fde;
+      if (!(at >= eh.start && at + 8 < eh.end)) throw new Error('the FDE is not in .eh_frame');
+      b.writeUInt32LE(eh.end - at - 4, at);
+      return b;
+    },
+  },
+  {
     name: 'FDEs whose CIE pointer points back at themselves',
     seed: 'libc',
     targets: ['eh-frame', 'unwind-tables'],
