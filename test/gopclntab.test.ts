@@ -314,6 +314,44 @@ describe('gopclntab', () => {
     }
   });
 
+  it('reads no more of a pc-value table than its function has instructions', () => {
+    // Every pc-value entry made "value +1, pc +0": the table never reaches the pc asked for,
+    // and each call read up to 4 million entries (the rest of the table) before.
+    const bytes = readFileSync(bin);
+    const sec = ElfFile.withFile(bin, (e) => e.section('.gopclntab')!);
+    const word = (i: number) => Number(bytes.readBigUInt64LE(sec.offset + 8 + i * 8));
+    for (let p = sec.offset + word(6); p + 1 < sec.offset + word(7); p += 2) {
+      bytes[p] = 0x02;
+      bytes[p + 1] = 0x00;
+    }
+    const stalled = join(dir, 'stalled-pctab');
+    writeFileSync(stalled, bytes);
+    const time = (path: string) => {
+      const tab = ElfFile.withFile(path, (e) => GoPclnTab.open(e))!;
+      const [lo, hi] = tab.textRange;
+      const entries: number[] = [];
+      for (let a = lo; a < hi && entries.length < 400; ) {
+        const f = tab.funcAt(a);
+        if (!f) break;
+        entries.push(f.entry + 1);
+        a = f.end;
+      }
+      let best = Infinity;
+      for (let r = 0; r < 3; r++) {
+        const t0 = performance.now();
+        for (const a of entries) {
+          tab.lookup(a);
+          tab.spDelta(a);
+        }
+        best = Math.min(best, performance.now() - t0);
+      }
+      return best;
+    };
+    const intact = time(bin);
+    const hostile = time(stalled);
+    assert.ok(hostile < 10 * intact, `${hostile.toFixed(1)} ms against ${intact.toFixed(1)} ms for the intact table`);
+  });
+
   it('reads the table a page at a time, after the file is closed, and only from the file it opened', () => {
     const path = join(dir, 'paged');
     copyFileSync(bin, path);

@@ -174,24 +174,25 @@ export class GoPclnTab {
       if (i < 0) return undefined;
       const f = this.funcOffset(i);
       const entry = this.entryAt(i);
+      const end = this.entryAt(i + 1);
       const frames: GoFrame[] = [];
       let pc = vaddr;
       const tree = this.inlineTree(f);
       if (tree) {
         for (let depth = 0; depth < MAX_INLINE_DEPTH; depth++) {
-          const ix = this.pcdataValue(f, entry, PCDATA_INL_TREE_INDEX, pc);
+          const ix = this.pcdataValue(f, entry, end, PCDATA_INL_TREE_INDEX, pc);
           if (ix === undefined || ix < 0) break;
           const rec = tree.off + ix * this.inlSize;
           if (ix >= 1 << 24 || rec + this.inlSize > tree.buf.length) break;
           const nameOff = tree.buf.i32(rec + this.inlNameOff);
           const parentPc = tree.buf.i32(rec + this.inlParentPc);
-          frames.push({ name: this.nameAt(nameOff), ...this.fileLine(f, entry, pc) });
+          frames.push({ name: this.nameAt(nameOff), ...this.fileLine(f, entry, end, pc) });
           const next = entry + parentPc;
           if (next === pc) break;
           pc = next;
         }
       }
-      frames.push({ name: this.funcName(f), ...this.fileLine(f, entry, pc) });
+      frames.push({ name: this.funcName(f), ...this.fileLine(f, entry, end, pc) });
       return frames;
     } catch {
       return undefined;
@@ -207,7 +208,7 @@ export class GoPclnTab {
       const i = this.findFunc(vaddr);
       if (i < 0) return undefined;
       const f = this.funcOffset(i);
-      return this.pcvalue(this.u32(f + this.funcFields.pcsp), this.entryAt(i), vaddr);
+      return this.pcvalue(this.u32(f + this.funcFields.pcsp), this.entryAt(i), this.entryAt(i + 1), vaddr);
     } catch {
       return undefined;
     }
@@ -288,10 +289,10 @@ export class GoPclnTab {
     return stop < this.data.length ? cutName(s) : boundName(s);
   }
 
-  private fileLine(f: number, entry: number, pc: number): { file: string; line: number } {
+  private fileLine(f: number, entry: number, end: number, pc: number): { file: string; line: number } {
     const ff = this.funcFields;
-    const line = this.pcvalue(this.u32(f + ff.pcln), entry, pc) ?? 0;
-    const fileIx = this.pcvalue(this.u32(f + ff.pcfile), entry, pc);
+    const line = this.pcvalue(this.u32(f + ff.pcln), entry, end, pc) ?? 0;
+    const fileIx = this.pcvalue(this.u32(f + ff.pcfile), entry, end, pc);
     let file = '?';
     if (fileIx !== undefined && fileIx >= 0) {
       const cu = this.u32(f + ff.cuOffset);
@@ -302,13 +303,13 @@ export class GoPclnTab {
   }
 
   /** The value of pcdata table `table` at pc, or undefined when the function has none. */
-  private pcdataValue(f: number, entry: number, table: number, pc: number): number | undefined {
+  private pcdataValue(f: number, entry: number, end: number, table: number, pc: number): number | undefined {
     const ff = this.funcFields;
     const n = this.u32(f + ff.npcdata);
     if (table >= n) return undefined;
     const off = this.u32(f + ff.pcdata + table * 4);
     if (off === 0) return undefined;
-    return this.pcvalue(off, entry, pc);
+    return this.pcvalue(off, entry, end, pc);
   }
 
   /** The inline tree of a function: the buffer holding it and the offset of entry 0. */
@@ -360,15 +361,19 @@ export class GoPclnTab {
     return low;
   }
 
-  /** Decodes a pc-value table at pctab offset `off` for a function starting at `entry`. */
-  private pcvalue(off: number, entry: number, target: number): number | undefined {
+  /** Decodes a pc-value table at pctab offset `off` for the function [entry, end). */
+  private pcvalue(off: number, entry: number, end: number, target: number): number | undefined {
     if (off === 0) return undefined;
     const d = this.data;
     let p = this.L.pctabOff + off;
     let val = -1;
     let pc = entry;
     let first = true;
-    for (let steps = 0; steps < 1 << 22; steps++) {
+    // Every entry covers at least one quantum of the function [entry, end): a table that does
+    // not advance (pc deltas of 0) ends after as many entries as the function has quanta, not
+    // after 4 million reads per call, several calls per frame.
+    const maxSteps = Math.min(1 << 22, Math.max(0, Math.ceil((end - entry) / this.L.quantum)) + 1);
+    for (let steps = 0; steps < maxSteps; steps++) {
       // uvarint value delta (zig-zag), then uvarint pc delta in quanta
       let uv = 0;
       let mul = 1;
