@@ -325,6 +325,8 @@ interface Die {
 export class DwarfInfo {
   private readonly units: Unit[];
   private readonly abbrevCache = new Map<string, Map<number, Abbrev>>();
+  /** Bytes of .debug_abbrev parsed so far, over all tables. */
+  private abbrevBytes = 0;
   /** Names of the types in the scanned units → their DIE offsets, in file order. */
   private readonly index = new Map<string, number[]>();
   private readonly types = new Map<number, DwarfType | null>();
@@ -510,7 +512,16 @@ export class DwarfInfo {
     const key = `${u.abbrevOffset}:${u.offsetSize}:${u.addressSize}:${u.version <= 2 ? 2 : 3}`;
     let table = this.abbrevCache.get(key);
     if (!table) {
-      table = parseAbbrevs(this.s.abbrev, u.abbrevOffset, (form) => fixedFormSize(form, u));
+      // Each unit's table starts where its header says and runs to its terminating 0: real
+      // tables follow one another, so together they are .debug_abbrev once (twice if two unit
+      // formats share one). Units pointing into the middle of one long table would each parse
+      // the rest of it, and keep it: 4000 units over a 120 KB table took the heap past 4 GB.
+      // A table that fails to parse is charged too: it was read to where it failed.
+      const budget = 2 * this.s.abbrev.length + (64 << 10) - this.abbrevBytes;
+      const parsed = parseAbbrevs(this.s.abbrev, u.abbrevOffset, (form) => fixedFormSize(form, u), budget);
+      this.abbrevBytes += parsed.end - u.abbrevOffset;
+      if (parsed.error) malformed(parsed.error);
+      table = parsed.table;
       this.abbrevCache.set(key, table);
     }
     u.abbrevs = table;
@@ -1017,11 +1028,32 @@ function readUnitHeaders(info: Buffer): Unit[] {
   return units;
 }
 
-function parseAbbrevs(data: Buffer, offset: number, sizeOf: (form: number) => number): Map<number, Abbrev> {
+/**
+ * The abbreviation table at `offset` and the offset just past it, or why it could not be read
+ * (with the offset where that became clear): malformed, or longer than `budget` bytes.
+ */
+function parseAbbrevs(
+  data: Buffer,
+  offset: number,
+  sizeOf: (form: number) => number,
+  budget: number,
+): { table: Map<number, Abbrev>; end: number; error?: string } {
   const table = new Map<number, Abbrev>();
-  if (offset >= data.length) return table;
+  if (offset >= data.length) return { table, end: offset };
   const c = new Cursor(data, offset, data.length);
+  try {
+    readAbbrevs(c, offset, sizeOf, budget, table);
+  } catch (e) {
+    if (!(e instanceof DwarfFormatError)) throw e;
+    return { table, end: c.pos, error: e.message };
+  }
+  return { table, end: c.pos };
+}
+
+function readAbbrevs(c: Cursor, offset: number, sizeOf: (form: number) => number, budget: number, table: Map<number, Abbrev>): void {
+  const data = c.buf;
   while (c.pos < data.length) {
+    if (c.pos - offset > budget) malformed('abbreviation tables overlap');
     const code = c.uleb();
     if (code === 0) break;
     const tag = c.uleb();
@@ -1043,7 +1075,6 @@ function parseAbbrevs(data: Buffer, offset: number, sizeOf: (form: number) => nu
     }
     if (!table.has(code)) table.set(code, { tag, children, attrs, fixedSize, hasName, hasSibling });
   }
-  return table;
 }
 
 function kindOf(tag: number, goKind: number | undefined): DwarfTypeKind {
