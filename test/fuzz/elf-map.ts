@@ -24,6 +24,8 @@ export interface FieldGroup {
   /** How often the mutator picks this group relative to the others. */
   weight: number;
   fields(i: number): Field[];
+  /** Where element i lies, for groups of fixed-size entries (headers): the mutator copies them. */
+  entry?(i: number): { at: number; size: number };
 }
 
 export interface Region {
@@ -112,6 +114,7 @@ export function mapElf(b: Buffer): ElfMap {
       label: 'phdr',
       count: segs.length,
       weight: 3,
+      entry: (i) => ({ at: phoff + i * phentsize, size: phentsize }),
       fields: (i) => {
         const o = phoff + i * phentsize;
         const l = `phdr[${i}]`;
@@ -155,6 +158,7 @@ export function mapElf(b: Buffer): ElfMap {
       label: 'shdr',
       count: shdrs.length,
       weight: 8,
+      entry: (i) => ({ at: shdrs[i]!.hdrAt, size: shentsize }),
       fields: (i) => {
         const s = shdrs[i]!;
         const o = s.hdrAt;

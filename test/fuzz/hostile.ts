@@ -175,6 +175,37 @@ export const HOSTILE: HostileInput[] = [
     make: (seed, bytes) => fill(elfBytes(seed, bytes), '.debug_str', 0x41),
   },
   {
+    name: '1000 DWARF units naming successive entries of one 20,000-entry abbreviation table',
+    seed: 'c-dwarf5',
+    targets: ['dwarf'],
+    make() {
+      const ab: number[] = [];
+      for (let i = 1; i <= 20_000; i++) ab.push(0x80 | (i & 0x7f), (i >> 7) & 0x7f, 0x13, 0, 0, 0);
+      const info = Buffer.alloc(1000 * 12);
+      for (let k = 0; k < 1000; k++) {
+        info.writeUInt32LE(8, k * 12);
+        info.writeUInt16LE(4, k * 12 + 4);
+        info.writeUInt32LE(k * 6, k * 12 + 6);
+        info[k * 12 + 10] = 8;
+      }
+      return buildElf({ sections: [{ name: '.debug_info', type: SHT_PROGBITS, data: info }, { name: '.debug_abbrev', type: SHT_PROGBITS, data: Buffer.from(ab) }] });
+    },
+  },
+  {
+    name: 'a .gopclntab whose pc-value entries never advance the pc',
+    seed: 'go-stripped',
+    targets: ['gopclntab', 'unwind-tables', 'symbolize-worker'],
+    make(seed, bytes) {
+      const b = Buffer.from(elfBytes(seed, bytes));
+      const base = section(b, '.gopclntab').start;
+      for (let p = base + pclnWord(b, 6); p + 1 < base + pclnWord(b, 7); p += 2) {
+        b[p] = 0x02; // value +1
+        b[p + 1] = 0x00; // pc +0
+      }
+      return b;
+    },
+  },
+  {
     name: 'a .debug_abbrev of LEB128s that never end',
     seed: 'c-dwarf5',
     targets: ['dwarf'],

@@ -66,10 +66,11 @@ const FILL_BYTES: ReadonlyArray<readonly [number, string]> = [
   [0x7f, '0x7f'],
 ];
 
-type BinaryOp = 'field' | 'bitflip' | 'word' | 'fill' | 'leb' | 'truncate' | 'splice' | 'shift';
+type BinaryOp = 'field' | 'clone' | 'bitflip' | 'word' | 'fill' | 'leb' | 'truncate' | 'splice' | 'shift';
 
 const BINARY_OPS: ReadonlyArray<readonly [BinaryOp, number]> = [
-  ['field', 45],
+  ['field', 40],
+  ['clone', 5],
   ['bitflip', 12],
   ['word', 10],
   ['fill', 10],
@@ -108,6 +109,27 @@ function mutateOnce(b: Buffer, map: ElfMap, rng: Rng): Mutated<Buffer> {
       const v = interesting(f.kind, readField(b, f), f.width, map.size, rng, f.also);
       writeField(b, f.at, f.width, v);
       return { value: b, steps: [`${f.label}@${hex(f.at)} = ${hex(v)}`] };
+    }
+    case 'clone': {
+      // One header copied over others: many headers naming the same bytes (the amplification
+      // of a scan per header), or the same section twice under other names.
+      const groups = map.groups.filter((g) => g.entry && g.count > 1);
+      if (groups.length === 0) return { value: b, steps: ['(no header table to clone in)'] };
+      const g = rng.pick(groups);
+      const from = rng.int(g.count);
+      const src = g.entry!(from);
+      if (src.at + src.size > b.length) return { value: b, steps: [`(${g.label}[${from}] is past the end)`] };
+      const copy = Buffer.from(b.subarray(src.at, src.at + src.size));
+      const n = rng.chance(0.5) ? g.count - 1 : rng.range(1, g.count - 1);
+      let done = 0;
+      for (let k = 0; k < g.count && done < n; k++) {
+        if (k === from) continue;
+        const dst = g.entry!(k);
+        if (dst.at + dst.size > b.length) break;
+        copy.copy(b, dst.at);
+        done++;
+      }
+      return { value: b, steps: [`copy ${g.label}[${from}] over ${done} other entries`] };
     }
     case 'bitflip': {
       const r = clampRegion(region());
