@@ -4,9 +4,9 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ElfFile } from '../src/elf/elf-file.js';
+import { ElfError, ElfFile } from '../src/elf/elf-file.js';
 import { readGoBuildId } from '../src/elf/go-buildid.js';
 import { buildElf, SHT_NOTE, SHT_PROGBITS } from './fuzz/elf-builder.js';
 import { workDir } from './helpers.js';
@@ -71,5 +71,24 @@ describe('elf-file', () => {
       assert.equal(elf.goBuildId, '');
       assert.equal(readGoBuildId(elf), '');
     });
+  });
+
+  it('refuses header entries larger than 256 bytes rather than reading 4096 of them', () => {
+    // A sparse 300 MB file whose 4096 program headers claim 65535 bytes each: a 268 MB read
+    // (and as much memory) before. Sparse files cost their owner nothing.
+    const b = buildElf({ sections: [{ name: '.text', type: SHT_PROGBITS, data: Buffer.alloc(16) }] });
+    b.writeBigUInt64LE(64n, 32); // e_phoff
+    b.writeUInt16LE(0xffff, 54); // e_phentsize
+    b.writeUInt16LE(4096, 56); // e_phnum
+    const path = write('huge-phentsize', b);
+    truncateSync(path, 300 << 20);
+    const before = process.memoryUsage().arrayBuffers;
+    assert.throws(() => ElfFile.open(path), (e) => e instanceof ElfError && /program header size/.test(e.message));
+    assert.ok(process.memoryUsage().arrayBuffers - before < 16 << 20);
+    rmSync(path);
+    // Section headers likewise.
+    const c = buildElf({ sections: [{ name: '.text', type: SHT_PROGBITS, data: Buffer.alloc(16) }] });
+    c.writeUInt16LE(0xffff, 58); // e_shentsize
+    assert.throws(() => ElfFile.open(write('huge-shentsize', c)), (e) => e instanceof ElfError && /section header size/.test(e.message));
   });
 });

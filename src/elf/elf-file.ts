@@ -67,6 +67,11 @@ const MAX_SEGMENTS = 4096;
 const MAX_SECTION_NAME = 256;
 /** Bytes of the section name table read at most: names that start past them are ''. */
 const MAX_SHSTRTAB = 16 << 20;
+/**
+ * Header entries are 56 or 64 bytes (32 or 40 in ELF32); the size is the file's to say, and
+ * 4096 program headers of 65535 bytes each are a 268 MB read (65535 section headers: 4 GB).
+ */
+const MAX_HEADER_ENTRY = 256;
 
 /** Device, inode, size and modification time: whether a path still names the file it named. */
 export function fileIdentity(st: { dev: number; ino: number; size: number; mtimeMs: number }): string {
@@ -277,7 +282,7 @@ export class ElfFile {
     if (phnum === 0 || phoff === 0) return out;
     if (phnum > MAX_SEGMENTS) throw new ElfError(this.path, `too many program headers (${phnum})`);
     const want = this.is64 ? 56 : 32;
-    if (phentsize < want) throw new ElfError(this.path, `bad program header size ${phentsize}`);
+    if (phentsize < want || phentsize > MAX_HEADER_ENTRY) throw new ElfError(this.path, `bad program header size ${phentsize}`);
     const buf = this.read(phoff, phentsize * phnum);
     for (let i = 0; i < phnum; i++) {
       const o = i * phentsize;
@@ -309,7 +314,7 @@ export class ElfFile {
   private readSections(shoff: number, shentsize: number, shnum: number, shstrndx: number): ElfSection[] {
     if (shoff === 0) return [];
     const want = this.is64 ? 64 : 40;
-    if (shentsize < want) throw new ElfError(this.path, `bad section header size ${shentsize}`);
+    if (shentsize < want || shentsize > MAX_HEADER_ENTRY) throw new ElfError(this.path, `bad section header size ${shentsize}`);
     if (shnum === 0) {
       // Extended numbering: the real count is in section 0's sh_size.
       const s0 = this.read(shoff, shentsize);
