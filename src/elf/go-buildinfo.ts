@@ -255,7 +255,9 @@ function versionString(elf: ElfFile, range: string): string | undefined {
       for (const m of text.matchAll(/go1\.(\d+)(\.\d+|(?:rc|beta)\d+)?/g)) {
         const minor = Number(m[1]);
         if (minor < lo || minor > hi) continue;
-        (m[2] ? full : bare).add(m[0]);
+        // Two of a kind settle it: keep no more (a segment of distinct "go1.N" would fill a set).
+        if (m[2]) full.add(m[0]);
+        else if (bare.size < 2) bare.add(m[0]);
         if (full.size > 1) return undefined;
       }
     }
