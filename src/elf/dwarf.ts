@@ -196,7 +196,18 @@ const GO_KIND_STRING = 24;
 const MAX_TYPE_DEPTH = 64;
 const MAX_DIE_DEPTH = 1024;
 
-class DwarfFormatError extends Error {}
+/**
+ * Malformed input. Never escapes the public API, so it carries no stack: capturing one costs
+ * microseconds, and a corrupt file can make thousands of them (a unit per few bytes).
+ */
+class DwarfFormatError extends Error {
+  constructor(message: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = limit;
+  }
+}
 
 function malformed(what: string): never {
   throw new DwarfFormatError(what);
@@ -324,7 +335,8 @@ interface Die {
 
 export class DwarfInfo {
   private readonly units: Unit[];
-  private readonly abbrevCache = new Map<string, Map<number, Abbrev>>();
+  /** Parsed abbreviation tables by offset and unit format; a string: why that table is malformed. */
+  private readonly abbrevCache = new Map<string, Map<number, Abbrev> | string>();
   /** Bytes of .debug_abbrev parsed so far, over all tables. */
   private abbrevBytes = 0;
   /** Names of the types in the scanned units → their DIE offsets, in file order. */
@@ -511,6 +523,7 @@ export class DwarfInfo {
     if (u.abbrevs) return u.abbrevs;
     const key = `${u.abbrevOffset}:${u.offsetSize}:${u.addressSize}:${u.version <= 2 ? 2 : 3}`;
     let table = this.abbrevCache.get(key);
+    if (typeof table === 'string') malformed(table);
     if (!table) {
       // Each unit's table starts where its header says and runs to its terminating 0: real
       // tables follow one another, so together they are .debug_abbrev once (twice if two unit
@@ -520,7 +533,10 @@ export class DwarfInfo {
       const budget = 2 * this.s.abbrev.length + (64 << 10) - this.abbrevBytes;
       const parsed = parseAbbrevs(this.s.abbrev, u.abbrevOffset, (form) => fixedFormSize(form, u), budget);
       this.abbrevBytes += parsed.end - u.abbrevOffset;
-      if (parsed.error) malformed(parsed.error);
+      if (parsed.error) {
+        this.abbrevCache.set(key, parsed.error);
+        malformed(parsed.error);
+      }
       table = parsed.table;
       this.abbrevCache.set(key, table);
     }
