@@ -331,8 +331,10 @@ export const LINEAR_PASS: Target = {
       return b.indexOf('\xff Go buildinf:\xff\xff', 0, 'latin1');
     }
     if (typeof input !== 'string') return (input as Buffer).indexOf('\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8', 0, 'latin1');
+    // Text parsers match regular expressions per line (or per piece of one): a pass that tries
+    // one at every position of every line is their linear pass.
     let n = 0;
-    for (const line of input.split('\n')) n += line.length;
+    for (const line of input.split('\n')) if (/[/-][0-9a-f]{8}[g-z]|^\S+\s+\S+$/.test(line)) n++;
     return n;
   },
 };

@@ -84,24 +84,26 @@ async function work(req: WorkRequest): Promise<WorkReport> {
   const input = typeof req.input === 'string' ? req.input : Buffer.from(req.input.buffer, req.input.byteOffset, req.input.byteLength);
   if (req.gcFirst) (globalThis as { gc?: () => void }).gc?.();
   const fds = openFds();
-  resetPeak();
-  const rss = kib('VmRSS');
   let result: unknown;
   let problem: string | undefined;
   let typedError: string | undefined;
-  const t0 = performance.now();
-  for (let r = 0; r < req.reps; r++) {
+  const once = async (): Promise<void> => {
     try {
       result = await target.run(input, req.ctx);
     } catch (e) {
       if (target.typed?.(e)) typedError = (e as Error).name;
       else if (e instanceof Error) problem = `threw ${e.name}: ${e.message}\n${e.stack?.split('\n').slice(1, 6).join('\n')}`;
       else problem = `threw a non-Error: ${String(e)}`;
-      if (problem) break;
     }
-  }
-  const ms = performance.now() - t0;
+  };
+  // Memory over one run (repetitions would add up their garbage), then the timed repetitions.
+  resetPeak();
+  const rss = kib('VmRSS');
+  await once();
   const peakBytes = canResetPeak ? Math.max(0, kib('VmHWM') - rss) : 0;
+  const t0 = performance.now();
+  for (let r = 0; r < req.reps && !problem; r++) await once();
+  const ms = performance.now() - t0;
   const longest = longestString(result);
   result = undefined;
   // The page cache of file-bytes.ts keeps up to 8 files open between reads, by design; the
