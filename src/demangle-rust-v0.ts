@@ -8,7 +8,8 @@ class Bad extends Error {}
 const debug = typeof process !== 'undefined' && !!process.env.DEMANGLE_DEBUG;
 
 const MAX_DEPTH = 200;
-const MAX_OUTPUT = 1 << 16;
+/** As in demangle-itanium.ts: backrefs can double the output; profiles show at most 4096 characters. */
+const MAX_OUTPUT = 1 << 13;
 
 const BASIC: Record<string, string> = {
   a: 'i8', b: 'bool', c: 'char', d: 'f64', e: 'str', f: 'f32', h: 'u8', i: 'isize', j: 'usize',

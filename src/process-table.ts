@@ -483,12 +483,17 @@ export class ProcessTable {
   }
 }
 
-/** Parses /proc/PID/maps text. Lines that do not parse are skipped. */
+/**
+ * Parses /proc/PID/maps text. Lines that do not parse are skipped. The path is the rest of the
+ * line, whatever it holds: file names may contain '\r' (and, read as latin1, any byte), which
+ * `.` does not match, so `(.*)$` skipped such mappings (a process could hide its code) and,
+ * backtracking over the digits and spaces before them, took time quadratic in the line.
+ */
 export function parseMaps(text: string): ProcessMapping[] {
   const out: ProcessMapping[] = [];
   for (const line of text.split('\n')) {
     // start-end perms offset dev inode [path]
-    const m = /^([0-9a-f]+)-([0-9a-f]+)\s+(\S{4})\s+([0-9a-f]+)\s+([0-9a-f]+:[0-9a-f]+)\s+(\d+)\s*(.*)$/.exec(line);
+    const m = /^([0-9a-f]+)-([0-9a-f]+)\s+(\S{4})\s+([0-9a-f]+)\s+([0-9a-f]+:[0-9a-f]+)\s+(\d+)\s*([\s\S]*)$/.exec(line);
     if (!m) continue;
     const start = parseInt(m[1], 16);
     const end = parseInt(m[2], 16);

@@ -361,6 +361,29 @@ describe('demangle', () => {
     assert.equal(demangle('_Z' + 'x'.repeat(100_000)), '_Z' + 'x'.repeat(100_000));
   });
 
+  it('ends a doubling name quickly: at most 200 times the cost of the longest real names', { skip: !existsSync(LIBSTDCXX) }, () => {
+    // f<B<A, A>, B<S2_, S2_>, B<S3_, S3_>, …>: each argument prints the previous one twice.
+    const sub = (i: number) => `S${i.toString(36).toUpperCase()}_`;
+    let s = '_Z1fI1BI1AS1_E';
+    for (let k = 2; k <= 200; k++) s += `S0_I${sub(k)}${sub(k)}E`;
+    s += 'E';
+    const real = symbolNames(LIBSTDCXX, true, /^_Z/).sort((a, b) => b.length - a.length).slice(0, 200);
+    const time = (names: string[], rounds: number) => {
+      let best = Infinity;
+      for (let r = 0; r < rounds; r++) {
+        const t0 = performance.now();
+        for (const n of names) demangle(n);
+        best = Math.min(best, (performance.now() - t0) / names.length);
+      }
+      return best;
+    };
+    time([s, ...real], 3); // warm up
+    const hostile = time(new Array(20).fill(s), 5);
+    const reference = time(real, 5);
+    // Before the printing caps it took 10 to 30 ms, thousands of times a real name.
+    assert.ok(hostile < 200 * reference, `${hostile.toFixed(3)} ms per doubling name, ${reference.toFixed(4)} ms per real one`);
+  });
+
   it('measures throughput on libstdc++ names (reported, not asserted)', { skip: !existsSync(LIBSTDCXX) }, (t) => {
     const names = symbolNames(LIBSTDCXX, true, /./);
     let n = 0;

@@ -13,6 +13,8 @@ import { availableParallelism } from 'node:os';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { DwarfInfo, type DwarfSections } from '../src/elf/dwarf.js';
 import { readDebugSection } from '../src/elf/dwarf-sections.js';
+import { CfiTable } from '../src/unwind/eh-frame.js';
+import { buildElf, chdr, SHF_COMPRESSED, SHT_PROGBITS, zdebug, zlibBomb } from './fuzz/elf-builder.js';
 import { buildC, buildGoModule, execAsync, GO_RELEASES, pool, workDir } from './helpers.js';
 
 
@@ -514,5 +516,94 @@ describe('dwarf', () => {
       });
     }
   });
+
+  it('refuses a zlib bomb instead of inflating it: SHF_COMPRESSED, .zdebug_ and .debug_frame', () => {
+    // 256 KiB of stream that really inflate to the 256 MiB they claim (1000:1).
+    const mib = 256;
+    const stream = zlibBomb(mib);
+    const claimed = mib << 20;
+    const path = join(dir, 'zlib-bomb');
+    writeFileSync(
+      path,
+      buildElf({
+        sections: [
+          { name: '.debug_info', type: SHT_PROGBITS, flags: SHF_COMPRESSED, data: Buffer.concat([chdr(claimed), stream]) },
+          { name: '.zdebug_abbrev', type: SHT_PROGBITS, data: zdebug(claimed, stream) },
+          { name: '.debug_frame', type: SHT_PROGBITS, flags: SHF_COMPRESSED, data: Buffer.concat([chdr(claimed), stream]) },
+        ],
+      }),
+    );
+    const rss = process.memoryUsage().rss;
+    const t0 = performance.now();
+    ElfFile.withFile(path, (elf) => {
+      assert.equal(readDebugSection(elf, 'info'), undefined);
+      assert.equal(readDebugSection(elf, 'abbrev'), undefined);
+      assert.equal(DwarfInfo.fromElf(elf), undefined);
+      assert.equal(CfiTable.fromElf(elf), undefined);
+    });
+    assert.ok(process.memoryUsage().rss - rss < 64 << 20, 'the bomb was inflated');
+    assert.ok(performance.now() - t0 < 2000);
+    // Within the ratio a section inflates: 1 MiB of zeros from ~1 KiB is a small section's allowance.
+    const small = join(dir, 'zlib-small');
+    writeFileSync(small, buildElf({ sections: [{ name: '.debug_str', type: SHT_PROGBITS, flags: SHF_COMPRESSED, data: Buffer.concat([chdr(1 << 20), zlibBomb(1)]) }] }));
+    assert.equal(ElfFile.withFile(small, (elf) => readDebugSection(elf, 'str'))?.length, 1 << 20);
+  });
+
+  it('cuts names at 4096 characters when thousands of DIEs point into one string without an end', () => {
+    // A unit of 2000 structs, each named by DW_FORM_strp at its own offset of a 4 MiB
+    // .debug_str of 'A's: 2000 distinct names of ~4 MiB each (8 GB) before the bound.
+    const n = 2000;
+    const abbrev = Buffer.from([1, 0x11, 1, 0, 0, 2, 0x13, 0, 0x03, 0x0e, 0, 0, 0]);
+    const dies: number[] = [1];
+    for (let i = 0; i < n; i++) dies.push(2, ...u32(i * 7));
+    dies.push(0);
+    const body = Buffer.from([4, 0, ...u32(0), 8, ...dies]); // version 4, abbrev offset 0, address size 8
+    const info = Buffer.concat([Buffer.from(u32(body.length)), body]);
+    const str = Buffer.alloc(4 << 20, 0x41);
+    const heap = process.memoryUsage().heapUsed;
+    const d = DwarfInfo.fromSections({ info, abbrev, str })!;
+    assert.equal(d.findType('runtime.g'), undefined); // walks and indexes every name
+    const t = d.type(info.indexOf(Buffer.from([2, 0, 0, 0, 0])));
+    assert.equal(t?.name?.length, 4096);
+    assert.ok(t?.name?.endsWith('\u2026'));
+    assert.ok(process.memoryUsage().heapUsed - heap < 128 << 20, 'names took more than 128 MiB');
+  });
+
+  it('parses .debug_abbrev about once, however many units point into the middle of one table', () => {
+    // 1000 units at successive entries of one 20,000-entry table: each parsed (and kept) the
+    // rest of it, 5 s for this, and past 4 GB of heap (a crash) for 4000 units.
+    const time = (sections: DwarfSections) => {
+      let best = Infinity;
+      for (let r = 0; r < 3; r++) {
+        const t0 = performance.now();
+        DwarfInfo.fromSections(sections)!.findType('runtime.g');
+        best = Math.min(best, performance.now() - t0);
+      }
+      return best;
+    };
+    const heap = process.memoryUsage().heapUsed;
+    const hostile = time(overlappingAbbrevs(1000, 20_000, false));
+    const shared = time(overlappingAbbrevs(1000, 20_000, true));
+    assert.ok(hostile < 25 * shared, `${hostile.toFixed(1)} ms, ${shared.toFixed(1)} ms when the units share the table`);
+    assert.ok(process.memoryUsage().heapUsed - heap < 256 << 20);
+  });
 });
 
+/** `units` units whose headers point at successive entries of one abbreviation table of `entries` (or all at its start). */
+function overlappingAbbrevs(units: number, entries: number, shared: boolean): DwarfSections {
+  const ab: number[] = [];
+  for (let i = 1; i <= entries; i++) ab.push(0x80 | (i & 0x7f), (i >> 7) & 0x7f, 0x13, 0, 0, 0);
+  const info = Buffer.alloc(units * 12);
+  for (let k = 0; k < units; k++) {
+    const o = k * 12;
+    info.writeUInt32LE(8, o);
+    info.writeUInt16LE(4, o + 4);
+    info.writeUInt32LE(shared ? 0 : (k % entries) * 6, o + 6);
+    info[o + 10] = 8;
+  }
+  return { info, abbrev: Buffer.from(ab) };
+}
+
+function u32(v: number): number[] {
+  return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
+}

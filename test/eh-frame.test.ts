@@ -243,6 +243,27 @@ describe('eh-frame', () => {
     assert.equal(evalDwarfExpr(Buffer.from([0x08]), regs(0n), () => undefined), undefined);
   });
 
+  it('shifts by 64 bits or more as a 64-bit register would, without a huge BigInt', () => {
+    const none = () => undefined;
+    // lit1; const4u n; shl|shr|shra — the count comes from the file (or, through deref, the stack).
+    const shift = (op: number, n: number) => {
+      const b = Buffer.from([0x31, 0x0c, 0, 0, 0, 0, op]);
+      b.writeUInt32LE(n, 2);
+      return evalDwarfExpr(b, none, none);
+    };
+    assert.equal(shift(0x24, 63), 1n << 63n);
+    assert.equal(shift(0x24, 64), 0n);
+    assert.equal(shift(0x25, 0xffffffff), 0n);
+    // consts -1; const4u 2^30-1; shra: the sign fills the register.
+    assert.equal(evalDwarfExpr(Buffer.from([0x11, 0x7f, 0x0c, 0xff, 0xff, 0xff, 0x3f, 0x26]), none, none), (1n << 64n) - 1n);
+    // 125 shifts by 2^30 - 1 took over 10 s before; now they are as cheap as any operation.
+    const ops: number[] = [];
+    for (let i = 0; i < 125; i++) ops.push(0x31, 0x0c, 0xff, 0xff, 0xff, 0x3f, 0x24, 0x13);
+    const t0 = performance.now();
+    assert.equal(evalDwarfExpr(Buffer.from([...ops, 0x30]), none, none), 0n);
+    assert.ok(performance.now() - t0 < 1000, `took ${performance.now() - t0} ms`);
+  });
+
   it('finds the PLT rule of a real binary and it is an expression', () => {
     const bin = buildC(dir, 'withfp', C_SOURCE, ['-O2', '-fno-omit-frame-pointer']);
     const plt = ElfFile.withFile(bin, (elf) => elf.section('.plt'));
@@ -276,6 +297,23 @@ describe('eh-frame', () => {
         assert.ok(e instanceof CfiError, `iteration ${it}: ${(e as Error).stack}`);
       }
     }
+  });
+
+  it('refuses a CIE or FDE longer than 64 KiB instead of copying it per lookup', () => {
+    // libc with every .eh_frame_hdr entry naming one FDE whose length claims the rest of the
+    // section: each lookup copied the section before.
+    const b = readFileSync(LIBC);
+    const [eh, hdr] = ElfFile.withFile(LIBC, (e) => [e.section('.eh_frame')!, e.section('.eh_frame_hdr')!]);
+    const fde = b.readInt32LE(hdr.offset + 16);
+    for (let p = hdr.offset + 12; p + 8 <= hdr.offset + hdr.size; p += 8) b.writeInt32LE(fde, p + 4);
+    const at = hdr.offset + fde; // both sections are in one segment: the same address-to-offset shift
+    assert.ok(at > eh.offset && at < eh.offset + eh.size);
+    b.writeUInt32LE(eh.offset + eh.size - at - 4, at);
+    const path = join(dir, 'libc-one-long-fde');
+    writeFileSync(path, b);
+    const table = ElfFile.withFile(path, (e) => CfiTable.fromElf(e))!;
+    const write = symbolAddress(LIBC, 'write');
+    assert.throws(() => table.ruleAt(write), (e) => e instanceof CfiError && /bytes long/.test(e.message));
   });
 });
 

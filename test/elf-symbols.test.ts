@@ -6,6 +6,9 @@ import { describe, it } from 'node:test';
 import { ElfError, ElfFile } from '../src/elf/elf-file.js';
 import { fileCrc32, findDebugFile, readDebugLink } from '../src/elf/debug-file.js';
 import { SymbolTable } from '../src/elf/elf-symbols.js';
+import { MAX_NAME_LENGTH, NAME_CUT_MARK } from '../src/elf/names.js';
+import * as demangler from '../src/demangle.js';
+import { buildElf, SHF_ALLOC, SHF_EXECINSTR, SHT_PROGBITS, SHT_STRTAB, SHT_SYMTAB } from './fuzz/elf-builder.js';
 import { buildC, workDir } from './helpers.js';
 
 const dir = workDir('elf-symbols');
@@ -148,6 +151,82 @@ int main(void) { return weak_alias(2); }
     const t = ElfFile.withFile(badPath, (e) => SymbolTable.fromElf(e));
     assert.equal(typeof t.length, 'number');
   });
+  it('cuts names at 4096 characters: a string table without zeros, a demangled name that grows past it', () => {
+    const { demangle } = demangler;
+    const n = 2000;
+    const syms = Buffer.alloc((n + 1) * 24);
+    for (let i = 1; i <= n; i++) {
+      const o = i * 24;
+      syms.writeUInt32LE(1 + (i - 1) * 401, o); // every name runs into the next: no zero anywhere
+      syms[o + 4] = 0x12; // STB_GLOBAL, STT_FUNC
+      syms.writeUInt16LE(1, o + 6); // .text
+      syms.writeBigUInt64LE(BigInt(0x1000 + i * 16), o + 8);
+      syms.writeBigUInt64LE(16n, o + 16);
+    }
+    // One real mangled name whose demangling is longer than the bound: f(A<n::x…>, A<n::x…>),
+    // the second argument a substitution of the first.
+    const mangled = `_Z1f1AIN1n2500${'x'.repeat(2500)}EES2_`;
+    const strtab = Buffer.concat([Buffer.from([0]), Buffer.alloc(1 << 20, 0x41), Buffer.from(`\0${mangled}\0`)]);
+    syms.writeUInt32LE(strtab.length - mangled.length - 1, n * 24);
+    const path = join(dir, 'endless-names');
+    writeFileSync(
+      path,
+      buildElf({
+        sections: [
+          { name: '.text', type: SHT_PROGBITS, flags: SHF_ALLOC | SHF_EXECINSTR, addr: 0x1000, data: Buffer.alloc(0x10000) },
+          { name: '.strtab', type: SHT_STRTAB, data: strtab },
+          { name: '.symtab', type: SHT_SYMTAB, link: 2, entsize: 24, data: syms },
+        ],
+      }),
+    );
+    assert.ok(demangle(mangled).length > MAX_NAME_LENGTH, 'the long name demangles past the bound');
+    const table = ElfFile.withFile(path, (elf) => SymbolTable.fromElf(elf, demangle));
+    try {
+      for (let i = 1; i < n; i++) {
+        const name = table.lookup(0x1000 + i * 16)!.name;
+        assert.equal(name.length, MAX_NAME_LENGTH);
+        assert.ok(name.startsWith('AAAA') && name.endsWith(NAME_CUT_MARK));
+      }
+      const long = table.lookup(0x1000 + n * 16)!.name;
+      assert.equal(long.length, MAX_NAME_LENGTH);
+      assert.ok(long.startsWith('f(A<n::xxx') && long.endsWith(NAME_CUT_MARK), long.slice(0, 20));
+    } finally {
+      table.release();
+    }
+  });
+
+  it('reads symbol tables that together fit in the file: 190 headers naming one table are one', () => {
+    // A 3.6 MB file whose 191 .symtab headers all name the same 100,000 symbols: 19 million
+    // candidates, 7 s and 480 MB before (of them, 400 MB of typed arrays).
+    const n = 100_000;
+    const syms = Buffer.alloc((n + 1) * 24);
+    for (let i = 1; i <= n; i++) {
+      const o = i * 24;
+      syms.writeUInt32LE(1, o);
+      syms[o + 4] = 0x12;
+      syms.writeUInt16LE(1, o + 6);
+      syms.writeBigUInt64LE(BigInt(0x1000 + i * 16), o + 8);
+      syms.writeBigUInt64LE(16n, o + 16);
+    }
+    const path = join(dir, 'many-symtabs');
+    writeFileSync(
+      path,
+      buildElf({
+        sections: [
+          { name: '.text', type: SHT_PROGBITS, flags: SHF_ALLOC | SHF_EXECINSTR, addr: 0x1000, data: Buffer.alloc(16) },
+          { name: '.strtab', type: SHT_STRTAB, data: Buffer.from('\0f\0') },
+          { name: '.symtab', type: SHT_SYMTAB, link: 2, entsize: 24, data: syms },
+          ...Array.from({ length: 190 }, () => ({ name: '.symtab', type: SHT_SYMTAB, link: 2, entsize: 24, sameAs: 2 })),
+        ],
+      }),
+    );
+    const heap = process.memoryUsage().arrayBuffers;
+    const table = ElfFile.withFile(path, (elf) => SymbolTable.fromElf(elf));
+    assert.equal(table.lookup(0x1000 + 16 * 500)?.name, 'f');
+    assert.ok(process.memoryUsage().arrayBuffers - heap < 64 << 20, 'the symbol store took more than 64 MiB');
+    table.release();
+  });
+
   it('reads names from the file on lookup, and never from a different file at the same path', () => {
     const copy = join(dir, 'moving');
     copyFileSync(bin, copy);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { closeFileRanges, dropCachedPages, fileBytesStats } from '../src/elf/file-bytes.js';
 import { GoPclnTab } from '../src/elf/gopclntab.js';
+import { MAX_NAME_LENGTH, NAME_CUT_MARK } from '../src/elf/names.js';
 import { buildGo, workDir } from './helpers.js';
 
 // The program under test: `caller` is kept out of line and `small` is inlined into it.
@@ -275,6 +276,80 @@ describe('gopclntab', () => {
         t?.funcAt(a);
       }
     }
+  });
+
+  it('cuts function and file names that never end at 4096 characters, and caches a bounded number of them', () => {
+    // A function-name table and a file table without a single zero: every name used to run 64 KiB
+    // (40 KB names and 253 MB of them in the name cache, in the issue that found it).
+    const bytes = readFileSync(bin);
+    const sec = ElfFile.withFile(bin, (e) => e.section('.gopclntab')!);
+    const word = (i: number) => Number(bytes.readBigUInt64LE(sec.offset + 8 + i * 8));
+    const [funcname, cu, filetab, pctab] = [word(3), word(4), word(5), word(6)];
+    bytes.fill(0x41, sec.offset + funcname, sec.offset + cu);
+    bytes.fill(0x42, sec.offset + filetab, sec.offset + pctab);
+    const named = join(dir, 'endless-names');
+    writeFileSync(named, bytes);
+    // The same in memory: found by its header, the table is held as a Buffer.
+    const renamed = join(dir, 'endless-names-renamed');
+    bytes.write('.xopclntab', bytes.lastIndexOf(Buffer.from('.gopclntab\0')), 'latin1');
+    writeFileSync(renamed, bytes);
+    for (const path of [named, renamed]) {
+      const tab = ElfFile.withFile(path, (e) => GoPclnTab.open(e))!;
+      assert.ok(tab, path);
+      const [lo, hi] = tab.textRange;
+      const heap = process.memoryUsage().heapUsed;
+      let frames = 0;
+      let cut = 0;
+      for (let a = lo; a < hi; a += 16) {
+        for (const f of tab.lookup(a) ?? []) {
+          frames++;
+          assert.ok(f.name.length <= MAX_NAME_LENGTH && f.file.length <= MAX_NAME_LENGTH, `${f.name.length}, ${f.file.length}`);
+          // Names that start within 4 KiB of the table's end run into the next table instead.
+          if (f.name.endsWith(NAME_CUT_MARK) && f.file.endsWith(NAME_CUT_MARK)) cut++;
+        }
+      }
+      assert.ok(frames > 1000 && cut > frames / 2, `${cut} of ${frames} frames cut`);
+      assert.ok(tab.byteSize - (path === renamed ? sec.size : 0) < 4 << 20, `${tab.byteSize} bytes held`);
+      assert.ok(process.memoryUsage().heapUsed - heap < 64 << 20, 'names took more than 64 MiB of heap');
+    }
+  });
+
+  it('reads no more of a pc-value table than its function has instructions', () => {
+    // Every pc-value entry made "value +1, pc +0": the table never reaches the pc asked for,
+    // and each call read up to 4 million entries (the rest of the table) before.
+    const bytes = readFileSync(bin);
+    const sec = ElfFile.withFile(bin, (e) => e.section('.gopclntab')!);
+    const word = (i: number) => Number(bytes.readBigUInt64LE(sec.offset + 8 + i * 8));
+    for (let p = sec.offset + word(6); p + 1 < sec.offset + word(7); p += 2) {
+      bytes[p] = 0x02;
+      bytes[p + 1] = 0x00;
+    }
+    const stalled = join(dir, 'stalled-pctab');
+    writeFileSync(stalled, bytes);
+    const time = (path: string) => {
+      const tab = ElfFile.withFile(path, (e) => GoPclnTab.open(e))!;
+      const [lo, hi] = tab.textRange;
+      const entries: number[] = [];
+      for (let a = lo; a < hi && entries.length < 400; ) {
+        const f = tab.funcAt(a);
+        if (!f) break;
+        entries.push(f.entry + 1);
+        a = f.end;
+      }
+      let best = Infinity;
+      for (let r = 0; r < 3; r++) {
+        const t0 = performance.now();
+        for (const a of entries) {
+          tab.lookup(a);
+          tab.spDelta(a);
+        }
+        best = Math.min(best, performance.now() - t0);
+      }
+      return best;
+    };
+    const intact = time(bin);
+    const hostile = time(stalled);
+    assert.ok(hostile < 10 * intact, `${hostile.toFixed(1)} ms against ${intact.toFixed(1)} ms for the intact table`);
   });
 
   it('reads the table a page at a time, after the file is closed, and only from the file it opened', () => {

@@ -70,6 +70,32 @@ describe('process-table', () => {
     assert.equal(maps[2].inode, 1234);
   });
 
+  it('parses every line the kernel can write: any path, in linear time', () => {
+    // A file name may hold any byte but '/' and NUL; maps escapes only '\n' (as \012), and is
+    // read as latin1. The kernel pads the inode column with spaces before the path.
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    const lines: string[] = [];
+    const paths: string[] = [];
+    for (let i = 0; i < 500; i++) {
+      let name = '';
+      for (let k = rnd(40) + 1; k > 0; k--) {
+        const c = rnd(256);
+        name += c === 0x2f || c === 0 || c === 0x0a ? '_' : String.fromCharCode(c);
+      }
+      const path = `/tmp/${name}${i}`;
+      paths.push(path);
+      const start = 0x10000 + i * 0x1000;
+      lines.push(`${start.toString(16)}-${(start + 0x1000).toString(16)} r-xp 00000000 08:01 ${1000 + i}${' '.repeat(1 + rnd(26))}${path}`);
+    }
+    assert.deepEqual(parseMaps(lines.join('\n')).map((m) => m.path), paths);
+    // A path with '\r' after thousands of digits and spaces took seconds per line before.
+    const long = `10000-11000 r-xp 00000000 08:01 ${'4'.repeat(70_000)}${'\u00a0'.repeat(1000)}/a\rb`;
+    const t0 = performance.now();
+    assert.equal(parseMaps(long)[0]?.path, '/a\rb');
+    assert.ok(performance.now() - t0 < 500, `${performance.now() - t0} ms`);
+  });
+
   it('resolves a running PIE program and its libc to ELF virtual addresses', async () => {
     const p = await start(pie);
     const table = new ProcessTable();

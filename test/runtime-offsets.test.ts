@@ -9,7 +9,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { ElfFile } from '../src/elf/elf-file.js';
 import { DwarfInfo } from '../src/elf/dwarf.js';
@@ -19,9 +20,11 @@ import {
   goRuntimeOffsets,
   goRuntimeTable,
   parseGoVersion,
+  symtabValue,
   type GoRuntimeOffsets,
 } from '../src/go/runtime-offsets.js';
 import { goGFromTls, readGoroutine, type ReadMemory } from '../src/go/goroutine-reader.js';
+import { buildElf, SHT_STRTAB, SHT_SYMTAB } from './fuzz/elf-builder.js';
 import { buildC, buildGoModule, execAsync, firstLine, GO_RELEASES, memoryOf, pool, workDir } from './helpers.js';
 
 
@@ -418,5 +421,42 @@ describe('runtime-offsets', () => {
     for (let m = GO_MIN_MINOR; m <= GO_MAX_MINOR; m++) assert.ok(goRuntimeTable(m), `1.${m}`);
     assert.equal(goRuntimeTable(GO_MIN_MINOR - 1), undefined);
     assert.equal(goRuntimeTable(GO_MAX_MINOR + 1), undefined);
+  });
+
+  it('finds a symbol by its name in the string table first, not with one read per symbol', () => {
+    // 200,000 STT_OBJECT symbols; runtime.allgs is the last, its name the tail of a longer one
+    // (linkers merge tails) and across the 1 MiB window of the string table search.
+    const n = 200_000;
+    const syms = Buffer.alloc((n + 1) * 24);
+    const strtab = Buffer.alloc((1 << 20) + 64, 0x61);
+    strtab[0] = 0;
+    strtab[1] = 0x78; // "x\0" at 1: every other symbol's name
+    strtab[2] = 0;
+    const at = (1 << 20) - 10;
+    strtab.write('xruntime.allgs\0', at - 1, 'latin1');
+    for (let i = 1; i <= n; i++) {
+      syms.writeUInt32LE(i === n ? at : 1, i * 24);
+      syms[i * 24 + 4] = 0x11; // STB_GLOBAL, STT_OBJECT
+      syms.writeBigUInt64LE(BigInt(0x500000 + i * 8), i * 24 + 8);
+    }
+    const path = join(workDir('runtime-offsets'), 'many-objects');
+    writeFileSync(path, buildElf({ sections: [{ name: '.strtab', type: SHT_STRTAB, data: strtab }, { name: '.symtab', type: SHT_SYMTAB, link: 1, entsize: 24, data: syms }] }));
+    const time = (f: () => unknown) => {
+      let best = Infinity;
+      for (let r = 0; r < 3; r++) {
+        const t0 = performance.now();
+        f();
+        best = Math.min(best, performance.now() - t0);
+      }
+      return best;
+    };
+    ElfFile.withFile(path, (elf) => {
+      assert.equal(symtabValue(elf, 'runtime.allgs', 1), 0x500000 + n * 8);
+      assert.equal(symtabValue(elf, 'runtime.allg', 1), undefined);
+      const lookup = time(() => symtabValue(elf, 'runtime.allgs', 1));
+      const readAll = time(() => readFileSync(path));
+      // One read per symbol was about 40 times reading the whole file here.
+      assert.ok(lookup < 20 * readAll, `${lookup.toFixed(1)} ms, reading the file ${readAll.toFixed(1)} ms`);
+    });
   });
 });

@@ -4,13 +4,24 @@
 // objcopy --compress-debug-sections=zlib-gnu). zstd needs node's zstd bindings (node 23.8+);
 // without them such sections are reported missing, like any other section that cannot be read.
 
+//
+// The sizes a compressed section claims are the file's to choose, and so is a stream that
+// inflates to them: 64 KB of zlib make 64 MB of zeros, 1 MB make 1 GB. So a section is
+// inflated to at most INFLATE_RATIO times its compressed size (debug sections compress 3 to
+// 10 times; zlib cannot do better than about 1000), and never past MAX_SECTION_BYTES; a
+// section that claims more is not there. The same bound applies to sections read as they are.
+
 import * as zlib from 'node:zlib';
-import { type ElfFile, SHF_COMPRESSED, SHT_NOBITS } from './elf-file.js';
+import { type ElfFile, type ElfSection, SHF_COMPRESSED, SHT_NOBITS } from './elf-file.js';
 
 const ELFCOMPRESS_ZLIB = 1;
 const ELFCOMPRESS_ZSTD = 2;
-/** Refuse to inflate a corrupt header's idea of a section size beyond this. */
-const MAX_DEBUG_SECTION = 2 ** 31 - 1;
+/** No section is read or inflated beyond this. */
+export const MAX_SECTION_BYTES = 256 << 20;
+/** Decompressed bytes per compressed byte at most... */
+export const INFLATE_RATIO = 64;
+/** ...except that a small section may always inflate to this. */
+const MIN_INFLATE_LIMIT = 1 << 20;
 
 type ZstdDecompress = (buf: Buffer, opts?: { maxOutputLength?: number }) => Buffer;
 const zstdDecompressSync = (zlib as unknown as { zstdDecompressSync?: ZstdDecompress }).zstdDecompressSync;
@@ -21,19 +32,30 @@ const zstdDecompressSync = (zlib as unknown as { zstdDecompressSync?: ZstdDecomp
  * 'info'. Never throws.
  */
 export function readDebugSection(elf: ElfFile, name: string): Buffer | undefined {
+  const plain = elf.section(`.debug_${name}`);
+  if (plain) return sectionContents(elf, plain);
+  const gnu = elf.section(`.zdebug_${name}`);
+  if (!gnu || gnu.type === SHT_NOBITS || gnu.size > MAX_SECTION_BYTES) return undefined;
   try {
-    const plain = elf.section(`.debug_${name}`);
-    if (plain) {
-      if (plain.type === SHT_NOBITS) return undefined;
-      const raw = elf.read(plain.offset, plain.size);
-      return plain.flags & SHF_COMPRESSED ? decompressChdr(raw, elf.is64) : raw;
-    }
-    const gnu = elf.section(`.zdebug_${name}`);
-    if (gnu && gnu.type !== SHT_NOBITS) return decompressZdebug(elf.read(gnu.offset, gnu.size));
+    return decompressZdebug(elf.read(gnu.offset, gnu.size));
   } catch {
     // Unreadable (ElfError) or a corrupt stream (zlib's errors): the section is not there.
+    return undefined;
   }
-  return undefined;
+}
+
+/**
+ * The bytes of `sec`, inflated if it is SHF_COMPRESSED; undefined when it has none, cannot be
+ * read or inflated, or is larger than the bounds above allow. Never throws.
+ */
+export function sectionContents(elf: ElfFile, sec: ElfSection): Buffer | undefined {
+  if (sec.type === SHT_NOBITS || sec.size > MAX_SECTION_BYTES) return undefined;
+  try {
+    const raw = elf.read(sec.offset, sec.size);
+    return sec.flags & SHF_COMPRESSED ? decompressChdr(raw, elf.is64) : raw;
+  } catch {
+    return undefined;
+  }
 }
 
 /** An SHF_COMPRESSED section: Elf64_Chdr (24 bytes) or Elf32_Chdr (12 bytes), then the stream. */
@@ -52,7 +74,8 @@ function decompressZdebug(raw: Buffer): Buffer | undefined {
 }
 
 function inflate(type: number, stream: Buffer, size: number): Buffer | undefined {
-  if (!Number.isSafeInteger(size) || size > MAX_DEBUG_SECTION) return undefined;
+  const limit = Math.min(MAX_SECTION_BYTES, Math.max(MIN_INFLATE_LIMIT, stream.length * INFLATE_RATIO));
+  if (!Number.isSafeInteger(size) || size < 0 || size > limit) return undefined;
   if (size === 0) return Buffer.alloc(0);
   let out: Buffer;
   if (type === ELFCOMPRESS_ZLIB) out = zlib.inflateSync(stream, { maxOutputLength: size });

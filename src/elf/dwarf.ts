@@ -14,6 +14,7 @@
 import type { ElfFile } from './elf-file.js';
 import { readDebugSection } from './dwarf-sections.js';
 import { ByteCursor } from './byte-cursor.js';
+import { MAX_NAME_BYTES, decodeName } from './names.js';
 
 export interface DwarfSections {
   info: Buffer;
@@ -195,7 +196,18 @@ const GO_KIND_STRING = 24;
 const MAX_TYPE_DEPTH = 64;
 const MAX_DIE_DEPTH = 1024;
 
-class DwarfFormatError extends Error {}
+/**
+ * Malformed input. Never escapes the public API, so it carries no stack: capturing one costs
+ * microseconds, and a corrupt file can make thousands of them (a unit per few bytes).
+ */
+class DwarfFormatError extends Error {
+  constructor(message: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = limit;
+  }
+}
 
 function malformed(what: string): never {
   throw new DwarfFormatError(what);
@@ -254,10 +266,11 @@ class Cursor extends ByteCursor {
     }
   }
 
+  /** An inline string, cut as names.ts cuts names (the cursor still moves past all of it). */
   cstring(): string {
     const nul = this.buf.indexOf(0, this.pos);
     if (nul < 0 || nul >= this.end) malformed('unterminated string');
-    const s = this.buf.toString('utf8', this.pos, nul);
+    const s = decodeName(this.buf, this.pos, nul);
     this.pos = nul + 1;
     return s;
   }
@@ -322,7 +335,10 @@ interface Die {
 
 export class DwarfInfo {
   private readonly units: Unit[];
-  private readonly abbrevCache = new Map<string, Map<number, Abbrev>>();
+  /** Parsed abbreviation tables by offset and unit format; a string: why that table is malformed. */
+  private readonly abbrevCache = new Map<string, Map<number, Abbrev> | string>();
+  /** Bytes of .debug_abbrev parsed so far, over all tables. */
+  private abbrevBytes = 0;
   /** Names of the types in the scanned units → their DIE offsets, in file order. */
   private readonly index = new Map<string, number[]>();
   private readonly types = new Map<number, DwarfType | null>();
@@ -507,8 +523,21 @@ export class DwarfInfo {
     if (u.abbrevs) return u.abbrevs;
     const key = `${u.abbrevOffset}:${u.offsetSize}:${u.addressSize}:${u.version <= 2 ? 2 : 3}`;
     let table = this.abbrevCache.get(key);
+    if (typeof table === 'string') malformed(table);
     if (!table) {
-      table = parseAbbrevs(this.s.abbrev, u.abbrevOffset, (form) => fixedFormSize(form, u));
+      // Each unit's table starts where its header says and runs to its terminating 0: real
+      // tables follow one another, so together they are .debug_abbrev once (twice if two unit
+      // formats share one). Units pointing into the middle of one long table would each parse
+      // the rest of it, and keep it: 4000 units over a 120 KB table took the heap past 4 GB.
+      // A table that fails to parse is charged too: it was read to where it failed.
+      const budget = 2 * this.s.abbrev.length + (64 << 10) - this.abbrevBytes;
+      const parsed = parseAbbrevs(this.s.abbrev, u.abbrevOffset, (form) => fixedFormSize(form, u), budget);
+      this.abbrevBytes += parsed.end - u.abbrevOffset;
+      if (parsed.error) {
+        this.abbrevCache.set(key, parsed.error);
+        malformed(parsed.error);
+      }
+      table = parsed.table;
       this.abbrevCache.set(key, table);
     }
     u.abbrevs = table;
@@ -1015,11 +1044,32 @@ function readUnitHeaders(info: Buffer): Unit[] {
   return units;
 }
 
-function parseAbbrevs(data: Buffer, offset: number, sizeOf: (form: number) => number): Map<number, Abbrev> {
+/**
+ * The abbreviation table at `offset` and the offset just past it, or why it could not be read
+ * (with the offset where that became clear): malformed, or longer than `budget` bytes.
+ */
+function parseAbbrevs(
+  data: Buffer,
+  offset: number,
+  sizeOf: (form: number) => number,
+  budget: number,
+): { table: Map<number, Abbrev>; end: number; error?: string } {
   const table = new Map<number, Abbrev>();
-  if (offset >= data.length) return table;
+  if (offset >= data.length) return { table, end: offset };
   const c = new Cursor(data, offset, data.length);
+  try {
+    readAbbrevs(c, offset, sizeOf, budget, table);
+  } catch (e) {
+    if (!(e instanceof DwarfFormatError)) throw e;
+    return { table, end: c.pos, error: e.message };
+  }
+  return { table, end: c.pos };
+}
+
+function readAbbrevs(c: Cursor, offset: number, sizeOf: (form: number) => number, budget: number, table: Map<number, Abbrev>): void {
+  const data = c.buf;
   while (c.pos < data.length) {
+    if (c.pos - offset > budget) malformed('abbreviation tables overlap');
     const code = c.uleb();
     if (code === 0) break;
     const tag = c.uleb();
@@ -1041,7 +1091,6 @@ function parseAbbrevs(data: Buffer, offset: number, sizeOf: (form: number) => nu
     }
     if (!table.has(code)) table.set(code, { tag, children, attrs, fixedSize, hasName, hasSibling });
   }
-  return table;
 }
 
 function kindOf(tag: number, goKind: number | undefined): DwarfTypeKind {
@@ -1106,10 +1155,16 @@ function goPackageOf(name: string): string | undefined {
   return head.slice(0, dot);
 }
 
+/**
+ * The string at `off` of .debug_str or .debug_line_str, cut as names.ts cuts names: every DIE
+ * may point into one long run without zeros, and each name is kept (the type index's keys).
+ * Only the bytes a name may take are searched for its end.
+ */
 function sectionString(sec: Buffer | undefined, off: number): string | undefined {
   if (!sec || off >= sec.length) return undefined;
-  const nul = sec.indexOf(0, off);
-  return sec.toString('utf8', off, nul < 0 ? sec.length : nul);
+  const nul = sec.subarray(off, off + MAX_NAME_BYTES + 1).indexOf(0);
+  const end = nul < 0 ? Math.min(sec.length, off + MAX_NAME_BYTES + 1) : off + nul;
+  return decodeName(sec, off, end, nul < 0 && end < sec.length);
 }
 
 function num(v: AttrValue): number | undefined {

@@ -53,8 +53,26 @@ export interface ElfSegment {
   align: number;
 }
 
+/** Bytes of a GNU build id at most (sha256 is 32; lld's --build-id=0x<hex> could be any length). */
+export const MAX_BUILD_ID = 64;
+/** Bytes of a Go build id at most (four base64 hashes and slashes: 83 in practice). */
+export const MAX_GO_BUILD_ID = 1024;
+
 const MAX_SECTIONS = 65535;
 const MAX_SEGMENTS = 4096;
+/**
+ * Section names are cut here. Every name this code looks for is short; without a bound, 65535
+ * section headers naming one megabyte of a string table without a zero made 64 GB of names
+ * (a 2 MB file aborted the process).
+ */
+const MAX_SECTION_NAME = 256;
+/** Bytes of the section name table read at most: names that start past them are ''. */
+const MAX_SHSTRTAB = 16 << 20;
+/**
+ * Header entries are 56 or 64 bytes (32 or 40 in ELF32); the size is the file's to say, and
+ * 4096 program headers of 65535 bytes each are a 268 MB read (65535 section headers: 4 GB).
+ */
+const MAX_HEADER_ENTRY = 256;
 
 /** Device, inode, size and modification time: whether a path still names the file it named. */
 export function fileIdentity(st: { dev: number; ino: number; size: number; mtimeMs: number }): string {
@@ -229,22 +247,30 @@ export class ElfFile {
     return undefined;
   }
 
-  /** The GNU build id as lower-case hex, or '' when the file carries none. */
+  /**
+   * The GNU build id as lower-case hex, or '' when the file carries none. Ids are 8 to 32 bytes
+   * (xxhash, md5, sha1, sha256); one longer than MAX_BUILD_ID counts as none: it is a cache key
+   * and a profile attribute, and a cut one would name another file.
+   */
   get buildId(): string {
-    if (this.buildIdCache === undefined) this.buildIdCache = this.findNote('GNU', 3)?.toString('hex') ?? null;
+    if (this.buildIdCache === undefined) this.buildIdCache = this.findNote('GNU', 3, MAX_BUILD_ID)?.toString('hex') ?? null;
     return this.buildIdCache ?? '';
   }
 
-  /** Go's build id (note "Go", type 4), or ''. */
+  /** Go's build id (note "Go", type 4), or '' (also when longer than MAX_GO_BUILD_ID). */
   get goBuildId(): string {
-    return this.findNote('Go', 4)?.toString('latin1') ?? '';
+    return this.findNote('Go', 4, MAX_GO_BUILD_ID)?.toString('latin1') ?? '';
   }
 
-  /** The descriptor of the first note with this owner and type, from note sections or PT_NOTE. */
-  findNote(owner: string, type: number): Buffer | undefined {
-    const areas: Array<[number, number]> = [];
+  /**
+   * The descriptor of the first note with this owner and type, from note sections or PT_NOTE;
+   * notes whose descriptor is longer than `maxDesc` are passed over.
+   */
+  findNote(owner: string, type: number, maxDesc = Infinity): Buffer | undefined {
+    let areas: Array<[number, number]> = [];
     for (const s of this.sections) if (s.type === SHT_NOTE) areas.push([s.offset, s.size]);
     if (areas.length === 0) for (const p of this.segments) if (p.type === PT_NOTE) areas.push([p.offset, p.filesz]);
+    areas = withinBudget(areas, (a) => Math.min(a[1], 1 << 20), this.size);
     for (const [off, size] of areas) {
       if (size <= 0 || size > 1 << 20) continue;
       let data: Buffer;
@@ -263,8 +289,10 @@ export class ElfFile {
         const next = descOff + align4(descsz);
         if (descOff + descsz > data.length || namesz > data.length) break;
         // The owner is NUL-terminated and may be NUL-padded: Go writes "Go\0\0" (namesz 4).
-        const name = data.toString('latin1', nameOff, nameOff + namesz).replace(/\0+$/, '');
-        if (name === owner && ntype === type) return Buffer.from(data.subarray(descOff, descOff + descsz));
+        if (ntype === type && descsz <= maxDesc && namesz <= align4(owner.length + 1)) {
+          const name = data.toString('latin1', nameOff, nameOff + namesz).replace(/\0+$/, '');
+          if (name === owner) return Buffer.from(data.subarray(descOff, descOff + descsz));
+        }
         p = next;
       }
     }
@@ -276,7 +304,7 @@ export class ElfFile {
     if (phnum === 0 || phoff === 0) return out;
     if (phnum > MAX_SEGMENTS) throw new ElfError(this.path, `too many program headers (${phnum})`);
     const want = this.is64 ? 56 : 32;
-    if (phentsize < want) throw new ElfError(this.path, `bad program header size ${phentsize}`);
+    if (phentsize < want || phentsize > MAX_HEADER_ENTRY) throw new ElfError(this.path, `bad program header size ${phentsize}`);
     const buf = this.read(phoff, phentsize * phnum);
     for (let i = 0; i < phnum; i++) {
       const o = i * phentsize;
@@ -308,7 +336,7 @@ export class ElfFile {
   private readSections(shoff: number, shentsize: number, shnum: number, shstrndx: number): ElfSection[] {
     if (shoff === 0) return [];
     const want = this.is64 ? 64 : 40;
-    if (shentsize < want) throw new ElfError(this.path, `bad section header size ${shentsize}`);
+    if (shentsize < want || shentsize > MAX_HEADER_ENTRY) throw new ElfError(this.path, `bad section header size ${shentsize}`);
     if (shnum === 0) {
       // Extended numbering: the real count is in section 0's sh_size.
       const s0 = this.read(shoff, shentsize);
@@ -352,8 +380,8 @@ export class ElfFile {
     if (shstrndx === 0xffff && raw.length > 0) shstrndx = raw[0].link;
     const strs = raw[shstrndx];
     if (strs && strs.type !== SHT_NOBITS && strs.offset + strs.size <= this.size) {
-      const names = this.read(strs.offset, strs.size);
-      for (const s of raw) s.name = cstring(names, s.nameOff);
+      const names = this.read(strs.offset, Math.min(strs.size, MAX_SHSTRTAB));
+      for (const s of raw) s.name = cstring(names, s.nameOff, 'utf8', MAX_SECTION_NAME);
     }
     for (const s of raw) {
       if (s.type !== SHT_NOBITS && s.size > 0 && s.offset + s.size > this.size) {
@@ -364,11 +392,31 @@ export class ElfFile {
   }
 }
 
-/** A NUL-terminated string at `off` (to the end of the buffer when unterminated). */
-export function cstring(buf: Buffer, off: number, encoding: BufferEncoding = 'utf8'): string {
+/**
+ * The leading `areas` whose sizes add up to at most `budget` bytes (the file's size, for the
+ * callers that scan areas of a file). Real segments, note sections and symbol tables do not
+ * overlap, so they never add up to more than the file; a header table that names the same
+ * megabytes 4096 times (program headers) or 65535 times (section headers) would make a scan
+ * read the file that many times over: 1024 PT_LOAD headers over a 2 MB Go binary took 2.5 s
+ * to find its build info, and over a 200 MB one would take minutes.
+ */
+export function withinBudget<T>(areas: readonly T[], size: (a: T) => number, budget: number): T[] {
+  const out: T[] = [];
+  let total = 0;
+  for (const a of areas) {
+    total += Math.max(0, size(a));
+    if (total > budget) break;
+    out.push(a);
+  }
+  return out;
+}
+
+/** A NUL-terminated string at `off` (to the end of the buffer when unterminated), of at most `max` bytes. */
+export function cstring(buf: Buffer, off: number, encoding: BufferEncoding = 'utf8', max = Infinity): string {
   if (off < 0 || off >= buf.length) return '';
-  let end = buf.indexOf(0, off);
-  if (end < 0) end = buf.length;
+  const limit = Math.min(buf.length, off + max);
+  let end = buf.subarray(off, limit).indexOf(0);
+  end = end < 0 ? limit : off + end;
   return buf.toString(encoding, off, end);
 }
 

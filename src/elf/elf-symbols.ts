@@ -3,8 +3,9 @@
 // tables are never loaded: names are read from the file (and demangled) only when a lookup hits
 // them. node's .strtab alone is 7.5 MB, most of it names of data and local symbols.
 
-import { ElfError, ElfFile, SHT_DYNSYM, SHT_NOBITS, SHT_SYMTAB, type ElfSection } from './elf-file.js';
+import { ElfError, ElfFile, SHT_DYNSYM, SHT_NOBITS, SHT_SYMTAB, withinBudget, type ElfSection } from './elf-file.js';
 import { lastAtOrBelow } from '../sorted-search.js';
+import { boundName, cutName } from './names.js';
 
 const STT_NOTYPE = 0;
 const STT_FUNC = 2;
@@ -16,8 +17,13 @@ const SHN_LORESERVE = 0xff00;
 const SHF_EXECINSTR = 0x4;
 /** Refuse absurd tables instead of allocating gigabytes for a corrupt header. */
 const MAX_SYMBOLS = 20_000_000;
-/** Longer names are cut here (some Rust and C++ names run to kilobytes; none this long). */
-const MAX_NAME = 64 << 10;
+/**
+ * Bytes of one name read at most: the demangler's input limit (longer names are not demangled)
+ * and one to tell a cut. What is shown is bounded again, after demangling (names.ts).
+ */
+const MAX_RAW_NAME = (16 << 10) + 1;
+/** Characters of names kept by one table; past this the cache starts over. */
+const MAX_CACHED_NAME_CHARS = 4 << 20;
 
 export interface SymbolHit {
   name: string;
@@ -80,7 +86,8 @@ class NameSource {
     this.path = path;
   }
 
-  read(strtab: number, off: number): string | undefined {
+  /** The name at `off` of string table `strtab`; `more` when it goes on past MAX_RAW_NAME bytes. */
+  read(strtab: number, off: number): { text: string; more: boolean } | undefined {
     const sec = this.strtabs[strtab];
     if (!sec || off >= sec.size) return undefined;
     const elf = this.open();
@@ -88,12 +95,13 @@ class NameSource {
     let want = Math.min(this.scratch.length, sec.size - off);
     let data = elf.read(sec.offset + off, want, this.scratch);
     let end = data.indexOf(0);
-    while (end < 0 && want < sec.size - off && want < MAX_NAME) {
-      want = Math.min(want * 8, sec.size - off, MAX_NAME);
+    while (end < 0 && want < sec.size - off && want < MAX_RAW_NAME) {
+      want = Math.min(want * 8, sec.size - off, MAX_RAW_NAME);
       data = elf.read(sec.offset + off, want);
       end = data.indexOf(0);
     }
-    return data.toString('utf8', 0, end < 0 ? data.length : end);
+    const more = end < 0 && want < sec.size - off;
+    return { text: data.toString('utf8', 0, end < 0 ? data.length : end), more };
   }
 
   release(): void {
@@ -129,6 +137,7 @@ export class SymbolTable {
   private readonly nameOffs: Uint32Array;
   private readonly nameTabs: Uint8Array;
   private readonly names: Array<string | undefined>;
+  private nameChars = 0;
 
   private constructor(
     private readonly source: NameSource,
@@ -167,7 +176,12 @@ export class SymbolTable {
    * looked up, so `elf` itself may be closed as soon as this returns.
    */
   static fromElf(elf: ElfFile, demangle: (name: string) => string = (s) => s): SymbolTable {
-    const tables = elf.sections.filter((sec) => (sec.type === SHT_SYMTAB || sec.type === SHT_DYNSYM) && sec.size > 0);
+    // Real tables (.symtab, .dynsym) do not overlap: together they are never larger than the file.
+    const tables = withinBudget(
+      elf.sections.filter((sec) => (sec.type === SHT_SYMTAB || sec.type === SHT_DYNSYM) && sec.size > 0),
+      (sec) => sec.size,
+      elf.size,
+    );
     const entsize = elf.is64 ? 24 : 16;
     let total = 0;
     for (const sec of tables) total += Math.floor(sec.size / (sec.entsize || entsize));
@@ -219,22 +233,34 @@ export class SymbolTable {
     this.source.moveTo(path);
   }
 
+  /**
+   * The name of symbol i, demangled and bounded (names.ts): a string table without zeros gives
+   * cut, marked names, and a name cut before demangling is shown as it is (it cannot demangle).
+   */
   private nameAt(i: number): string | undefined {
     let name = this.names[i];
     if (name === undefined) {
-      let raw: string | undefined;
+      let raw: { text: string; more: boolean } | undefined;
       try {
         raw = this.source.read(this.nameTabs[i], this.nameOffs[i]);
       } catch {
         raw = undefined;
       }
       if (raw === undefined) return undefined;
-      try {
-        name = this.demangle(raw);
-      } catch {
-        name = raw;
+      if (raw.more) name = cutName(raw.text);
+      else {
+        try {
+          name = boundName(this.demangle(raw.text));
+        } catch {
+          name = boundName(raw.text);
+        }
+      }
+      if (this.nameChars + name.length > MAX_CACHED_NAME_CHARS) {
+        this.names.fill(undefined);
+        this.nameChars = 0;
       }
       this.names[i] = name;
+      this.nameChars += name.length;
     }
     return name;
   }

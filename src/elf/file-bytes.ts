@@ -48,8 +48,9 @@ export class BufferBytes implements Bytes {
     return Number(this.buf.readBigUInt64LE(off));
   }
   indexOfZero(off: number, max: number): number {
-    const end = this.buf.indexOf(0, off);
-    return end < 0 || end - off > max ? -1 : end;
+    // Only the next max + 1 bytes: a table without zeros must not be scanned to its end per name.
+    const end = this.buf.subarray(off, off + max + 1).indexOf(0);
+    return end < 0 ? -1 : off + end;
   }
   utf8(start: number, end: number): string {
     return this.buf.toString('utf8', start, end);

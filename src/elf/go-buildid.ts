@@ -7,7 +7,7 @@
 // without notes is searched for, as cmd/internal/buildid does. '' when there is none.
 
 import type { ElfFile } from './elf-file.js';
-import { PF_X, PT_LOAD, SHT_NOBITS } from './elf-file.js';
+import { PF_X, PT_LOAD, SHT_NOBITS, withinBudget } from './elf-file.js';
 
 const NOTE_GO_BUILDID = 4;
 const NOTE_NAME = Buffer.from('Go\0\0', 'latin1');
@@ -26,7 +26,7 @@ export function readGoBuildId(elf: ElfFile): string {
     const text = elf.section('.text');
     if (text && text.type !== SHT_NOBITS) areas.push([text.offset, Math.min(text.size, RAW_SCAN)]);
     for (const p of elf.segments) if (p.type === PT_LOAD && p.flags & PF_X) areas.push([p.offset, Math.min(p.filesz, RAW_SCAN)]);
-    for (const [off, len] of areas) {
+    for (const [off, len] of withinBudget(areas, (a) => a[1], elf.size)) {
       const id = rawBuildId(elf.read(off, len));
       if (id !== undefined) return id;
     }
@@ -38,7 +38,7 @@ export function readGoBuildId(elf: ElfFile): string {
 
 /** The "Go" type-4 note from note sections or PT_NOTE segments (ElfFile.findNote), else by scanning. */
 function goNote(elf: ElfFile): string | undefined {
-  const note = elf.findNote('Go', NOTE_GO_BUILDID);
+  const note = elf.findNote('Go', NOTE_GO_BUILDID, MAX_ID);
   if (note !== undefined) return note.toString('latin1');
   // namesz 4, descsz, type 4, "Go\0\0", 4-byte aligned.
   const head = elf.read(0, Math.min(elf.size, RAW_SCAN));

@@ -15,7 +15,7 @@
 // Malformed input gives undefined fields, never an exception.
 
 import type { ElfFile } from './elf-file.js';
-import { PF_X, PT_LOAD, SHT_NOBITS } from './elf-file.js';
+import { PF_X, PT_LOAD, SHT_NOBITS, withinBudget } from './elf-file.js';
 import { readGoBuildId } from './go-buildid.js';
 import { GoPclnTab } from './gopclntab.js';
 
@@ -194,7 +194,7 @@ function findBlob(elf: ElfFile): { data: Buffer; at: number } | undefined {
   // Writable data first (where the linker puts it), then anything loaded.
   const segs = elf.segments.filter((p) => p.type === PT_LOAD && p.filesz > 0 && p.filesz <= MAX_SCAN);
   const order = [...segs.filter((p) => (p.flags & (PF_W | PF_X)) === PF_W), ...segs.filter((p) => (p.flags & (PF_W | PF_X)) !== PF_W)];
-  for (const p of order) {
+  for (const p of withinBudget(order, (x) => x.filesz, elf.size)) {
     const data = elf.read(p.offset, p.filesz);
     const at = searchMagic(data, p.vaddr);
     if (at >= 0) return { data, at };
@@ -249,13 +249,15 @@ function versionString(elf: ElfFile, range: string): string | undefined {
   const full = new Set<string>();
   const bare = new Set<string>();
   try {
-    for (const p of elf.segments) {
-      if (p.type !== PT_LOAD || p.flags & (PF_W | PF_X) || p.filesz === 0 || p.filesz > MAX_SCAN) continue;
+    const readOnly = elf.segments.filter((p) => p.type === PT_LOAD && !(p.flags & (PF_W | PF_X)) && p.filesz > 0 && p.filesz <= MAX_SCAN);
+    for (const p of withinBudget(readOnly, (x) => x.filesz, elf.size)) {
       const text = elf.read(p.offset, p.filesz).toString('latin1');
       for (const m of text.matchAll(/go1\.(\d+)(\.\d+|(?:rc|beta)\d+)?/g)) {
         const minor = Number(m[1]);
         if (minor < lo || minor > hi) continue;
-        (m[2] ? full : bare).add(m[0]);
+        // Two of a kind settle it: keep no more (a segment of distinct "go1.N" would fill a set).
+        if (m[2]) full.add(m[0]);
+        else if (bare.size < 2) bare.add(m[0]);
         if (full.size > 1) return undefined;
       }
     }

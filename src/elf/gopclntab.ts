@@ -18,8 +18,9 @@
 
 import type { ElfFile } from './elf-file.js';
 import { BufferBytes, FileBytes, type Bytes } from './file-bytes.js';
-import { PF_X, PT_LOAD, SHF_COMPRESSED, SHT_NOBITS } from './elf-file.js';
+import { PF_X, PT_LOAD, SHF_COMPRESSED, SHT_NOBITS, withinBudget } from './elf-file.js';
 import { readGoBuildId } from './go-buildid.js';
+import { MAX_NAME_BYTES, boundName, cutName } from './names.js';
 
 const MAGIC_120 = 0xfffffff1;
 const MAGIC_118 = 0xfffffff0;
@@ -30,10 +31,10 @@ const FUNCDATA_INL_TREE = 3;
 const MAX_INLINE_DEPTH = 64;
 /** The region read for go:func.* data when it is not inside the pclntab itself. */
 const MAX_GOFUNC_BYTES = 256 << 20;
-/** Names kept per table (the symbolizer caches its answers anyway). */
+/** Names kept per table (the symbolizer caches its answers anyway)... */
 const MAX_CACHED_NAMES = 4096;
-/** No Go symbol or file name is longer. */
-const MAX_NAME = 64 << 10;
+/** ...and their characters: names are bounded (names.ts), but 4096 of the longest are 32 MB. */
+const MAX_CACHED_NAME_CHARS = 1 << 20;
 
 export interface GoFrame {
   name: string;
@@ -66,6 +67,7 @@ export class GoPclnTab {
   private readonly inlNameOff: number;
   private readonly inlParentPc: number;
   private nameCache = new Map<number, string>();
+  private nameCacheChars = 0;
 
   private constructor(
     private readonly data: Bytes,
@@ -135,7 +137,7 @@ export class GoPclnTab {
   /** Bytes held in memory by this table alone (for cache accounting); pages read from the file are in a shared, bounded cache. */
   get byteSize(): number {
     const held = (b: Bytes | undefined) => (b instanceof BufferBytes ? b.length : 0);
-    return held(this.data) + (this.gofunc && this.gofunc.data !== this.data ? held(this.gofunc.data) : 0) + this.nameCache.size * 64;
+    return held(this.data) + (this.gofunc && this.gofunc.data !== this.data ? held(this.gofunc.data) : 0) + this.nameCache.size * 64 + this.nameCacheChars * 2;
   }
 
   /** Reads through `path` from now on (another name for the same file, e.g. a new /proc/self/fd). */
@@ -172,24 +174,25 @@ export class GoPclnTab {
       if (i < 0) return undefined;
       const f = this.funcOffset(i);
       const entry = this.entryAt(i);
+      const end = this.entryAt(i + 1);
       const frames: GoFrame[] = [];
       let pc = vaddr;
       const tree = this.inlineTree(f);
       if (tree) {
         for (let depth = 0; depth < MAX_INLINE_DEPTH; depth++) {
-          const ix = this.pcdataValue(f, entry, PCDATA_INL_TREE_INDEX, pc);
+          const ix = this.pcdataValue(f, entry, end, PCDATA_INL_TREE_INDEX, pc);
           if (ix === undefined || ix < 0) break;
           const rec = tree.off + ix * this.inlSize;
           if (ix >= 1 << 24 || rec + this.inlSize > tree.buf.length) break;
           const nameOff = tree.buf.i32(rec + this.inlNameOff);
           const parentPc = tree.buf.i32(rec + this.inlParentPc);
-          frames.push({ name: this.nameAt(nameOff), ...this.fileLine(f, entry, pc) });
+          frames.push({ name: this.nameAt(nameOff), ...this.fileLine(f, entry, end, pc) });
           const next = entry + parentPc;
           if (next === pc) break;
           pc = next;
         }
       }
-      frames.push({ name: this.funcName(f), ...this.fileLine(f, entry, pc) });
+      frames.push({ name: this.funcName(f), ...this.fileLine(f, entry, end, pc) });
       return frames;
     } catch {
       return undefined;
@@ -205,7 +208,7 @@ export class GoPclnTab {
       const i = this.findFunc(vaddr);
       if (i < 0) return undefined;
       const f = this.funcOffset(i);
-      return this.pcvalue(this.u32(f + this.funcFields.pcsp), this.entryAt(i), vaddr);
+      return this.pcvalue(this.u32(f + this.funcFields.pcsp), this.entryAt(i), this.entryAt(i + 1), vaddr);
     } catch {
       return undefined;
     }
@@ -263,23 +266,33 @@ export class GoPclnTab {
     let s = this.nameCache.get(nameOff);
     if (s === undefined) {
       s = this.cstr(this.L.funcnameOff + nameOff);
-      if (this.nameCache.size >= MAX_CACHED_NAMES) this.nameCache.clear();
+      if (this.nameCache.size >= MAX_CACHED_NAMES || this.nameCacheChars + s.length > MAX_CACHED_NAME_CHARS) {
+        this.nameCache.clear();
+        this.nameCacheChars = 0;
+      }
       this.nameCache.set(nameOff, s);
+      this.nameCacheChars += s.length;
     }
     return s;
   }
 
+  /**
+   * The name (function or file) at `off`, bounded by names.ts: a table whose names do not end
+   * (a corrupt or hostile funcnametab) gives cut, marked names, never names as long as itself.
+   */
   private cstr(off: number): string {
     if (off < 0 || off >= this.data.length) return '';
-    let end = this.data.indexOfZero(off, MAX_NAME);
-    if (end < 0) end = Math.min(this.data.length, off + MAX_NAME);
-    return this.data.utf8(off, end);
+    const end = this.data.indexOfZero(off, MAX_NAME_BYTES);
+    if (end >= 0) return boundName(this.data.utf8(off, end));
+    const stop = Math.min(this.data.length, off + MAX_NAME_BYTES);
+    const s = this.data.utf8(off, stop);
+    return stop < this.data.length ? cutName(s) : boundName(s);
   }
 
-  private fileLine(f: number, entry: number, pc: number): { file: string; line: number } {
+  private fileLine(f: number, entry: number, end: number, pc: number): { file: string; line: number } {
     const ff = this.funcFields;
-    const line = this.pcvalue(this.u32(f + ff.pcln), entry, pc) ?? 0;
-    const fileIx = this.pcvalue(this.u32(f + ff.pcfile), entry, pc);
+    const line = this.pcvalue(this.u32(f + ff.pcln), entry, end, pc) ?? 0;
+    const fileIx = this.pcvalue(this.u32(f + ff.pcfile), entry, end, pc);
     let file = '?';
     if (fileIx !== undefined && fileIx >= 0) {
       const cu = this.u32(f + ff.cuOffset);
@@ -290,13 +303,13 @@ export class GoPclnTab {
   }
 
   /** The value of pcdata table `table` at pc, or undefined when the function has none. */
-  private pcdataValue(f: number, entry: number, table: number, pc: number): number | undefined {
+  private pcdataValue(f: number, entry: number, end: number, table: number, pc: number): number | undefined {
     const ff = this.funcFields;
     const n = this.u32(f + ff.npcdata);
     if (table >= n) return undefined;
     const off = this.u32(f + ff.pcdata + table * 4);
     if (off === 0) return undefined;
-    return this.pcvalue(off, entry, pc);
+    return this.pcvalue(off, entry, end, pc);
   }
 
   /** The inline tree of a function: the buffer holding it and the offset of entry 0. */
@@ -348,15 +361,19 @@ export class GoPclnTab {
     return low;
   }
 
-  /** Decodes a pc-value table at pctab offset `off` for a function starting at `entry`. */
-  private pcvalue(off: number, entry: number, target: number): number | undefined {
+  /** Decodes a pc-value table at pctab offset `off` for the function [entry, end). */
+  private pcvalue(off: number, entry: number, end: number, target: number): number | undefined {
     if (off === 0) return undefined;
     const d = this.data;
     let p = this.L.pctabOff + off;
     let val = -1;
     let pc = entry;
     let first = true;
-    for (let steps = 0; steps < 1 << 22; steps++) {
+    // Every entry covers at least one quantum of the function [entry, end): a table that does
+    // not advance (pc deltas of 0) ends after as many entries as the function has quanta, not
+    // after 4 million reads per call, several calls per frame.
+    const maxSteps = Math.min(1 << 22, Math.max(0, Math.ceil((end - entry) / this.L.quantum)) + 1);
+    for (let steps = 0; steps < maxSteps; steps++) {
       // uvarint value delta (zig-zag), then uvarint pc delta in quanta
       let uv = 0;
       let mul = 1;
@@ -502,8 +519,8 @@ function searchMagic(elf: ElfFile, textAddr: number | undefined): { data: Bytes;
     b.writeUInt32LE(m);
     return b;
   });
-  for (const seg of elf.segments) {
-    if (seg.type !== PT_LOAD || seg.filesz < 64 || seg.filesz > 1 << 30) continue;
+  const loads = elf.segments.filter((seg) => seg.type === PT_LOAD && seg.filesz >= 64 && seg.filesz <= 1 << 30);
+  for (const seg of withinBudget(loads, (x) => x.filesz, elf.size)) {
     const data = elf.read(seg.offset, seg.filesz);
     for (const m of magics) {
       let at = data.indexOf(m);
@@ -558,7 +575,7 @@ function findModuledata(
   if (areas.length === 0) {
     for (const p of elf.segments) if (p.type === PT_LOAD && p.filesz > 0 && p.filesz < 1 << 30) areas.push({ offset: p.offset, size: p.filesz });
   }
-  for (const a of areas) {
+  for (const a of withinBudget(areas, (x) => x.size, elf.size)) {
     const buf = elf.read(a.offset, a.size);
     let at = buf.indexOf(want);
     while (at >= 0) {

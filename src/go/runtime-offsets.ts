@@ -41,7 +41,7 @@
 // binary whose TLS block holds more than tlsg leaves the offset unknown. Go code in a shared
 // library (-buildmode=c-shared) has a TLS offset chosen at load time: unknown here too.
 
-import type { ElfFile } from '../elf/elf-file.js';
+import type { ElfFile, ElfSection } from '../elf/elf-file.js';
 import { EM_AARCH64, EM_X86_64, ET_DYN, SHT_NOBITS, SHT_SYMTAB } from '../elf/elf-file.js';
 import { DwarfInfo, type DwarfType } from '../elf/dwarf.js';
 
@@ -348,7 +348,11 @@ export function symtabValue(elf: ElfFile, name: string, type?: number): number |
   if (!symtab || symtab.type === SHT_NOBITS || symtab.entsize !== ENT) return undefined;
   const strtab = elf.sections[symtab.link];
   if (!strtab || strtab.type === SHT_NOBITS) return undefined;
-  const want = Buffer.from(name + '\0', 'latin1');
+  // Where the name is in the string table first (it may end a longer name: linkers merge
+  // tails), then the symbols that point there. Reading the string at every symbol's offset was
+  // one read per symbol: millions of them for a big or hostile table, in the agent's main thread.
+  const at = namePositions(elf, strtab, Buffer.from(name + '\0', 'latin1'));
+  if (at.size === 0) return undefined;
   const chunk = Buffer.allocUnsafe(ENT * 4096);
   const count = Math.floor(symtab.size / ENT);
   for (let first = 0; first < count; first += 4096) {
@@ -357,12 +361,23 @@ export function symtabValue(elf: ElfFile, name: string, type?: number): number |
     for (let i = 0; i < n; i++) {
       const o = i * ENT;
       if (type !== undefined && (buf[o + 4] & 0xf) !== type) continue;
-      const nameOff = buf.readUInt32LE(o);
-      if (nameOff + want.length > strtab.size) continue;
-      if (elf.read(strtab.offset + nameOff, want.length).equals(want)) return Number(buf.readBigUInt64LE(o + 8));
+      if (at.has(buf.readUInt32LE(o))) return Number(buf.readBigUInt64LE(o + 8));
     }
   }
   return undefined;
+}
+
+/** Offsets of `want` in the string table `strtab` (its first 64), read a window at a time. */
+function namePositions(elf: ElfFile, strtab: ElfSection, want: Buffer): Set<number> {
+  const found = new Set<number>();
+  const WINDOW = 1 << 20;
+  const window = Buffer.allocUnsafe(WINDOW + want.length);
+  for (let start = 0; start < strtab.size && found.size < 64; start += WINDOW) {
+    const len = Math.min(WINDOW + want.length - 1, strtab.size - start);
+    const buf = elf.read(strtab.offset + start, len, window);
+    for (let p = buf.indexOf(want); p >= 0 && p < WINDOW && found.size < 64; p = buf.indexOf(want, p + 1)) found.add(start + p);
+  }
+  return found;
 }
 
 function alignUp(n: number, align: number): number {

@@ -5,10 +5,10 @@
 // interpreted, and nothing else of the file is decoded, so a lookup costs one binary search and a
 // few dozen bytes of CFA program. Malformed tables throw CfiError; callers treat that as "no rule".
 
-import { inflateSync } from 'node:zlib';
 import type { ElfFile, ElfSection } from '../elf/elf-file.js';
 import { SHF_COMPRESSED, SHT_NOBITS } from '../elf/elf-file.js';
 import { ByteCursor } from '../elf/byte-cursor.js';
+import { sectionContents } from '../elf/dwarf-sections.js';
 import { BufferBytes, FileBytes, type Bytes } from '../elf/file-bytes.js';
 
 export class CfiError extends Error {
@@ -238,6 +238,9 @@ interface Entry {
   idSize: number;
 }
 
+/** The longest CIE or FDE read: real ones are at most a few KB (node's, libLLVM's: 3 KB). */
+const MAX_ENTRY = 64 << 10;
+
 /**
  * One CFI section (.eh_frame or .debug_frame): in memory, or read from the file a page at a time
  * (file-bytes.ts). Only the entries a lookup needs are read, into buffers of their own size.
@@ -272,6 +275,10 @@ class FrameSection {
       len = s.u64(off + 4);
       hdr = 12;
     }
+    // Each lookup copies its FDE and CIE out of the section: an entry that claims megabytes (all
+    // the FDEs of .eh_frame_hdr pointing at one that spans the section) would cost a copy of
+    // the section per lookup.
+    if (len > MAX_ENTRY) throw new CfiError(`${what} at ${off} is ${len} bytes long (at most ${MAX_ENTRY})`);
     const end = off + hdr + len;
     if (end > s.length) throw new CfiError(`${what} at ${off} runs past the section`);
     const base = off - (off % 8);
@@ -758,18 +765,14 @@ function parseHdr(data: Bytes, vaddr: number, addrSize: number): HdrTable | unde
   return { data, vaddr, tablePos: r.pos, count, enc: tableEnc, entrySize: entrySize * 2 };
 }
 
-/** Section bytes, inflating SHF_COMPRESSED (ELFCOMPRESS_ZLIB) sections such as Go's .debug_frame. */
+/**
+ * Section bytes, inflating SHF_COMPRESSED sections such as Go's .debug_frame, within the bounds
+ * of dwarf-sections.ts (a zlib bomb is refused, not inflated).
+ */
 function readMaybeCompressed(elf: ElfFile, sec: ElfSection): Buffer {
-  if (!(sec.flags & SHF_COMPRESSED)) return elf.sectionData(sec);
-  const raw = elf.read(sec.offset, sec.size);
-  const hdrSize = elf.is64 ? 24 : 12;
-  if (raw.length < hdrSize) throw new CfiError(`compressed section ${sec.name} is truncated`);
-  const type = raw.readUInt32LE(0);
-  if (type !== 1) throw new CfiError(`compressed section ${sec.name} uses unsupported type ${type}`);
-  const size = elf.is64 ? toNum(raw.readBigUInt64LE(8)) : raw.readUInt32LE(4);
-  if (size > 256 << 20) throw new CfiError(`compressed section ${sec.name} is too large (${size})`);
-  const out = inflateSync(raw.subarray(hdrSize), { maxOutputLength: size });
-  return out;
+  const data = sectionContents(elf, sec);
+  if (!data) throw new CfiError(`section ${sec.name} cannot be read${sec.flags & SHF_COMPRESSED ? ' or inflated within bounds' : ''}`);
+  return data;
 }
 
 // ---- DWARF expressions ------------------------------------------------------------------------
@@ -889,19 +892,24 @@ export function evalDwarfExpr(
           case 0x23:
             st.push((pop() + BigInt(r.uleb())) & MASK64);
             break;
+          // Shifts by the width or more give what a 64-bit machine register would hold (0, or
+          // the sign for shra), without making a BigInt of 2^b bits: a shift count comes from
+          // the file or the stack, and `x << (2^30 - 1)` allocates 128 MB and takes ~100 ms.
           case 0x24: {
             const b = pop();
-            st.push((pop() << b) & MASK64);
+            const a = pop();
+            st.push(b >= 64n ? 0n : (a << b) & MASK64);
             break;
           }
           case 0x25: {
             const b = pop();
-            st.push(pop() >> b);
+            const a = pop();
+            st.push(b >= 64n ? 0n : a >> b);
             break;
           }
           case 0x26: {
             const b = pop();
-            st.push(BigInt.asUintN(64, signed(pop()) >> b));
+            st.push(BigInt.asUintN(64, signed(pop()) >> (b >= 64n ? 63n : b)));
             break;
           }
           case 0x27:
