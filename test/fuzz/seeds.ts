@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } fr
 import { join } from 'node:path';
 import { buildC, buildGoModule } from '../helpers.js';
 
-export type SeedTag = 'elf' | 'c' | 'cxx' | 'go' | 'rust' | 'dwarf' | 'cfi' | 'symbols' | 'elf32' | 'compressed' | 'stripped' | 'maps' | 'cgroup' | 'names' | 'modinfo';
+export type SeedTag = 'elf' | 'c' | 'cxx' | 'go' | 'rust' | 'dwarf' | 'cfi' | 'symbols' | 'elf32' | 'compressed' | 'stripped' | 'maps' | 'cgroup' | 'names' | 'modinfo' | 'perfmap' | 'mountinfo' | 'status';
 
 export interface Seed {
   name: string;
@@ -149,6 +149,13 @@ const CGROUP_SAMPLES = [
   '0::/machine.slice/libpod-1111222233334444555566667777888899990000aaaabbbbccccddddeeeeffff.scope/container\n',
 ];
 
+/** FUSE mounts of users and of root, as mountinfo shows them (untrusted-file.ts tells them apart). */
+const MOUNTINFO_FUSE = [
+  '45 27 0:40 / /home/u/remote rw,nosuid,nodev,relatime - fuse.sshfs u@host: rw,user_id=1000,group_id=1000\n',
+  '46 27 0:41 / /var/lib/lxcfs rw,nosuid,nodev,relatime - fuse.lxcfs lxcfs rw,user_id=0,group_id=0,allow_other\n',
+  '47 27 0:42 / /tmp/my\\040disk rw shared:9 master:2 - fuse hangfs rw,user_id=65534,group_id=65534\n',
+];
+
 /** Builds (or reuses) every seed in `dir`. Seeds whose tool is missing are left out. */
 export async function buildSeeds(dir: string): Promise<Seed[]> {
   const seeds: Seed[] = [];
@@ -225,6 +232,12 @@ export async function buildSeeds(dir: string): Promise<Seed[]> {
   if (other) add('maps-other', ['maps'], { text: tryRead(`/proc/${other}/maps`)! });
   add('cgroup-self', ['cgroup'], { text: readFileSync('/proc/self/cgroup', 'latin1') });
   add('cgroup-samples', ['cgroup'], { text: CGROUP_SAMPLES.join('') });
+  add('mountinfo-self', ['mountinfo'], { text: readFileSync('/proc/self/mountinfo', 'latin1') + MOUNTINFO_FUSE.join('') });
+  add('status-self', ['status'], { text: readFileSync('/proc/self/status', 'latin1') });
+  // A JIT's perf map as V8 writes it (--perf-basic-prof), with code space reused, and a JVM's.
+  const v8 = Array.from({ length: 600 }, (_, i) => `${(0x3a2b00000 + (i % 400) * 0x140).toString(16)} ${(0x40 + (i % 7) * 0x18).toString(16)} ${i % 3 ? 'LazyCompile:*' : 'Builtin:'}fn_${i} /srv/app/lib/mod${i % 13}.js:${i}:${i % 80}\n`);
+  add('perfmap-v8', ['perfmap'], { text: v8.join('') });
+  add('perfmap-jvm', ['perfmap'], { text: Array.from({ length: 200 }, (_, i) => `7f12${(i * 0x1a0).toString(16).padStart(8, '0')} 1a0 Lcom/example/Service;::handle${i}\n`).join('') });
 
   // Module info text, as go-buildinfo.ts reads it from a Go binary.
   const modinfo = execFileSync('go', ['version', '-m', go], { env: { ...process.env, GOTOOLCHAIN: 'local' } }).toString();

@@ -4,7 +4,10 @@
 // errors count as a clean answer. Adding a parser is adding one entry to TARGETS.
 // Targets run in the fuzz worker (worker.ts); what they return is checked for over-long strings.
 
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { ElfError, ElfFile } from '../../src/elf/elf-file.js';
 import { readDebugLink } from '../../src/elf/debug-file.js';
 import { SymbolTable } from '../../src/elf/elf-symbols.js';
@@ -20,7 +23,9 @@ import { demangle } from '../../src/demangle.js';
 import { goRuntimeOffsets, parseGoVersion, type GoRuntimeOffsets } from '../../src/go/runtime-offsets.js';
 import { findAllgs, findFunction } from '../../src/go/allgs.js';
 import { goroutineStack, readAllGoroutines, readGoroutine, type ReadMemory } from '../../src/go/goroutine-reader.js';
-import { parseMaps } from '../../src/process-table.js';
+import { parseMaps, parseUids } from '../../src/process-table.js';
+import { PerfMap } from '../../src/perf-map.js';
+import { parseFuseMounts } from '../../src/untrusted-file.js';
 import { idsFromCgroup } from '../../src/container-id.js';
 import symbolizeFiles, { clearWorkerCache } from '../../src/symbolize-worker.js';
 import type { SeedTag } from './seeds.js';
@@ -238,6 +243,50 @@ export const TARGETS: Target[] = [
     seeds: ['maps'],
     run(text) {
       return parseMaps(text as string);
+    },
+  },
+  {
+    name: 'proc-mountinfo',
+    input: 'text',
+    stringBound: 'input-line',
+    seeds: ['mountinfo'],
+    run(text) {
+      return parseFuseMounts(text as string);
+    },
+  },
+  {
+    name: 'proc-status',
+    input: 'text',
+    seeds: ['status'],
+    run(text) {
+      return parseUids(text as string);
+    },
+  },
+  {
+    // Written as the process would, read as the profiler does: a first part, then what was
+    // appended, then lookups of the addresses its lines name (and of some no line names).
+    name: 'perf-map',
+    input: 'text',
+    seeds: ['perfmap'],
+    run(text) {
+      const t = text as string;
+      const path = join(tmpdir(), `flamewire-fuzz-perf-${process.pid}-${threadId}.map`);
+      const cut = t.indexOf('\n', t.length >> 1) + 1;
+      writeFileSync(path, t.slice(0, cut), 'latin1');
+      const map = new PerfMap(path);
+      try {
+        map.refresh();
+        appendFileSync(path, t.slice(cut), 'latin1');
+        map.refresh();
+        const names: Array<string | undefined> = [];
+        for (const line of t.split('\n', 64)) {
+          const a = parseInt(line.slice(0, 16), 16);
+          if (Number.isFinite(a)) names.push(map.lookup(a)?.name, map.lookup(a + 1)?.name, map.lookup(a - 1)?.name);
+        }
+        return { names, stats: map.stats };
+      } finally {
+        map.close();
+      }
     },
   },
   {
