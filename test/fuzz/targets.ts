@@ -4,7 +4,7 @@
 // errors count as a clean answer. Adding a parser is adding one entry to TARGETS.
 // Targets run in the fuzz worker (worker.ts); what they return is checked for over-long strings.
 
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -286,6 +286,7 @@ export const TARGETS: Target[] = [
         return { names, stats: map.stats };
       } finally {
         map.close();
+        rmSync(path, { force: true });
       }
     },
   },
