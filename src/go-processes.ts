@@ -3,8 +3,7 @@
 // binary and handed to the sampler per process (bpf/oncpu.h fw_go_proc). With them, where the
 // process keeps its list of goroutines (runtime.allgs, src/go/allgs.ts), for goroutine waits.
 
-import { accessSync, constants, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
 import { ElfFile, ET_DYN } from './elf/elf-file.js';
 import { readGoBuildInfo } from './elf/go-buildinfo.js';
 import { findAllgs, loadBias } from './go/allgs.js';
@@ -13,21 +12,6 @@ import { logger } from './logger.js';
 import { exeOnUserFuse } from './untrusted-file.js';
 import { goWaitReasonName } from './go/wait-reasons.js';
 import type { GoProcessOffsets, OnCpuSampler } from './native.js';
-
-/** The file `command` (as given after `--`) runs: a path, or looked up in PATH like the shell does. */
-export function commandPath(command: string): string | undefined {
-  if (command.includes('/')) return command;
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = join(dir || '.', command);
-    try {
-      accessSync(p, constants.X_OK);
-      if (statSync(p).isFile()) return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 /** Sections only Go's linker writes, and Go's build-id note. */
 const GO_SECTIONS = ['.go.buildinfo', '.gopclntab', '.data.rel.ro.gopclntab', '.note.go.buildid', '.go.module'];
