@@ -75,8 +75,6 @@ export class PerfMap {
   private readonly maxEntries: number;
   private readonly readBudget: number;
   private readonly stats_ = { lines: 0, malformed: 0, evicted: 0, longNames: 0 };
-  /** Why the last refresh found no map (missing, a FIFO, another owner …). */
-  lastProblem: string | undefined;
 
   constructor(
     readonly path: string,
@@ -96,10 +94,8 @@ export class PerfMap {
       opened = openUntrusted(this.path, { root: this.opts.root, owners: this.opts.owners });
     } catch (e) {
       if (!(e instanceof UntrustedFileError)) throw e;
-      this.lastProblem = e.message;
       return this.fd >= 0;
     }
-    this.lastProblem = undefined;
     const st = opened.stats;
     if (this.fd >= 0 && st.dev === this.dev && st.ino === this.ino && st.size >= this.readOffset) {
       closeSync(opened.fd);
