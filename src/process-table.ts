@@ -6,7 +6,7 @@
 // same inode from any thread of this process.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readlinkSync, readSync, unlinkSync, writeSync, constants as fsConstants, type Stats } from 'node:fs';
+import { closeSync, fstatSync, openSync, readlinkSync, readSync, unlinkSync, writeSync, constants as fsConstants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -107,9 +107,8 @@ export class ProcessTable {
   private readonly byInode = new Map<string, MappedFile>();
   /** File key → file: the same build id reached through another inode reuses the first one. */
   private readonly byKey = new Map<string, MappedFile>();
-  /** The descriptor behind each open file, its size, and (once asked for) its contents' hash. */
+  /** The descriptor behind each open file, and (once asked for) its contents' hash. */
   private readonly fds = new Map<MappedFile, number>();
-  private readonly sizes = new Map<MappedFile, number>();
   private readonly hashes = new Map<MappedFile, string>();
   /** Build id → the files registered with it (more than one only when their contents differ). */
   private readonly byBuildId = new Map<string, MappedFile[]>();
@@ -259,7 +258,6 @@ export class ProcessTable {
       if (used.has(file)) continue;
       closeQuietly(fd);
       this.fds.delete(file);
-      this.sizes.delete(file);
       this.hashes.delete(file);
       if (this.byKey.get(file.key) === file) this.byKey.delete(file.key);
       const same = this.byBuildId.get(file.buildId)?.filter((f) => f !== file);
@@ -277,7 +275,6 @@ export class ProcessTable {
     this.closed = true;
     for (const fd of this.fds.values()) closeQuietly(fd);
     this.fds.clear();
-    this.sizes.clear();
     this.hashes.clear();
     this.byBuildId.clear();
     for (const st of this.procs.values()) if (st.perfMap) this.closePerfMap(st.perfMap);
@@ -403,13 +400,16 @@ export class ProcessTable {
     }
     let key = buildId ? `b:${buildId}` : `f:${idKey}:${stats.size}:${Math.trunc(stats.mtimeMs)}`;
     let existing = this.byKey.get(key);
-    if (existing && buildId && !this.sameContents(existing, fd, stats)) {
-      // Another file with that build id: shared with one of the same contents, if any (a few
-      // are compared at most, so that many forgeries cost no more than a few hashes).
-      key = `b:${buildId}@${idKey}:${stats.size}`;
-      const others = this.byBuildId.get(buildId) ?? [];
-      existing = others.slice(0, MAX_SAME_BUILD_ID).find((f) => f !== this.byKey.get(`b:${buildId}`) && this.sameContents(f, fd, stats));
-      if (!existing) existing = this.byKey.get(key);
+    if (existing && buildId) {
+      // Shared with a file of that build id and the same contents, if any (a few are compared
+      // at most, so that many forgeries cost no more than a few hashes); else a parse of its own.
+      let mine: string | undefined;
+      const hash = () => (mine ??= contentHash(fd, stats.size));
+      existing = this.byBuildId
+        .get(buildId)!
+        .slice(0, MAX_SAME_BUILD_ID)
+        .find((f) => this.sizeOf(f) === stats.size && hash() !== '' && this.hashOf(f) === hash());
+      if (!existing) key = `b:${buildId}@${idKey}:${stats.size}`;
     }
     if (existing) {
       closeSync(fd);
@@ -417,22 +417,24 @@ export class ProcessTable {
     }
     const file: MappedFile = { key, buildId, goBuildId, openPath, displayPath, root, segments, error };
     this.fds.set(file, fd);
-    this.sizes.set(file, stats.size);
     this.byKey.set(key, file);
     if (buildId) this.byBuildId.set(buildId, [...(this.byBuildId.get(buildId) ?? []), file]);
     return file;
   }
 
-  /** Whether the file behind `fd` has the contents of `file` (same size, same SHA-256). */
-  private sameContents(file: MappedFile, fd: number, stats: Stats): boolean {
-    const otherFd = this.fds.get(file);
-    if (otherFd === undefined || this.sizes.get(file) !== stats.size) return false;
-    let known = this.hashes.get(file);
-    if (known === undefined) {
-      known = contentHash(otherFd, stats.size);
-      this.hashes.set(file, known);
+  /** The size of an open file's contents. */
+  private sizeOf(file: MappedFile): number {
+    return fstatSync(this.fds.get(file)!).size;
+  }
+
+  /** The SHA-256 of an open file's contents, worked out once. */
+  private hashOf(file: MappedFile): string {
+    let h = this.hashes.get(file);
+    if (h === undefined) {
+      h = contentHash(this.fds.get(file)!, this.sizeOf(file));
+      this.hashes.set(file, h);
     }
-    return known !== '' && contentHash(fd, stats.size) === known;
+    return h;
   }
 
   /**
