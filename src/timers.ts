@@ -28,3 +28,13 @@ export function longTimeout(fn: () => void, ms: number, stepMs = MAX_TIMER_MS): 
   arm();
   return { clear: () => clearTimeout(t) };
 }
+
+/**
+ * The wait before attempt `attempt` + 1 (0: after the first failure): min(cap, initial ×
+ * multiplier^attempt), less up to half of it at random, so never less than half a step and
+ * never a busy loop, with jitter that keeps many clients apart.
+ */
+export function backoffDelay(attempt: number, opts: { initialMs: number; capMs: number; multiplier?: number; random?: () => number }): number {
+  const step = Math.min(opts.capMs, opts.initialMs * (opts.multiplier ?? 2) ** Math.min(attempt, 64));
+  return Math.round(step / 2 + ((opts.random ?? Math.random)() * step) / 2);
+}

@@ -21,7 +21,7 @@
 // send gets) and counts what is left as dropped at shutdown.
 
 import type { ExportResult } from '../otlp/exporter.js';
-import { timerDelay } from '../timers.js';
+import { backoffDelay, timerDelay } from '../timers.js';
 
 export interface QueueItem {
   body: Uint8Array;
@@ -217,11 +217,8 @@ export class ExportQueue {
     return timerDelay(Math.min(this.opts.maxRetryDelayMs ?? MAX_RETRY_DELAY_MS, Math.max(this.backoff(attempt), server)));
   }
 
-  /** min(cap, initial × multiplier^attempt), less up to half of it at random. */
   private backoff(attempt: number): number {
-    const initial = this.opts.initialBackoffMs ?? 1000;
-    const cap = this.opts.maxBackoffMs ?? 30_000;
-    const step = Math.min(cap, initial * (this.opts.multiplier ?? 2) ** Math.min(attempt, 64));
-    return Math.round(step / 2 + ((this.opts.random ?? Math.random)() * step) / 2);
+    const o = this.opts;
+    return backoffDelay(attempt, { initialMs: o.initialBackoffMs ?? 1000, capMs: o.maxBackoffMs ?? 30_000, multiplier: o.multiplier, random: o.random });
   }
 }

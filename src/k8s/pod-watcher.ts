@@ -27,6 +27,7 @@ import { logger, rateLimitedLog } from '../logger.js';
 import type { Attributes } from '../otlp/profiles.js';
 import { ApiError, apiGet, readBody, TooBig, statusError, type InClusterConfig } from './in-cluster.js';
 import { podAttributes, podMeta, type ApiPod, type PodMeta } from './pod-metadata.js';
+import { backoffDelay } from '../timers.js';
 
 export interface PodWatcherOptions {
   config: InClusterConfig;
@@ -192,10 +193,9 @@ export class PodWatcher {
     }
   }
 
-  /** min(cap, initial × 2^(failures-1)), less up to half of it at random. */
   private backoff(failures: number): number {
-    const step = Math.min(this.opts.maxBackoffMs ?? 30_000, (this.opts.initialBackoffMs ?? 1000) * 2 ** Math.min(failures - 1, 64));
-    return Math.round(step / 2 + ((this.opts.random ?? Math.random)() * step) / 2);
+    const o = this.opts;
+    return backoffDelay(failures - 1, { initialMs: o.initialBackoffMs ?? 1000, capMs: o.maxBackoffMs ?? 30_000, random: o.random });
   }
 
   private sleep(ms: number): Promise<void> {
