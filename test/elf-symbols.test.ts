@@ -8,7 +8,7 @@ import { fileCrc32, findDebugFile, readDebugLink } from '../src/elf/debug-file.j
 import { SymbolTable } from '../src/elf/elf-symbols.js';
 import { MAX_NAME_LENGTH, NAME_CUT_MARK } from '../src/elf/names.js';
 import * as demangler from '../src/demangle.js';
-import { buildElf, SHF_ALLOC, SHF_EXECINSTR, SHT_PROGBITS, SHT_STRTAB, SHT_SYMTAB } from './fuzz/elf-builder.js';
+import { buildElf, functionSymbols, SHF_ALLOC, SHF_EXECINSTR, SHT_PROGBITS, SHT_STRTAB, SHT_SYMTAB } from './fuzz/elf-builder.js';
 import { buildC, workDir } from './helpers.js';
 
 const dir = workDir('elf-symbols');
@@ -154,15 +154,8 @@ int main(void) { return weak_alias(2); }
   it('cuts names at 4096 characters: a string table without zeros, a demangled name that grows past it', () => {
     const { demangle } = demangler;
     const n = 2000;
-    const syms = Buffer.alloc((n + 1) * 24);
-    for (let i = 1; i <= n; i++) {
-      const o = i * 24;
-      syms.writeUInt32LE(1 + (i - 1) * 401, o); // every name runs into the next: no zero anywhere
-      syms[o + 4] = 0x12; // STB_GLOBAL, STT_FUNC
-      syms.writeUInt16LE(1, o + 6); // .text
-      syms.writeBigUInt64LE(BigInt(0x1000 + i * 16), o + 8);
-      syms.writeBigUInt64LE(16n, o + 16);
-    }
+    // Every name runs into the next: no zero anywhere.
+    const syms = functionSymbols(n, (i) => 1 + (i - 1) * 401);
     // One real mangled name whose demangling is longer than the bound: f(A<n::x…>, A<n::x…>),
     // the second argument a substitution of the first.
     const mangled = `_Z1f1AIN1n2500${'x'.repeat(2500)}EES2_`;
@@ -199,15 +192,7 @@ int main(void) { return weak_alias(2); }
     // A 3.6 MB file whose 191 .symtab headers all name the same 100,000 symbols: 19 million
     // candidates, 7 s and 480 MB before (of them, 400 MB of typed arrays).
     const n = 100_000;
-    const syms = Buffer.alloc((n + 1) * 24);
-    for (let i = 1; i <= n; i++) {
-      const o = i * 24;
-      syms.writeUInt32LE(1, o);
-      syms[o + 4] = 0x12;
-      syms.writeUInt16LE(1, o + 6);
-      syms.writeBigUInt64LE(BigInt(0x1000 + i * 16), o + 8);
-      syms.writeBigUInt64LE(16n, o + 16);
-    }
+    const syms = functionSymbols(n);
     const path = join(dir, 'many-symtabs');
     writeFileSync(
       path,

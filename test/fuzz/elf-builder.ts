@@ -133,6 +133,23 @@ export function buildElf(spec: ElfSpec): Buffer {
 }
 
 /** An Elf64_Chdr (ELFCOMPRESS_ZLIB unless told) for an SHF_COMPRESSED section. */
+/**
+ * A .symtab of `n` global functions (after the null entry), 16 bytes each at 0x1000 + i × 16
+ * in section 1, each named at `nameOff(i)` of its string table (default 1: all one name).
+ */
+export function functionSymbols(n: number, nameOff: (i: number) => number = () => 1): Buffer {
+  const syms = Buffer.alloc((n + 1) * 24);
+  for (let i = 1; i <= n; i++) {
+    const o = i * 24;
+    syms.writeUInt32LE(nameOff(i), o);
+    syms[o + 4] = 0x12; // STB_GLOBAL, STT_FUNC
+    syms.writeUInt16LE(1, o + 6);
+    syms.writeBigUInt64LE(BigInt(0x1000 + i * 16), o + 8);
+    syms.writeBigUInt64LE(16n, o + 16);
+  }
+  return syms;
+}
+
 export function chdr(size: number, type = 1): Buffer {
   const b = Buffer.alloc(24);
   b.writeUInt32LE(type, 0);

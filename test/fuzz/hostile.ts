@@ -4,7 +4,7 @@
 // bounds of harness.ts.
 
 import { readFileSync } from 'node:fs';
-import { buildElf, chdr, SHF_ALLOC, SHF_COMPRESSED, SHF_EXECINSTR, SHT_NOTE, SHT_PROGBITS, SHT_STRTAB, SHT_SYMTAB, zdebug, zlibBomb } from './elf-builder.js';
+import { buildElf, chdr, functionSymbols, SHF_ALLOC, SHF_COMPRESSED, SHF_EXECINSTR, SHT_NOTE, SHT_PROGBITS, SHT_STRTAB, SHT_SYMTAB, zdebug, zlibBomb } from './elf-builder.js';
 import { mapElf } from './elf-map.js';
 import { GO_IMAGE_BASE } from './memory-seeds.js';
 import type { Seed } from './seeds.js';
@@ -105,16 +105,7 @@ export const HOSTILE: HostileInput[] = [
     seed: 'c-dwarf5',
     targets: ['elf-file', 'elf-symbols', 'symbolize-worker'],
     make() {
-      const n = 100_000;
-      const syms = Buffer.alloc((n + 1) * 24);
-      for (let i = 1; i <= n; i++) {
-        const o = i * 24;
-        syms.writeUInt32LE(1, o);
-        syms[o + 4] = 0x12;
-        syms.writeUInt16LE(1, o + 6);
-        syms.writeBigUInt64LE(BigInt(0x1000 + i * 16), o + 8);
-        syms.writeBigUInt64LE(16n, o + 16);
-      }
+      const syms = functionSymbols(100_000);
       return buildElf({
         sections: [
           { name: '.text', type: SHT_PROGBITS, flags: SHF_ALLOC | SHF_EXECINSTR, addr: 0x1000, data: Buffer.alloc(16) },
