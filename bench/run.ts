@@ -3,7 +3,7 @@
 // comparison is a ratio.
 //
 //   FLAMEWIRE_BENCH_QUICK=1 shortens every run (for trying the bench itself, not for figures).
-//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go,gowaits,export,agent
+//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go,gowaits,export,agent,tables
 //   runs only those. FLAMEWIRE_BENCH_AGENT_MINUTES sets the agent runs' length (default 10),
 //   FLAMEWIRE_BENCH_AGENT_BACKENDS=up or down only one of its two runs.
 
@@ -20,6 +20,7 @@ import { buildGoJob, measureGoCost } from './go-cost.js';
 import { timeGoPingPong, type GoWaitsMode, type GoWaitsRun } from './go-waits.js';
 import { measureExportCost } from './export-cost.js';
 import { measureAgent } from './agent-cost.js';
+import { measureTableCost, tableFiles } from './unwind-tables.js';
 import { peakRssKb, processCpu } from './proc.js';
 import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
 import { buildSplitWorkload } from '../test/workloads.js';
@@ -502,6 +503,27 @@ function printTable(): void {
   process.stdout.write([line(head), sep, ...rows.map(line)].join('\n') + '\n');
 }
 
+async function unwindTables(): Promise<void> {
+  log('unwind tables: converting .eh_frame into kernel rows');
+  const reps = quick ? 1 : 5;
+  const files = tableFiles();
+  // A worker converts many files: time them warm (the first file would pay for V8's JIT).
+  for (const [name, path] of files) measureTableCost(name, path, 1);
+  const costs = files.map(([name, path]) => measureTableCost(name, path, reps));
+  let totalBytes = 0;
+  for (const c of costs) {
+    const mb = c.ehFrameBytes / (1 << 20);
+    totalBytes += c.mapBytes;
+    add(
+      `Unwind tables: conversion of ${c.name} (${(c.ehFrameBytes / 1024).toFixed(0)} KiB of CFI), median of ${reps}`,
+      `${(c.ms / mb).toFixed(0)} ms per MB (${c.ms.toFixed(0)} ms); ${c.rows} rows, ${(c.mapBytes / 1024).toFixed(0)} KiB in the maps`,
+      '(reported)',
+      undefined,
+    );
+  }
+  add(`Unwind tables: map bytes for ${costs.map((c) => c.name).join(' + ')}`, `${(totalBytes / (1 << 20)).toFixed(1)} MiB`, '(reported)', undefined);
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) {
     process.stderr.write('bench: needs root (it loads BPF programs)\n');
@@ -520,6 +542,7 @@ async function main(): Promise<void> {
     gowaits: goWaits,
     export: exportCost,
     agent: agentCost,
+    tables: unwindTables,
   };
   for (const [name, run] of Object.entries(benches)) if (!only || only.includes(name)) await run();
   printTable();

@@ -70,6 +70,15 @@ enum fw_sample_flag {
 	/* FW_RECORD_GO_WAIT: a goroutine's stack as it stopped, not a thread's (no user registers
 	 * to repair the leaf from: the first frame is where the goroutine parked). */
 	FW_SAMPLE_GO_WAIT = 1u << 9,
+	/* The user stack was walked with the unwind tables (no stack top to repair it from). */
+	FW_SAMPLE_TABLE_WALK = 1u << 10,
+	/* Some frames were walked with the frame pointer (code without unwind information). */
+	FW_SAMPLE_FP_FRAMES = 1u << 11,
+	/* Bits 12-15: why the user stack ends (enum fw_stack_end). */
+	FW_SAMPLE_STACK_END_SHIFT = 12,
+	FW_SAMPLE_STACK_END_MASK = 0xfu << 12,
+	/* The process had no unwind tables yet: its stack was walked by frame pointers only. */
+	FW_SAMPLE_NO_TABLES = 1u << 16,
 };
 
 /* Index into the per-CPU "metrics" array. */
@@ -196,6 +205,123 @@ enum fw_go_labels {
 #define FW_MAX_GO_LABEL_KEY 32
 #define FW_MAX_GO_LABEL_VALUE 64
 #define FW_MAX_GO_LABEL_BYTES 512
+
+/*
+ * Native unwinding tables (built by src/unwind/table-builder.ts). User space turns each
+ * mapped file's .eh_frame / .debug_frame into rows: address ranges with
+ * one rule each, sorted by address, written into the shared unwind_rows array; a page index per
+ * file narrows the search for an address to a few rows. Each process's executable mappings live
+ * in an LPM trie keyed by (pid, address).
+ */
+
+/* A row: from pc (an ELF virtual address, below 4 GiB) up to the next row's pc, `rule` holds. */
+struct fw_unwind_row {
+	__u32 pc;
+	__u32 rule; /* FW_RULE_* packed, see below */
+};
+
+/* How the canonical frame address (the caller's sp) is found: rule bits 0-3. The return
+ * address is at CFA - 8 for every kind that has a CFA. */
+enum fw_cfa_kind {
+	/* No unwind information here (assembly without CFI, a gap): the frame pointer is used. */
+	FW_CFA_NONE = 0,
+	FW_CFA_RSP = 1,       /* CFA = rsp + cfa_off */
+	FW_CFA_RBP = 2,       /* CFA = rbp + cfa_off */
+	/* PLT stubs: CFA = rsp + cfa_off, + 8 when (pc & 15) >= the threshold in the rbp field. */
+	FW_CFA_PLT = 3,
+	FW_CFA_DEREF_RSP = 4, /* CFA = *(rsp + cfa_off) */
+	FW_CFA_DEREF_RBP = 5, /* CFA = *(rbp + cfa_off): gcc's realigned frames (DRAP) */
+	/* A signal trampoline (__restore_rt): sp points at the ucontext the kernel saved; the
+	 * interrupted rip, rsp and rbp are read from its mcontext (FW_SIGFRAME_*). */
+	FW_CFA_SIGNAL = 6,
+	/* The return address is undefined: the outermost frame (_start, clone's child). */
+	FW_CFA_END = 7,
+	/* Unwind information this walk cannot follow (another register, an expression): the
+	 * stack ends here, counted as FW_STACK_NO_RULE. */
+	FW_CFA_UNSUPPORTED = 8,
+};
+
+/* Where the caller's rbp is: rule bits 4-5. */
+enum fw_rbp_kind {
+	FW_RBP_SAME = 0,      /* unchanged by this frame */
+	FW_RBP_SAVED = 1,     /* saved at CFA + rbp_off */
+	FW_RBP_UNKNOWN = 2,   /* not recoverable: rules that need rbp further up end the stack */
+};
+
+#define FW_RULE_CFA_KIND(r) ((r) & 0xf)
+#define FW_RULE_RBP_KIND(r) (((r) >> 4) & 0x3)
+/* Bits 6-13: rbp_off / 8 as a signed byte (FW_CFA_PLT: the threshold, 0-15, unsigned). */
+#define FW_RULE_RBP_FIELD(r) (((r) >> 6) & 0xff)
+#define FW_RULE_RBP_OFF(r) ((__s32)(__s8)FW_RULE_RBP_FIELD(r) * 8)
+/* Bits 14-31: cfa_off, signed, in bytes (-131072 .. 131071). */
+#define FW_RULE_CFA_OFF(r) ((__s32)(r) >> 14)
+#define FW_RULE(kind, rbp_kind, rbp_field, cfa_off)                                           \
+	((__u32)(kind) | ((__u32)(rbp_kind) << 4) | (((__u32)(rbp_field) & 0xff) << 6) |         \
+	 ((__u32)(cfa_off) << 14))
+#define FW_RULE_CFA_OFF_MIN (-131072)
+#define FW_RULE_CFA_OFF_MAX 131071
+
+/* x86-64 signal frames: offsets from the ucontext (rt_sigframe after its return address) of
+ * the registers the kernel saved (uc_mcontext at 40; rbp, rsp, rip are its words 10, 15, 16). */
+#define FW_SIGFRAME_RBP 120
+#define FW_SIGFRAME_RSP 160
+#define FW_SIGFRAME_RIP 168
+
+/*
+ * A file's table: rows [rows_first, rows_first + rows_count) of unwind_rows, sorted by pc, the
+ * last one FW_CFA_NONE (past the end of the covered code); pages [pages_first, pages_first +
+ * pages_count) of unwind_pages, where page p holds the index (from rows_first) of the last row
+ * whose pc <= pc_base + (p << page_shift). An address of page p is covered by one of the rows
+ * page[p] .. page[p + 1] (the last row for the last page), at most FW_UNWIND_MAX_BUCKET of them.
+ */
+struct fw_unwind_file {
+	__u32 rows_first;
+	__u32 rows_count;
+	__u32 pages_first;
+	__u32 pages_count;
+	__u32 pc_base;
+	__u32 page_shift;
+};
+
+/* The binary search among a page's rows runs at most this many halvings. */
+#define FW_UNWIND_SEARCH_STEPS 16
+#define FW_UNWIND_MAX_BUCKET (1u << FW_UNWIND_SEARCH_STEPS)
+
+/* The key of unwind_mappings (an LPM trie): pid and address big-endian, prefixlen in bits of
+ * both (32 + the address bits that matter). */
+struct fw_unwind_mapping_key {
+	__u32 prefixlen;
+	__u32 pid;
+	__u64 addr;
+};
+
+/* An executable mapping of a process: [start, end) maps the file's vaddr = addr - bias. */
+struct fw_unwind_mapping {
+	__u64 start;
+	__u64 end;
+	__u64 bias;
+	__u32 file;  /* index into unwind_files; FW_UNWIND_NO_FILE: no table, frame pointers */
+	__u32 pad;
+};
+
+#define FW_UNWIND_NO_FILE 0xffffffffu
+#define FW_DEFAULT_UNWIND_ROWS (4u << 20)
+#define FW_DEFAULT_UNWIND_PAGES (1u << 20)
+#define FW_DEFAULT_UNWIND_FILES 4096
+#define FW_DEFAULT_UNWIND_MAPPINGS (256u << 10)
+
+/* Why a user stack ends: fw_sample.flags bits 12-15 (FW_SAMPLE_STACK_END). */
+enum fw_stack_end {
+	/* The outermost frame was reached (undefined return address, a zero frame pointer or
+	 * return address). */
+	FW_STACK_COMPLETE = 0,
+	FW_STACK_FRAME_CAP = 1,   /* FW_MAX_USER_FRAMES frames: the outermost ones are missing */
+	FW_STACK_UNREADABLE = 2,  /* stack memory could not be read */
+	FW_STACK_NO_RULE = 3,     /* unwind information the walk cannot follow */
+	FW_STACK_BAD_FRAME = 4,   /* the next frame would not be above this one (garbage) */
+	FW_STACK_NO_RBP = 5,      /* a rule needs rbp, whose value was lost further down */
+	FW_STACK_KERNEL_WALK = 15, /* walked by bpf_get_stack (kernels without bpf_loop): unknown */
+};
 
 /* The process replaced its image: cached mappings of pid are stale. */
 struct fw_exec_record {

@@ -430,6 +430,21 @@ class FrameSection {
     if (!this.starts) this.buildIndex();
     return this.starts!.length;
   }
+
+  /** Every FDE in address order; `onError` hears of those that cannot be read. */
+  forEachFde(fn: (fde: Fde) => void, onError: (e: unknown) => void): void {
+    if (!this.starts) this.buildIndex();
+    for (const off of this.offsets!) {
+      let fde: Fde | undefined;
+      try {
+        fde = this.parseFde(off);
+      } catch (e) {
+        onError(e);
+        continue;
+      }
+      if (fde) fn(fde);
+    }
+  }
 }
 
 // ---- CFA program interpreter ------------------------------------------------------------------
@@ -449,15 +464,25 @@ const MAX_STATE_STACK = 64;
  * Runs `instr` from location `loc`, stopping before the first row that starts after `target`.
  * Returns false when it stopped early (target reached), true when the program ran out.
  */
-function execute(instr: Buffer, cie: Cie, state: RowState, initial: RowState | undefined, loc: number, target: number, fdeStart: number): boolean {
+function execute(
+  instr: Buffer,
+  cie: Cie,
+  state: RowState,
+  initial: RowState | undefined,
+  loc: number,
+  target: number,
+  fdeStart: number,
+  onRow?: (from: number, to: number) => void,
+): boolean {
   const r = new Reader(instr, 0, instr.length);
   const stack: RowState[] = [];
-  const advance = (delta: number): boolean => {
-    const next = loc + delta * cie.codeAlign;
+  const moveTo = (next: number): boolean => {
     if (next > target) return false;
+    if (onRow && next > loc) onRow(loc, next);
     loc = next;
     return true;
   };
+  const advance = (delta: number): boolean => moveTo(loc + delta * cie.codeAlign);
   const restore = (reg: number) => {
     const v = initial?.regs.get(reg);
     if (v) state.regs.set(reg, v);
@@ -486,8 +511,7 @@ function execute(instr: Buffer, cie: Cie, state: RowState, initial: RowState | u
         // set_loc: an encoded address
         const bases: PtrBases = { sectionVaddr: 0, funcBase: fdeStart };
         const next = cie.hasAugData ? readEncoded(r, cie.fdeEnc & 0x0f, bases, cie.addrSize) : cie.addrSize === 8 ? r.u64() : r.u32();
-        if (next > target) return false;
-        loc = next;
+        if (!moveTo(next)) return false;
         break;
       }
       case 0x02:
@@ -602,18 +626,36 @@ function execute(instr: Buffer, cie: Cie, state: RowState, initial: RowState | u
   return true;
 }
 
-function ruleForFde(fde: Fde, addr: number): UnwindRule {
-  const cie = fde.cie;
-  const state: RowState = { cfa: { kind: 'reg', reg: DW_REG_RSP, offset: 0 }, regs: new Map() };
-  execute(cie.initialInstructions, cie, state, undefined, fde.start, Number.MAX_SAFE_INTEGER, fde.start);
-  const initial = cloneState(state);
-  execute(fde.instructions, cie, state, initial, fde.start, addr, fde.start);
+function ruleOf(cie: Cie, state: RowState): UnwindRule {
   return {
     cfa: state.cfa,
     ra: state.regs.get(cie.raReg) ?? { kind: 'undefined' },
     bp: state.regs.get(DW_REG_RBP) ?? SAME,
     ...(cie.signalFrame ? { signalFrame: true } : {}),
   };
+}
+
+function initialState(cie: Cie, fde: Fde): RowState {
+  const state: RowState = { cfa: { kind: 'reg', reg: DW_REG_RSP, offset: 0 }, regs: new Map() };
+  execute(cie.initialInstructions, cie, state, undefined, fde.start, Number.MAX_SAFE_INTEGER, fde.start);
+  return state;
+}
+
+function ruleForFde(fde: Fde, addr: number): UnwindRule {
+  const state = initialState(fde.cie, fde);
+  execute(fde.instructions, fde.cie, state, cloneState(state), fde.start, addr, fde.start);
+  return ruleOf(fde.cie, state);
+}
+
+/** Every row of `fde`'s program in address order: [from, to) and the rule that holds there. */
+function rowsOfFde(fde: Fde, emit: (from: number, to: number, rule: UnwindRule) => void): void {
+  const state = initialState(fde.cie, fde);
+  let last = fde.start;
+  execute(fde.instructions, fde.cie, state, cloneState(state), fde.start, fde.end, fde.start, (from, to) => {
+    emit(from, Math.min(to, fde.end), ruleOf(fde.cie, state));
+    last = Math.min(to, fde.end);
+  });
+  if (last < fde.end) emit(last, fde.end, ruleOf(fde.cie, state));
 }
 
 // ---- the table --------------------------------------------------------------------------------
@@ -698,6 +740,27 @@ export class CfiTable {
   ruleAt(vaddr: number): UnwindRule | undefined {
     const fde = this.findFde(vaddr);
     return fde ? ruleForFde(fde, vaddr) : undefined;
+  }
+
+  /**
+   * Every row of every FDE, .eh_frame's first and then .debug_frame's, each FDE's rows in address
+   * order: the unwind tables the kernel walks (table-builder.ts). A program that cannot be run
+   * (an unsupported instruction, a truncated entry) goes to `onError` and its FDE is skipped.
+   */
+  forEachRow(emit: (from: number, to: number, rule: UnwindRule) => void, onError: (e: unknown) => void): void {
+    for (const sec of [this.eh, this.debug]) {
+      sec?.forEachFde((fde) => {
+        // Rows are handed out only once the whole program ran: a failing one leaves no half.
+        const rows: Array<[number, number, UnwindRule]> = [];
+        try {
+          rowsOfFde(fde, (from, to, rule) => rows.push([from, to, rule]));
+        } catch (e) {
+          onError(e);
+          return;
+        }
+        for (const [from, to, rule] of rows) emit(from, to, rule);
+      }, onError);
+    }
   }
 
   /** The [start, end) range of the FDE covering vaddr (for tests and diagnostics). */

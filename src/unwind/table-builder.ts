@@ -1,0 +1,251 @@
+/**
+ * Unwind tables for the kernel's stack walk: a file's CFI (eh-frame.ts) turned into the compact
+ * rows of bpf/oncpu.h (struct fw_unwind_row: a start address and one packed rule) and the page
+ * index that narrows a lookup to a few of them. Built once per file identity in the worker pool
+ * and shared by every process that maps the file.
+ */
+import { CfiTable, DW_REG_RBP, DW_REG_RSP, type RegRule, type UnwindRule } from './eh-frame.js';
+
+// The rule encoding of bpf/oncpu.h (enum fw_cfa_kind, enum fw_rbp_kind, FW_RULE).
+export const CFA_NONE = 0;
+export const CFA_RSP = 1;
+export const CFA_RBP = 2;
+export const CFA_PLT = 3;
+export const CFA_DEREF_RSP = 4;
+export const CFA_DEREF_RBP = 5;
+export const CFA_SIGNAL = 6;
+export const CFA_END = 7;
+export const CFA_UNSUPPORTED = 8;
+export const RBP_SAME = 0;
+export const RBP_SAVED = 1;
+export const RBP_UNKNOWN = 2;
+const CFA_OFF_MIN = -131072;
+const CFA_OFF_MAX = 131071;
+/** FW_UNWIND_MAX_BUCKET: the BPF binary search among a page's rows runs 16 halvings. */
+export const MAX_BUCKET = 1 << 16;
+/** Row addresses are 32 bits: code at ELF addresses past 4 GiB gets no table. */
+const MAX_PC = 0xffffffff;
+
+export function packRule(kind: number, rbpKind: number, rbpField: number, cfaOff: number): number {
+  return (kind | (rbpKind << 4) | ((rbpField & 0xff) << 6) | (cfaOff << 14)) >>> 0;
+}
+
+export interface DecodedRule {
+  kind: number;
+  rbpKind: number;
+  /** rbp_off (bytes) for RBP_SAVED; the PLT threshold for CFA_PLT. */
+  rbpField: number;
+  cfaOff: number;
+}
+
+export function unpackRule(rule: number): DecodedRule {
+  const field = (rule >>> 6) & 0xff;
+  return { kind: rule & 0xf, rbpKind: (rule >>> 4) & 3, rbpField: field, cfaOff: rule >> 14 };
+}
+
+/** rbp_off in bytes of a packed RBP_SAVED rule. */
+export function ruleRbpOff(rule: number): number {
+  return ((((rule >>> 6) & 0xff) << 24) >> 24) * 8;
+}
+
+const UNSUPPORTED = packRule(CFA_UNSUPPORTED, RBP_UNKNOWN, 0, 0);
+
+/** Reads one DWARF expression opcode stream: signed LEB128 after a breg. */
+function sleb(b: Uint8Array, pos: number): [number, number] | undefined {
+  let v = 0;
+  let shift = 0;
+  while (pos < b.length && shift < 35) {
+    const byte = b[pos++];
+    v |= (byte & 0x7f) << shift;
+    shift += 7;
+    if ((byte & 0x80) === 0) {
+      if (shift < 32 && byte & 0x40) v |= -1 << shift;
+      return [v, pos];
+    }
+  }
+  return undefined;
+}
+
+const DW_OP_BREG_RBP = 0x76;
+const DW_OP_BREG_RSP = 0x77;
+const DW_OP_BREG_RIP = 0x80;
+const DW_OP_DEREF = 0x06;
+
+/**
+ * The CFA expressions compilers and linkers emit, as packed rules: the PLT stub rule
+ * (`breg7 N; breg16 0; lit15; and; litT; ge; lit3; shl; plus`) and gcc's realigned frames
+ * (`breg6 N; deref`, also with rsp). Anything else is unsupported.
+ */
+function exprRule(expr: Uint8Array, rbp: [number, number]): number {
+  const op = expr[0];
+  if (op !== DW_OP_BREG_RSP && op !== DW_OP_BREG_RBP) return UNSUPPORTED;
+  const first = sleb(expr, 1);
+  if (!first) return UNSUPPORTED;
+  const [off, pos] = first;
+  if (off < CFA_OFF_MIN || off > CFA_OFF_MAX) return UNSUPPORTED;
+  const rest = expr.subarray(pos);
+  if (rest.length === 1 && rest[0] === DW_OP_DEREF) return packRule(op === DW_OP_BREG_RSP ? CFA_DEREF_RSP : CFA_DEREF_RBP, rbp[0], rbp[1], off);
+  // breg16 0; lit15; and; litT; ge; lit3; shl; plus
+  if (
+    op === DW_OP_BREG_RSP &&
+    rest.length === 9 &&
+    rest[0] === DW_OP_BREG_RIP &&
+    rest[1] === 0 &&
+    rest[2] === 0x3f &&
+    rest[3] === 0x1a &&
+    rest[4] >= 0x30 &&
+    rest[4] <= 0x3f &&
+    rest[5] === 0x2a &&
+    rest[6] === 0x33 &&
+    rest[7] === 0x24 &&
+    rest[8] === 0x22
+  ) {
+    return packRule(CFA_PLT, RBP_SAME, rest[4] - 0x30, off);
+  }
+  return UNSUPPORTED;
+}
+
+function rbpOf(bp: RegRule): [number, number] {
+  if (bp.kind === 'same') return [RBP_SAME, 0];
+  if (bp.kind === 'offset' && bp.offset % 8 === 0 && bp.offset >= -1024 && bp.offset <= 1016) return [RBP_SAVED, bp.offset / 8];
+  return [RBP_UNKNOWN, 0];
+}
+
+/** The packed rule for a CFI row (x86-64: the return address is always at CFA - 8). */
+export function encodeRule(rule: UnwindRule): number {
+  if (rule.signalFrame) return packRule(CFA_SIGNAL, RBP_SAME, 0, 0);
+  if (rule.ra.kind === 'undefined') return packRule(CFA_END, RBP_SAME, 0, 0);
+  if (rule.ra.kind !== 'offset' || rule.ra.offset !== -8) return UNSUPPORTED;
+  const rbp = rbpOf(rule.bp);
+  const cfa = rule.cfa;
+  if (cfa.kind === 'expr') return exprRule(cfa.expr, rbp);
+  if (cfa.offset < CFA_OFF_MIN || cfa.offset > CFA_OFF_MAX) return UNSUPPORTED;
+  if (cfa.reg === DW_REG_RSP) return packRule(CFA_RSP, rbp[0], rbp[1], cfa.offset);
+  if (cfa.reg === DW_REG_RBP) return packRule(CFA_RBP, rbp[0], rbp[1], cfa.offset);
+  return UNSUPPORTED;
+}
+
+export interface UnwindTableStats {
+  /** Rows before merging (one per CFI row, plus gaps). */
+  cfiRows: number;
+  /** Rows whose rule the kernel walk cannot follow (it ends the stack there). */
+  unsupportedRows: number;
+  /** CFI entries that could not be read (skipped: frame pointers there). */
+  badEntries: number;
+  /** Code past 4 GiB of ELF address space, left without rows. */
+  highRows: number;
+}
+
+/** One file's table: bpf/oncpu.h struct fw_unwind_file without the map offsets. */
+export interface UnwindTable {
+  pcBase: number;
+  pageShift: number;
+  /** Row start addresses, sorted, unique; the last row is CFA_NONE (past the covered code). */
+  pcs: Uint32Array;
+  rules: Uint32Array;
+  /** pages[p]: index of the last row whose pc <= pcBase + (p << pageShift). */
+  pages: Uint32Array;
+  stats: UnwindTableStats;
+}
+
+const NONE = packRule(CFA_NONE, RBP_SAME, 0, 0);
+
+/**
+ * Converts `cfi` into rows. Overlaps resolve to the first FDE that claimed an address
+ * (.eh_frame before .debug_frame, as the lookup in CfiTable does); gaps between FDEs get
+ * CFA_NONE rows (frame pointers); consecutive rows with the same rule are merged.
+ */
+export function buildUnwindTable(cfi: CfiTable): UnwindTable {
+  const stats: UnwindTableStats = { cfiRows: 0, unsupportedRows: 0, badEntries: 0, highRows: 0 };
+  const ranges: Array<{ from: number; to: number; rule: number; order: number }> = [];
+  let order = 0;
+  cfi.forEachRow(
+    (from, to, rule) => {
+      stats.cfiRows++;
+      if (to > MAX_PC) {
+        stats.highRows++;
+        return;
+      }
+      const packed = encodeRule(rule);
+      if ((packed & 0xf) === CFA_UNSUPPORTED) stats.unsupportedRows++;
+      ranges.push({ from, to, rule: packed, order: order++ });
+    },
+    () => stats.badEntries++,
+  );
+  ranges.sort((a, b) => a.from - b.from || a.order - b.order);
+  const pcs: number[] = [];
+  const rules: number[] = [];
+  const push = (pc: number, rule: number) => {
+    const n = pcs.length;
+    if (n > 0 && pcs[n - 1] === pc) {
+      rules[n - 1] = rule;
+      if (n > 1 && rules[n - 2] === rule) {
+        pcs.pop();
+        rules.pop();
+      }
+      return;
+    }
+    if (n > 0 && rules[n - 1] === rule) return;
+    pcs.push(pc);
+    rules.push(rule);
+  };
+  let covered = 0; // everything below this has its row
+  for (const r of ranges) {
+    const from = Math.max(r.from, covered);
+    if (from >= r.to) continue; // claimed by an earlier FDE
+    if (pcs.length > 0 && from > covered) push(covered, NONE);
+    push(from, r.rule);
+    covered = r.to;
+  }
+  if (pcs.length > 0) push(covered, NONE);
+  return withPages(Uint32Array.from(pcs), Uint32Array.from(rules), stats);
+}
+
+/** Adds the page index: the smallest page size that keeps it at most half the rows. */
+function withPages(pcs: Uint32Array, rules: Uint32Array, stats: UnwindTableStats): UnwindTable {
+  if (pcs.length === 0) return { pcBase: 0, pageShift: 0, pcs, rules, pages: new Uint32Array(0), stats };
+  const base = pcs[0];
+  const span = pcs[pcs.length - 1] - base + 1;
+  const want = Math.max(1, Math.ceil(pcs.length / 2));
+  let shift = 4;
+  while (shift < 31 && Math.ceil(span / 2 ** shift) > want) shift++;
+  for (;;) {
+    const count = Math.ceil(span / 2 ** shift);
+    const pages = new Uint32Array(count);
+    let row = 0;
+    let maxBucket = 0;
+    for (let p = 0; p < count; p++) {
+      const limit = base + p * 2 ** shift;
+      while (row + 1 < pcs.length && pcs[row + 1] <= limit) row++;
+      pages[p] = row;
+      if (p > 0) maxBucket = Math.max(maxBucket, pages[p] - pages[p - 1] + 1);
+    }
+    maxBucket = Math.max(maxBucket, pcs.length - pages[count - 1]);
+    if (maxBucket <= MAX_BUCKET) return { pcBase: base, pageShift: shift, pcs, rules, pages, stats };
+    if (shift <= 4) throw new Error(`unwind table: a page holds ${maxBucket} rows`);
+    shift--;
+  }
+}
+
+/**
+ * The rule for `vaddr` the way the BPF walk finds it (page, then a bounded binary search), or
+ * undefined outside the table. Used by tests and to check a table before it is loaded.
+ */
+export function lookupRule(t: UnwindTable, vaddr: number): number | undefined {
+  if (t.pcs.length === 0 || vaddr < t.pcBase) return undefined;
+  const p = Math.floor((vaddr - t.pcBase) / 2 ** t.pageShift);
+  if (p >= t.pages.length) return undefined;
+  let lo = t.pages[p];
+  let hi = p + 1 < t.pages.length ? t.pages[p + 1] : t.pcs.length - 1;
+  for (let i = 0; i < 17 && lo < hi; i++) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (t.pcs[mid] <= vaddr) lo = mid;
+    else hi = mid - 1;
+  }
+  return t.rules[lo];
+}
+
+/** Bytes the table takes in the kernel's maps (8 per row, 4 per page). */
+export function tableBytes(t: UnwindTable): number {
+  return t.pcs.length * 8 + t.pages.length * 4;
+}
