@@ -207,11 +207,11 @@ enum fw_go_labels {
 #define FW_MAX_GO_LABEL_BYTES 512
 
 /*
- * Native unwinding tables (built by src/unwind/table-builder.ts). User space turns each
- * mapped file's .eh_frame / .debug_frame into rows: address ranges with
- * one rule each, sorted by address, written into the shared unwind_rows array; a page index per
- * file narrows the search for an address to a few rows. Each process's executable mappings live
- * in an LPM trie keyed by (pid, address).
+ * Native unwinding tables: the layout src/unwind/table-builder.ts builds and the kernel walk is
+ * to read (the maps and the walk are not built yet). User space turns each mapped file's
+ * .eh_frame / .debug_frame into rows: address ranges with one rule each, sorted by address, for
+ * a shared unwind_rows array; a page index per file narrows the search for an address to a few
+ * rows. Each process's executable mappings are to live in an LPM trie keyed by (pid, address).
  */
 
 /* A row: from pc (an ELF virtual address, below 4 GiB) up to the next row's pc, `rule` holds. */

@@ -651,9 +651,10 @@ function ruleForFde(fde: Fde, addr: number): UnwindRule {
 function rowsOfFde(fde: Fde, emit: (from: number, to: number, rule: UnwindRule) => void): void {
   const state = initialState(fde.cie, fde);
   let last = fde.start;
+  // execute() never moves past its target (fde.end): every row it reports lies inside the FDE.
   execute(fde.instructions, fde.cie, state, cloneState(state), fde.start, fde.end, fde.start, (from, to) => {
-    emit(from, Math.min(to, fde.end), ruleOf(fde.cie, state));
-    last = Math.min(to, fde.end);
+    emit(from, to, ruleOf(fde.cie, state));
+    last = to;
   });
   if (last < fde.end) emit(last, fde.end, ruleOf(fde.cie, state));
 }
@@ -839,6 +840,23 @@ function readMaybeCompressed(elf: ElfFile, sec: ElfSection): Buffer {
 }
 
 // ---- DWARF expressions ------------------------------------------------------------------------
+
+/**
+ * An expression that starts with DW_OP_bregN: the register, its signed offset and the operations
+ * after it (table-builder.ts matches the CFA expressions compilers emit). Undefined otherwise.
+ */
+export function splitBreg(expr: Uint8Array): { reg: number; offset: number; rest: Uint8Array } | undefined {
+  const op = expr[0];
+  if (op === undefined || op < 0x70 || op > 0x8f) return undefined;
+  const buf = Buffer.from(expr.buffer, expr.byteOffset, expr.byteLength);
+  const r = new Reader(buf, 1, buf.length);
+  try {
+    const offset = r.sleb();
+    return { reg: op - 0x70, offset, rest: expr.subarray(r.pos) };
+  } catch {
+    return undefined;
+  }
+}
 
 const MASK64 = (1n << 64n) - 1n;
 

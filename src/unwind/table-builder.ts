@@ -1,10 +1,10 @@
 /**
  * Unwind tables for the kernel's stack walk: a file's CFI (eh-frame.ts) turned into the compact
  * rows of bpf/oncpu.h (struct fw_unwind_row: a start address and one packed rule) and the page
- * index that narrows a lookup to a few of them. Built once per file identity in the worker pool
- * and shared by every process that maps the file.
+ * index that narrows a lookup to a few of them. Nothing loads them into the kernel yet: the
+ * maps and the walk that reads them come next (bpf/oncpu.h describes the layout they will use).
  */
-import { CfiTable, DW_REG_RBP, DW_REG_RSP, type RegRule, type UnwindRule } from './eh-frame.js';
+import { CfiTable, DW_REG_RBP, DW_REG_RSP, splitBreg, type RegRule, type UnwindRule } from './eh-frame.js';
 
 // The rule encoding of bpf/oncpu.h (enum fw_cfa_kind, enum fw_rbp_kind, FW_RULE).
 export const CFA_NONE = 0;
@@ -50,24 +50,6 @@ export function ruleRbpOff(rule: number): number {
 
 const UNSUPPORTED = packRule(CFA_UNSUPPORTED, RBP_UNKNOWN, 0, 0);
 
-/** Reads one DWARF expression opcode stream: signed LEB128 after a breg. */
-function sleb(b: Uint8Array, pos: number): [number, number] | undefined {
-  let v = 0;
-  let shift = 0;
-  while (pos < b.length && shift < 35) {
-    const byte = b[pos++];
-    v |= (byte & 0x7f) << shift;
-    shift += 7;
-    if ((byte & 0x80) === 0) {
-      if (shift < 32 && byte & 0x40) v |= -1 << shift;
-      return [v, pos];
-    }
-  }
-  return undefined;
-}
-
-const DW_OP_BREG_RBP = 0x76;
-const DW_OP_BREG_RSP = 0x77;
 const DW_OP_BREG_RIP = 0x80;
 const DW_OP_DEREF = 0x06;
 
@@ -77,17 +59,14 @@ const DW_OP_DEREF = 0x06;
  * (`breg6 N; deref`, also with rsp). Anything else is unsupported.
  */
 function exprRule(expr: Uint8Array, rbp: [number, number]): number {
-  const op = expr[0];
-  if (op !== DW_OP_BREG_RSP && op !== DW_OP_BREG_RBP) return UNSUPPORTED;
-  const first = sleb(expr, 1);
-  if (!first) return UNSUPPORTED;
-  const [off, pos] = first;
+  const breg = splitBreg(expr);
+  if (!breg || (breg.reg !== DW_REG_RSP && breg.reg !== DW_REG_RBP)) return UNSUPPORTED;
+  const { reg, offset: off, rest } = breg;
   if (off < CFA_OFF_MIN || off > CFA_OFF_MAX) return UNSUPPORTED;
-  const rest = expr.subarray(pos);
-  if (rest.length === 1 && rest[0] === DW_OP_DEREF) return packRule(op === DW_OP_BREG_RSP ? CFA_DEREF_RSP : CFA_DEREF_RBP, rbp[0], rbp[1], off);
+  if (rest.length === 1 && rest[0] === DW_OP_DEREF) return packRule(reg === DW_REG_RSP ? CFA_DEREF_RSP : CFA_DEREF_RBP, rbp[0], rbp[1], off);
   // breg16 0; lit15; and; litT; ge; lit3; shl; plus
   if (
-    op === DW_OP_BREG_RSP &&
+    reg === DW_REG_RSP &&
     rest.length === 9 &&
     rest[0] === DW_OP_BREG_RIP &&
     rest[1] === 0 &&
@@ -126,7 +105,7 @@ export function encodeRule(rule: UnwindRule): number {
 }
 
 export interface UnwindTableStats {
-  /** Rows before merging (one per CFI row, plus gaps). */
+  /** CFI rows read (before overlaps are dropped and equal neighbours merged). */
   cfiRows: number;
   /** Rows whose rule the kernel walk cannot follow (it ends the stack there). */
   unsupportedRows: number;
