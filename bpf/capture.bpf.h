@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "oncpu.h"
 #include "core_fixes.bpf.h"
 
@@ -73,14 +74,74 @@ _Static_assert(FW_MAX_USER_FRAMES * 8 <= FW_USER_BYTES_MASK, "user frames exceed
 _Static_assert(FW_MAX_KERNEL_FRAMES * 8 <= FW_KERNEL_BYTES_MASK, "kernel frames exceed the mask");
 _Static_assert(FW_MAX_SNAPSHOT_BYTES <= FW_SNAPSHOT_MASK, "snapshot exceeds the mask");
 
+/*
+ * Native unwinding tables, filled by user space (src/unwind/kernel-tables.ts; layout in oncpu.h):
+ * every file's rows in one array, its page index in another, its extents in unwind_files, and
+ * each process's executable mappings in an LPM trie keyed by (pid, address). Sized from user
+ * space before load.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_DEFAULT_UNWIND_ROWS);
+	__type(key, __u32);
+	__type(value, struct fw_unwind_row);
+} unwind_rows SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_DEFAULT_UNWIND_PAGES);
+	__type(key, __u32);
+	__type(value, __u32);
+} unwind_pages SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_DEFAULT_UNWIND_FILES);
+	__type(key, __u32);
+	__type(value, struct fw_unwind_file);
+} unwind_files SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, FW_DEFAULT_UNWIND_MAPPINGS);
+	__type(key, struct fw_unwind_mapping_key);
+	__type(value, struct fw_unwind_mapping);
+} unwind_mappings SEC(".maps") __weak;
+
+/* Processes whose mappings are all in unwind_mappings (value: 1). Others are walked by frame
+ * pointers, with the stack top kept for user space's leaf repair (FW_SAMPLE_NO_TABLES). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FW_DEFAULT_MAX_SAMPLED_PIDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} unwind_pids SEC(".maps") __weak;
+
 /* The user stack walk's state (see walk_user_stack). */
 struct walk_state {
-	__u64 fp;
+	__u64 pc;   /* the frame being unwound */
 	__u64 sp;
-	__u32 pos;   /* byte offset in data[] where the next user frame goes */
-	__u32 snap;  /* bytes of stack top at data[0] */
-	__u32 n;     /* frames written, the ip included */
-	__u32 failed;
+	__u64 rbp;
+	__u64 snap_sp; /* where the stack top in data[] was read */
+	/* The mapping of the last address looked up ([start, end), bias, file), and that file. */
+	__u64 map_start;
+	__u64 map_end;
+	__u64 map_bias;
+	__u32 map_file;
+	__u32 file_index; /* which file `file` holds; FW_UNWIND_NO_FILE: none */
+	struct fw_unwind_file file;
+	__u32 pid;
+	__u32 pos;     /* byte offset in data[] where the next user frame goes */
+	__u32 snap;    /* bytes of stack top at data[0] */
+	__u32 n;       /* frames written, the ip included */
+	__u32 rbp_ok;  /* rbp holds the caller's value (else it was lost in a frame below) */
+	__u32 exact;   /* pc is where the thread stopped (else a return address: look up pc - 1) */
+	__u32 tables;  /* the process's mappings are in unwind_mappings */
+	__u32 flags;   /* FW_SAMPLE_FP_FRAMES, FW_SAMPLE_UNKNOWN_MAPPING */
+	__u32 end;     /* enum fw_stack_end */
+	__u32 failed;  /* not even the first frame could be read (frame-pointer walk) */
+	__u32 lo, hi;  /* rule_at()'s binary search: in memory, so that the verifier prunes it */
 };
 
 /*
@@ -137,6 +198,32 @@ static __always_inline void add(__u32 metric, __u64 v)
 		__sync_fetch_and_add(p, v);
 }
 
+/*
+ * Records go out without a wakeup: the reader drains the ring on its timer. A sample that
+ * user space must act on at once (its process has no tables in the kernel yet, or it ran in a
+ * mapping they do not cover) asks for one, at most every FW_WAKEUP_GAP_NS across all CPUs, so
+ * that the tables are loaded within milliseconds of a new process or library and not a poll
+ * interval later.
+ */
+#define FW_WAKEUP_GAP_NS (10 * 1000 * 1000ULL)
+volatile __u64 last_wakeup_ns __weak;
+/* Set by user space while it keeps the tables (else nobody would act on the wakeup). */
+volatile __u32 table_wakeups __weak;
+
+static __always_inline __u64 ringbuf_flags(__u32 flags)
+{
+	__u64 now, last;
+
+	if (!table_wakeups || !(flags & (FW_SAMPLE_NO_TABLES | FW_SAMPLE_UNKNOWN_MAPPING)))
+		return BPF_RB_NO_WAKEUP;
+	now = bpf_ktime_get_ns();
+	last = last_wakeup_ns;
+	if (now - last < FW_WAKEUP_GAP_NS)
+		return BPF_RB_NO_WAKEUP;
+	last_wakeup_ns = now;
+	return BPF_RB_FORCE_WAKEUP;
+}
+
 static __always_inline bool pid_wanted(__u32 tgid)
 {
 	if (filter_pids)
@@ -160,70 +247,285 @@ static __always_inline bool pid_known(__u32 tgid)
 }
 
 /*
- * The frame-pointer walk of the user stack: the user ip, then the return address of every
- * frame reached through the saved frame pointers (what bpf_get_stack(BPF_F_USER_STACK) and
- * perf -g return). Done here rather than with that helper because frames that lie in the
- * stack top we copy anyway cost no helper call at all, and deeper ones one
- * bpf_probe_read_user() each: on the machine we measured, the helper's walk cost ~110 ns per
- * frame, most of a sample's cost. Frames must move up the stack, so a garbage frame pointer
- * (a frameless function using rbp as a general register) ends the walk instead of looping.
+ * Reads `size` bytes (8 or 16) of the user stack at addr: from the stack top copied into data[]
+ * when it holds them (no helper call), else with bpf_probe_read_user().
+ */
+static __always_inline long read_stack(struct sample_buf *buf, __u64 addr, void *dst, const __u32 size)
+{
+	struct walk_state *w = &buf->walk;
+	__u64 off = addr - w->snap_sp;
+
+	if (addr >= w->snap_sp && off <= FW_MAX_SNAPSHOT_BYTES - 16 && off + size <= w->snap) {
+		if (size == 16)
+			((__u64 *)dst)[1] = *(__u64 *)(buf->data + off + 8);
+		((__u64 *)dst)[0] = *(__u64 *)(buf->data + off);
+		return 0;
+	}
+	return bpf_probe_read_user(dst, size, (void *)addr);
+}
+
+/*
+ * The packed rule (oncpu.h FW_RULE_*) for code at `pc` of the walked process: its mapping from
+ * unwind_mappings (the last one is kept: most frames are in the same file as the one below),
+ * then the file's page index and a bounded binary search among that page's rows, exactly as
+ * src/unwind/table-builder.ts lookupRule(). 0 (FW_CFA_NONE) where there is no table.
+ */
+static __always_inline __u32 rule_at(struct walk_state *w, __u64 pc)
+{
+	struct fw_unwind_row *row;
+	__u32 key, *page;
+	__u64 vaddr, p;
+
+	if (!w->tables)
+		return 0;
+	if (pc < w->map_start || pc >= w->map_end) {
+		struct fw_unwind_mapping_key mk = {
+			.prefixlen = 96,
+			.pid = bpf_htonl(w->pid),
+			.addr = bpf_cpu_to_be64(pc),
+		};
+		struct fw_unwind_mapping *m = bpf_map_lookup_elem(&unwind_mappings, &mk);
+
+		if (!m) {
+			w->map_start = 0;
+			w->map_end = 0;
+			w->flags |= FW_SAMPLE_UNKNOWN_MAPPING;
+			return 0;
+		}
+		w->map_start = m->start;
+		w->map_end = m->end;
+		w->map_bias = m->bias;
+		w->map_file = m->file;
+	}
+	if (w->map_file == FW_UNWIND_NO_FILE)
+		return 0;
+	if (w->map_file != w->file_index) {
+		struct fw_unwind_file *f;
+
+		key = w->map_file;
+		f = bpf_map_lookup_elem(&unwind_files, &key);
+		if (!f)
+			return 0;
+		w->file = *f;
+		w->file_index = key;
+	}
+	vaddr = pc - w->map_bias;
+	if (vaddr < w->file.pc_base || vaddr > 0xffffffffull || w->file.rows_count == 0)
+		return 0;
+	p = (vaddr - w->file.pc_base) >> (w->file.page_shift & 31);
+	if (p >= w->file.pages_count)
+		return 0;
+	key = w->file.pages_first + (__u32)p;
+	page = bpf_map_lookup_elem(&unwind_pages, &key);
+	if (!page)
+		return 0;
+	w->lo = *page;
+	w->hi = w->file.rows_count - 1;
+	if (p + 1 < w->file.pages_count) {
+		key++;
+		page = bpf_map_lookup_elem(&unwind_pages, &key);
+		if (!page)
+			return 0;
+		w->hi = *page;
+	}
+	/* The bounds go through w, not registers: otherwise every iteration's two outcomes are
+	 * states the verifier cannot merge, 2^steps of them. */
+	for (int i = 0; i < FW_UNWIND_SEARCH_STEPS + 1; i++) {
+		__u32 lo = w->lo, hi = w->hi, mid;
+
+		if (lo >= hi)
+			break;
+		mid = (lo + hi + 1) >> 1;
+		key = w->file.rows_first + mid;
+		row = bpf_map_lookup_elem(&unwind_rows, &key);
+		if (!row)
+			return 0;
+		if (row->pc <= (__u32)vaddr)
+			w->lo = mid;
+		else
+			w->hi = mid - 1;
+	}
+	key = w->file.rows_first + w->lo;
+	row = bpf_map_lookup_elem(&unwind_rows, &key);
+	return row ? row->rule : 0;
+}
+
+/* Ends the walk for `why` (enum fw_stack_end). */
+static __always_inline long walk_end(struct walk_state *w, __u32 why)
+{
+	w->end = why;
+	return 1;
+}
+
+/*
+ * One frame of the user stack walk: finds the caller of the frame at w->pc with the unwind
+ * rule of its code (the frame pointer where there is none), and appends its return address.
+ * Returns 1 to stop, with the reason in w->end.
  *
- * One step per bpf_loop() iteration. A plain bounded loop is verified iteration by iteration
- * (a third of a second at load time); a bpf_loop callback is verified until its state stops
- * changing, so the walk's state lives in the scratch map value, whose contents the verifier
- * does not track, rather than on the stack: it converges at once.
+ * One step per bpf_loop() iteration. A plain bounded loop is verified iteration by iteration;
+ * a bpf_loop callback is verified until its state stops changing, so the walk's state lives in
+ * the scratch map value, whose contents the verifier does not track, rather than on the stack:
+ * it converges at once.
  */
 static long walk_step(__u64 index, void *unused)
 {
 	__u32 zero = 0;
 	struct sample_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
 	struct walk_state *w;
-	__u64 pair[2], off, pos;
+	__u64 regs[2], cfa, ra, rbp, base, pos;
+	__u32 rule;
+	__s32 off;
 
 	if (!buf)
 		return 1;
 	w = &buf->walk;
-	off = w->fp - w->sp;
-	if (w->fp < w->sp || (w->fp & 7))
-		return 1;
-	if (off <= FW_MAX_SNAPSHOT_BYTES - sizeof(pair) && off + sizeof(pair) <= w->snap) {
-		pair[0] = *(__u64 *)(buf->data + off);
-		pair[1] = *(__u64 *)(buf->data + off + 8);
-	} else if (bpf_probe_read_user(pair, sizeof(pair), (void *)w->fp)) {
-		w->failed = w->n == 1;
-		return 1;
+	rule = rule_at(w, w->exact ? w->pc : w->pc - 1);
+	off = FW_RULE_CFA_OFF(rule);
+	rbp = w->rbp;
+	switch (FW_RULE_CFA_KIND(rule)) {
+	case FW_CFA_NONE:
+		/* No table: the frame pointer. rbp 0 is the outermost frame's (_start clears it). */
+		if (!w->rbp_ok)
+			return walk_end(w, FW_STACK_NO_RBP);
+		if (w->rbp == 0)
+			return walk_end(w, FW_STACK_COMPLETE);
+		if (w->rbp < w->sp || (w->rbp & 7))
+			return walk_end(w, FW_STACK_BAD_FRAME);
+		if (read_stack(buf, w->rbp, regs, 16)) {
+			w->failed = w->n == 1;
+			return walk_end(w, FW_STACK_UNREADABLE);
+		}
+		w->flags |= FW_SAMPLE_FP_FRAMES;
+		cfa = w->rbp + 16;
+		rbp = regs[0];
+		ra = regs[1];
+		goto push;
+	case FW_CFA_RSP:
+		cfa = w->sp + off;
+		break;
+	case FW_CFA_RBP:
+		if (!w->rbp_ok)
+			return walk_end(w, FW_STACK_NO_RBP);
+		cfa = w->rbp + off;
+		break;
+	case FW_CFA_PLT:
+		cfa = w->sp + off + ((w->pc & 15) >= FW_RULE_RBP_FIELD(rule) ? 8 : 0);
+		break;
+	case FW_CFA_DEREF_RSP:
+	case FW_CFA_DEREF_RBP:
+		if (FW_RULE_CFA_KIND(rule) == FW_CFA_DEREF_RBP && !w->rbp_ok)
+			return walk_end(w, FW_STACK_NO_RBP);
+		base = FW_RULE_CFA_KIND(rule) == FW_CFA_DEREF_RBP ? w->rbp : w->sp;
+		if (read_stack(buf, base + off, regs, 8))
+			return walk_end(w, FW_STACK_UNREADABLE);
+		cfa = regs[0];
+		break;
+	case FW_CFA_SIGNAL: {
+		/* The interrupted context, from the ucontext at sp: rbp, ..., rsp, rip. */
+		__u64 ctx[7];
+
+		if (bpf_probe_read_user(ctx, sizeof(ctx), (void *)(w->sp + FW_SIGFRAME_RBP)))
+			return walk_end(w, FW_STACK_UNREADABLE);
+		if (ctx[6] == 0)
+			return walk_end(w, FW_STACK_COMPLETE);
+		if (w->n >= FW_MAX_USER_FRAMES)
+			return walk_end(w, FW_STACK_FRAME_CAP);
+		pos = w->pos;
+		if (pos > FW_MAX_DATA_BYTES - sizeof(__u64))
+			return walk_end(w, FW_STACK_FRAME_CAP);
+		*(__u64 *)(buf->data + pos) = ctx[6];
+		w->pos = pos + sizeof(__u64);
+		w->n++;
+		w->pc = ctx[6];
+		w->sp = ctx[(FW_SIGFRAME_RSP - FW_SIGFRAME_RBP) / 8];
+		w->rbp = ctx[0];
+		w->rbp_ok = 1;
+		/* The interrupted instruction itself, not a return address. */
+		w->exact = 1;
+		return 0;
 	}
+	case FW_CFA_END:
+		return walk_end(w, FW_STACK_COMPLETE);
+	default:
+		return walk_end(w, FW_STACK_NO_RULE);
+	}
+	if (cfa <= w->sp)
+		return walk_end(w, FW_STACK_BAD_FRAME);
+	switch (FW_RULE_RBP_KIND(rule)) {
+	case FW_RBP_SAVED:
+		if (FW_RULE_RBP_OFF(rule) == -16) {
+			/* The usual prologue (push rbp right after the call): one read for both. */
+			if (read_stack(buf, cfa - 16, regs, 16))
+				return walk_end(w, FW_STACK_UNREADABLE);
+			rbp = regs[0];
+			ra = regs[1];
+			break;
+		}
+		if (read_stack(buf, cfa + FW_RULE_RBP_OFF(rule), regs, 8))
+			return walk_end(w, FW_STACK_UNREADABLE);
+		rbp = regs[0];
+		if (read_stack(buf, cfa - 8, regs, 8))
+			return walk_end(w, FW_STACK_UNREADABLE);
+		ra = regs[0];
+		break;
+	case FW_RBP_UNKNOWN:
+		w->rbp_ok = 0;
+		/* fallthrough */
+	default:
+		if (read_stack(buf, cfa - 8, regs, 8))
+			return walk_end(w, FW_STACK_UNREADABLE);
+		ra = regs[0];
+	}
+push:
+	if (ra == 0)
+		return walk_end(w, FW_STACK_COMPLETE);
+	if (w->n >= FW_MAX_USER_FRAMES)
+		return walk_end(w, FW_STACK_FRAME_CAP);
 	pos = w->pos;
-	if (pair[1] == 0 || pos > FW_MAX_DATA_BYTES - sizeof(__u64) || w->n >= FW_MAX_USER_FRAMES)
-		return 1;
-	*(__u64 *)(buf->data + pos) = pair[1];
+	if (pos > FW_MAX_DATA_BYTES - sizeof(__u64))
+		return walk_end(w, FW_STACK_FRAME_CAP);
+	*(__u64 *)(buf->data + pos) = ra;
 	w->pos = pos + sizeof(__u64);
 	w->n++;
-	if (pair[0] <= w->fp)
-		return 1;
-	w->fp = pair[0];
+	w->pc = ra;
+	w->sp = cfa;
+	w->rbp = rbp;
+	w->exact = 0;
 	return 0;
 }
 
 /*
  * Walks the user stack into data[pos...]; returns its size in bytes, or -1 when not even the
- * first frame was readable.
+ * first frame was readable. `tables`: the process's unwind tables are loaded (else every frame
+ * is walked by its frame pointer). Why the walk ended is in buf->walk.end.
  */
-static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 pos, __u64 ip, __u64 fp,
-					    __u64 sp, __u32 snap)
+static __always_inline long walk_user_stack(struct sample_buf *buf, __u32 pos, __u32 pid, __u64 ip,
+					    __u64 fp, __u64 sp, __u32 snap, bool tables)
 {
 	struct walk_state *w = &buf->walk;
 
+	w->end = FW_STACK_COMPLETE;
+	w->flags = 0;
+	w->n = 0;
 	if (pos > FW_MAX_DATA_BYTES - sizeof(__u64))
 		return 0;
 	*(__u64 *)(buf->data + pos) = ip;
-	w->fp = fp;
+	w->pc = ip;
 	w->sp = sp;
+	w->rbp = fp;
+	w->snap_sp = sp;
+	w->map_start = 0;
+	w->map_end = 0;
+	w->file_index = FW_UNWIND_NO_FILE;
+	w->pid = pid;
 	w->pos = pos + sizeof(__u64);
 	w->snap = snap;
 	w->n = 1;
+	w->rbp_ok = 1;
+	w->exact = 1;
+	w->tables = tables;
 	w->failed = 0;
-	bpf_loop(FW_MAX_USER_FRAMES - 1, walk_step, NULL, 0);
+	bpf_loop(FW_MAX_USER_FRAMES, walk_step, NULL, 0);
 	return w->failed ? -1 : (long)w->n * sizeof(__u64);
 }
 
@@ -445,7 +747,9 @@ static __always_inline long kernel_stack_bytes(long kbytes, __u32 *flags)
  * Fills buf with a record of kind `kind` for the current task: the stack top read at sp (at
  * most max_snap bytes), the kernel stack (when flags has FW_SAMPLE_KERNEL_MODE), the user
  * stack from ip/fp (when flags has FW_SAMPLE_USER_REGS), and the header. `own_walk` picks how
- * the user stack is walked: walk_user_stack() (needs bpf_loop, 5.17+) or bpf_get_stack().
+ * the user stack is walked: walk_user_stack() (needs bpf_loop, 5.17+) or bpf_get_stack(). With
+ * our own walk, a process whose unwind tables are loaded gets no stack top (nothing is left to
+ * repair); one whose tables are not loaded yet keeps it, for user space's leaf repair.
  * Returns the record's size in bytes, header included.
  */
 static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __u32 kind, __u32 flags,
@@ -455,6 +759,8 @@ static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct fw_sample *s = &buf->sample;
 	long kbytes = 0, ubytes = 0, snap = 0;
+	__u32 pid = pid_tgid >> 32;
+	bool tables = own_walk && bpf_map_lookup_elem(&unwind_pids, &pid) != NULL;
 
 	if (flags & FW_SAMPLE_USER_REGS) {
 		s->user_ip = ip;
@@ -467,6 +773,8 @@ static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __
 			snap = max_snap & ~7u;
 		if (snap > FW_MAX_SNAPSHOT_BYTES)
 			snap = FW_MAX_SNAPSHOT_BYTES;
+		if (tables)
+			snap = 0;
 		if (snap > 0 && bpf_probe_read_user(buf->data, snap, (void *)sp)) {
 			/* Near the top of the stack the full read runs off the mapping. */
 			long to_boundary = (FW_SNAPSHOT_BOUNDARY - (sp & (FW_SNAPSHOT_BOUNDARY - 1))) & ~7ul;
@@ -499,11 +807,15 @@ static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __
 	}
 
 	if (flags & FW_SAMPLE_USER_REGS) {
-		if (own_walk)
-			ubytes = walk_user_stack(buf, snap + kbytes, ip, fp, sp, snap);
-		else
+		if (own_walk) {
+			ubytes = walk_user_stack(buf, snap + kbytes, pid, ip, fp, sp, snap, tables);
+			flags |= buf->walk.flags | (tables ? FW_SAMPLE_TABLE_WALK : FW_SAMPLE_NO_TABLES) |
+				 ((buf->walk.end << FW_SAMPLE_STACK_END_SHIFT) & FW_SAMPLE_STACK_END_MASK);
+		} else {
 			ubytes = bpf_get_stack(ctx, buf->data + snap + kbytes,
 					       FW_MAX_USER_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
+			flags |= FW_STACK_KERNEL_WALK << FW_SAMPLE_STACK_END_SHIFT;
+		}
 		if (ubytes < 0) {
 			flags |= FW_SAMPLE_USER_STACK_FAILED;
 			count(FW_METRIC_USER_STACK_FAILED);
@@ -516,7 +828,7 @@ static __always_inline long capture_record(void *ctx, struct sample_buf *buf, __
 	}
 
 	s->kind = kind;
-	s->pid = pid_tgid >> 32;
+	s->pid = pid;
 	s->tid = (__u32)pid_tgid;
 	s->cpu = bpf_get_smp_processor_id();
 	s->time_ns = bpf_ktime_get_ns();

@@ -157,6 +157,8 @@ static __always_inline void emit(void *rec, __u32 size, __u64 blocked, __u64 rb_
 	size &= FW_OFF_CPU_RECORD_MASK;
 	if (size < sizeof(struct fw_sample))
 		return;
+	if (rb_flags == BPF_RB_NO_WAKEUP)
+		rb_flags = ringbuf_flags(((struct fw_sample *)rec)->flags);
 	if (bpf_ringbuf_output(&events, rec, size, rb_flags)) {
 		count(FW_METRIC_OFF_CPU_RINGBUF_FULL);
 		add(FW_METRIC_OFF_CPU_DROPPED_NS, blocked);

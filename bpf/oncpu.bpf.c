@@ -62,7 +62,7 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, const bool ow
 
 	size = capture_record(ctx, buf, FW_RECORD_SAMPLE, flags, ip, sp, fp, FW_MAX_SNAPSHOT_BYTES,
 			      own_walk);
-	if (bpf_ringbuf_output(&events, buf, size, BPF_RB_NO_WAKEUP)) {
+	if (bpf_ringbuf_output(&events, buf, size, ringbuf_flags(buf->sample.flags))) {
 		count(FW_METRIC_RINGBUF_FULL);
 		return 0;
 	}
@@ -99,6 +99,9 @@ static __always_inline void emit_exec(__u32 tgid)
 {
 	struct fw_exec_record *r;
 
+	/* The new image's mappings are not in unwind_mappings: frame pointers until user space
+	 * has loaded them (it does on this record). */
+	bpf_map_delete_elem(&unwind_pids, &tgid);
 	if (!pid_known(tgid))
 		return;
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -119,7 +122,10 @@ static __always_inline void emit_exit(struct task_struct *task, __u32 tgid)
 	struct fw_exit_record *r;
 
 	/* Threads exit one by one; only the last one ends the process. */
-	if (!fw_task_group_dead(task) || !pid_known(tgid))
+	if (!fw_task_group_dead(task))
+		return;
+	bpf_map_delete_elem(&unwind_pids, &tgid);
+	if (!pid_known(tgid))
 		return;
 	if (filter_pids)
 		bpf_map_delete_elem(&tracked_pids, &tgid);

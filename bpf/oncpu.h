@@ -77,8 +77,12 @@ enum fw_sample_flag {
 	/* Bits 12-15: why the user stack ends (enum fw_stack_end). */
 	FW_SAMPLE_STACK_END_SHIFT = 12,
 	FW_SAMPLE_STACK_END_MASK = 0xfu << 12,
-	/* The process had no unwind tables yet: its stack was walked by frame pointers only. */
+	/* The process had no unwind tables yet: its stack was walked by frame pointers only (and
+	 * the record keeps the stack top, for the leaf repair). */
 	FW_SAMPLE_NO_TABLES = 1u << 16,
+	/* An address of the walk was in no mapping user space told the kernel about (a library
+	 * mapped since, new JIT code): user space reads the process's mappings again. */
+	FW_SAMPLE_UNKNOWN_MAPPING = 1u << 17,
 };
 
 /* Index into the per-CPU "metrics" array. */
@@ -207,11 +211,11 @@ enum fw_go_labels {
 #define FW_MAX_GO_LABEL_BYTES 512
 
 /*
- * Native unwinding tables: the layout src/unwind/table-builder.ts builds and the kernel walk is
- * to read (the maps and the walk are not built yet). User space turns each mapped file's
+ * Native unwinding tables: the layout src/unwind/table-builder.ts builds and the kernel walk
+ * (capture.bpf.h walk_step) reads. User space turns each mapped file's
  * .eh_frame / .debug_frame into rows: address ranges with one rule each, sorted by address, for
  * a shared unwind_rows array; a page index per file narrows the search for an address to a few
- * rows. Each process's executable mappings are to live in an LPM trie keyed by (pid, address).
+ * rows. Each process's executable mappings live in an LPM trie keyed by (pid, address).
  */
 
 /* A row: from pc (an ELF virtual address, below 4 GiB) up to the next row's pc, `rule` holds. */
@@ -305,8 +309,8 @@ struct fw_unwind_mapping {
 };
 
 #define FW_UNWIND_NO_FILE 0xffffffffu
-#define FW_DEFAULT_UNWIND_ROWS (4u << 20)
-#define FW_DEFAULT_UNWIND_PAGES (1u << 20)
+#define FW_DEFAULT_UNWIND_ROWS (2u << 20)
+#define FW_DEFAULT_UNWIND_PAGES (512u << 10)
 #define FW_DEFAULT_UNWIND_FILES 4096
 #define FW_DEFAULT_UNWIND_MAPPINGS (256u << 10)
 

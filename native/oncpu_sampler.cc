@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <algorithm>
 #include <chrono>
 #include <initializer_list>
 #include <random>
@@ -144,6 +145,8 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
                  libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_loop, nullptr) == 1;
   bpf_program__set_autoload(s->skel_->progs.on_cpu_sample, s->own_walk_);
   bpf_program__set_autoload(s->skel_->progs.on_cpu_sample_fp, !s->own_walk_);
+  err = s->SizeUnwindMaps(what);
+  if (err) goto cleanup;
 
   s->use_tp_btf_ = CanUseTpBtf(
       {"btf_trace_sched_process_fork", "btf_trace_sched_process_exec", "btf_trace_sched_process_exit"});
@@ -199,6 +202,94 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
 cleanup:
   delete s;
   return err < 0 ? err : -EINVAL;
+}
+
+// The unwind-table maps: sized as asked with our own walk; one entry each without it (the
+// programs still name them, but nothing reads or writes them).
+int OnCpuSampler::SizeUnwindMaps(const char **what) {
+  auto pick = [this](uint32_t asked, uint32_t dflt) { return !own_walk_ ? 1u : asked ? asked : dflt; };
+  unwind_capacity_.rows = pick(settings_.unwind_rows, FW_DEFAULT_UNWIND_ROWS);
+  unwind_capacity_.pages = pick(settings_.unwind_pages, FW_DEFAULT_UNWIND_PAGES);
+  unwind_capacity_.files = pick(settings_.unwind_files, FW_DEFAULT_UNWIND_FILES);
+  unwind_capacity_.mappings = pick(settings_.unwind_mappings, FW_DEFAULT_UNWIND_MAPPINGS);
+  int err = bpf_map__set_max_entries(skel_->maps.unwind_rows, unwind_capacity_.rows);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.unwind_pages, unwind_capacity_.pages);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.unwind_files, unwind_capacity_.files);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.unwind_mappings, unwind_capacity_.mappings);
+  if (err) *what = "sizing the unwind-table maps";
+  if (!own_walk_) unwind_capacity_ = UnwindCapacity();
+  return err;
+}
+
+int OnCpuSampler::WriteUnwindArray(UnwindArray which, uint32_t first, const uint8_t *data, size_t bytes,
+                                   const char **what) {
+  struct bpf_map *map = which == UnwindArray::kRows    ? skel_->maps.unwind_rows
+                        : which == UnwindArray::kPages ? skel_->maps.unwind_pages
+                                                       : skel_->maps.unwind_files;
+  size_t value = bpf_map__value_size(map);
+  uint64_t count = bytes / value;
+  if (!own_walk_ || bytes % value != 0 || first + count > bpf_map__max_entries(map)) {
+    *what = "writing unwind tables: outside the map, or no table walk on this kernel";
+    return -EINVAL;
+  }
+  // Batches of at most 64k values, so that the key array stays small.
+  constexpr uint32_t kBatch = 65536;
+  std::vector<uint32_t> keys;
+  for (uint64_t done = 0; done < count;) {
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(kBatch, count - done));
+    keys.resize(n);
+    for (uint32_t i = 0; i < n; ++i) keys[i] = first + static_cast<uint32_t>(done) + i;
+    __u32 in_out = n;
+    int err = bpf_map_update_batch(bpf_map__fd(map), keys.data(), data + done * value, &in_out, nullptr);
+    if (err) {
+      *what = "writing unwind tables (BPF_MAP_UPDATE_BATCH)";
+      return -errno;
+    }
+    done += n;
+  }
+  return 0;
+}
+
+int OnCpuSampler::UpdateUnwindMappings(const uint8_t *add, size_t add_bytes, const uint8_t *del,
+                                       size_t del_bytes, size_t *added, const char **what) {
+  constexpr size_t kKey = sizeof(struct fw_unwind_mapping_key), kValue = sizeof(struct fw_unwind_mapping);
+  *added = 0;
+  if (!own_walk_ || add_bytes % (kKey + kValue) != 0 || del_bytes % kKey != 0) {
+    *what = "updating unwind mappings: malformed entries, or no table walk on this kernel";
+    return -EINVAL;
+  }
+  int fd = bpf_map__fd(skel_->maps.unwind_mappings);
+  // Removals first: an unmapped range may have been mapped again by something else.
+  for (size_t off = 0; off < del_bytes; off += kKey) {
+    if (bpf_map_delete_elem(fd, del + off) && errno != ENOENT) {
+      *what = "removing an unwind mapping";
+      return -errno;
+    }
+  }
+  for (size_t off = 0; off < add_bytes; off += kKey + kValue) {
+    if (bpf_map_update_elem(fd, add + off, add + off + kKey, BPF_ANY)) {
+      *what = "adding an unwind mapping";
+      return -errno;
+    }
+    ++*added;
+  }
+  return 0;
+}
+
+void OnCpuSampler::SetTableWakeups(bool on) {
+  if (own_walk_) skel_->bss->table_wakeups = on ? 1 : 0;
+}
+
+int OnCpuSampler::SetUnwindPid(uint32_t pid, bool ready, const char **what) {
+  if (!own_walk_) return 0;
+  int fd = bpf_map__fd(skel_->maps.unwind_pids);
+  uint32_t one = 1;
+  int err = ready ? bpf_map_update_elem(fd, &pid, &one, BPF_ANY) : bpf_map_delete_elem(fd, &pid);
+  if (err && !(errno == ENOENT && !ready)) {
+    *what = ready ? "marking a process's unwind tables ready" : "forgetting a process's unwind tables";
+    return -errno;
+  }
+  return 0;
 }
 
 // Which off-CPU programs and maps exist: none without off-CPU time, else one flavour. The

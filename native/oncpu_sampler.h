@@ -40,6 +40,19 @@ struct OnCpuSettings {
   uint64_t go_wait_period_ns = 10000000;
   // Goroutines looked at per walk, shared among the Go processes. 0: the default from oncpu.h.
   uint32_t go_wait_max_visits = 0;
+  // Capacities of the unwind-table maps (rows, page index entries, files, mapping prefixes).
+  // 0: the defaults from oncpu.h.
+  uint32_t unwind_rows = 0;
+  uint32_t unwind_pages = 0;
+  uint32_t unwind_files = 0;
+  uint32_t unwind_mappings = 0;
+};
+
+// The unwind-table arrays user space writes (see oncpu.h).
+enum class UnwindArray { kRows, kPages, kFiles };
+
+struct UnwindCapacity {
+  uint32_t rows = 0, pages = 0, files = 0, mappings = 0;
 };
 
 struct OnCpuProgramStats {
@@ -66,6 +79,21 @@ class OnCpuSampler {
   int FlushOffCpu(const char **what);
 
   int AddPid(uint32_t pid, const char **what);
+  // Unwind tables (our own walk only): writes `bytes` of values (a whole number of the map's
+  // values) to consecutive indices of one of the arrays from `first` on.
+  int WriteUnwindArray(UnwindArray which, uint32_t first, const uint8_t *data, size_t bytes,
+                       const char **what);
+  // Adds (key, value) pairs to unwind_mappings and removes keys from it (struct
+  // fw_unwind_mapping_key / fw_unwind_mapping). *added counts the pairs in before an error
+  // (-ENOSPC: the trie is full).
+  int UpdateUnwindMappings(const uint8_t *add, size_t add_bytes, const uint8_t *del, size_t del_bytes,
+                           size_t *added, const char **what);
+  // Marks a process's mappings complete (its samples are walked with the tables) or not.
+  int SetUnwindPid(uint32_t pid, bool ready, const char **what);
+  // Whether samples of a process without tables wake the reader (a few per second at most):
+  // only while user space loads tables on them.
+  void SetTableWakeups(bool on);
+  UnwindCapacity unwind_capacity() const { return unwind_capacity_; }
   // Whether goroutine waits are walked: asked for and possible on this kernel.
   bool go_waits() const { return go_waits_; }
   // Runs one walk of every registered Go process now, on the calling thread (tests).
@@ -87,9 +115,9 @@ class OnCpuSampler {
   unsigned attached_cpus() const { return static_cast<unsigned>(perf_links_.size()); }
   // "tp_btf" or "raw_tp": which process tracepoint flavour was loaded.
   const char *tracepoint_flavour() const { return use_tp_btf_ ? "tp_btf" : "raw_tp"; }
-  // How the user stack is walked: "bpf_loop" (our walk over the captured stack top) or
-  // "bpf_get_stack" (kernels without bpf_loop).
-  const char *user_walk() const { return own_walk_ ? "bpf_loop" : "bpf_get_stack"; }
+  // How the user stack is walked: "tables" (our walk with the unwind tables, bpf_loop) or
+  // "bpf_get_stack" (kernels without bpf_loop: frame pointers, the leaf repaired in user space).
+  const char *user_walk() const { return own_walk_ ? "tables" : "bpf_get_stack"; }
   // "tp_btf" or "raw_tp": the off-CPU flavour loaded; nullptr when off-CPU time is off.
   const char *off_cpu_flavour() const {
     return !settings_.off_cpu ? nullptr : off_cpu_tp_btf_ ? "tp_btf" : "raw_tp";
@@ -107,6 +135,8 @@ class OnCpuSampler {
   bool use_tp_btf_ = true;
   bool off_cpu_tp_btf_ = true;
   bool own_walk_ = true;
+  UnwindCapacity unwind_capacity_;
+  int SizeUnwindMaps(const char **what);
   // The sampling program that was loaded (see own_walk_).
   ::bpf_program *SampleProgram() const;
   ::bpf_program *SwitchProgram() const;

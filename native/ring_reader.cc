@@ -4,8 +4,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-
-#include <chrono>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "oncpu.h"
 
@@ -33,6 +34,21 @@ int RingReader::Create(int map_fd, std::shared_ptr<BatchQueue> queue, RingReader
     delete r;
     return err ? err : -EINVAL;
   }
+  // Edge-triggered on the map itself: only a wakeup reports it, not the records that are
+  // waiting (they are submitted without one and wait for the timer).
+  r->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  r->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  struct epoll_event ring = {}, stop = {};
+  ring.events = EPOLLIN | EPOLLET;
+  ring.data.u32 = 0;
+  stop.events = EPOLLIN;
+  stop.data.u32 = 1;
+  if (r->epoll_fd_ < 0 || r->stop_fd_ < 0 || epoll_ctl(r->epoll_fd_, EPOLL_CTL_ADD, map_fd, &ring) ||
+      epoll_ctl(r->epoll_fd_, EPOLL_CTL_ADD, r->stop_fd_, &stop)) {
+    int err = -errno;
+    delete r;
+    return err ? err : -EINVAL;
+  }
   *out = r;
   return 0;
 }
@@ -40,6 +56,8 @@ int RingReader::Create(int map_fd, std::shared_ptr<BatchQueue> queue, RingReader
 RingReader::~RingReader() {
   Stop();
   ring_buffer__free(rb_);
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+  if (stop_fd_ >= 0) close(stop_fd_);
 }
 
 // Appends [u32 length][u32 zero][record][pad to 8] to the current batch.
@@ -71,34 +89,36 @@ int RingReader::ConsumeIntoBatch() {
 void RingReader::Run(unsigned poll_interval_ms, std::function<void()> notify) {
   // Named, so that top -H and /proc/PID/task show what the reader costs.
   pthread_setname_np(pthread_self(), "flamewire-ring");
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stopping_) {
-    // A timer, not epoll: the BPF side submits with BPF_RB_NO_WAKEUP.
-    cv_.wait_for(lock, std::chrono::milliseconds(poll_interval_ms), [this] { return stopping_; });
-    if (stopping_) break;
-    lock.unlock();
-    int n = ConsumeIntoBatch();
-    if (n < 0) last_error_ = n;
-    if (n > 0) notify();
-    lock.lock();
+  for (;;) {
+    struct epoll_event ev[2];
+    int n = epoll_wait(epoll_fd_, ev, 2, static_cast<int>(poll_interval_ms));
+    if (n < 0 && errno != EINTR) {
+      last_error_ = -errno;
+      break;
+    }
+    bool stop = false;
+    for (int i = 0; i < n; ++i) stop = stop || ev[i].data.u32 == 1;
+    if (stop) break;
+    int records = ConsumeIntoBatch();
+    if (records < 0) last_error_ = records;
+    if (records > 0) notify();
   }
 }
 
 void RingReader::Start(unsigned poll_interval_ms, std::function<void()> notify) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = false;
+  uint64_t drain;
+  while (read(stop_fd_, &drain, sizeof(drain)) > 0) {
   }
   thread_ = std::thread(&RingReader::Run, this, poll_interval_ms, std::move(notify));
 }
 
 void RingReader::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  if (write(stop_fd_, &one, sizeof(one)) < 0) {
+    // an eventfd write only fails on overflow: the thread is being woken already
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  thread_.join();
 }
 
 int RingReader::Drain() {

@@ -1,10 +1,10 @@
-// The reader thread: polls the BPF ring buffer on a timer and queues whole batches for JS.
+// The reader thread: polls the BPF ring buffer on a timer (or early, when the BPF side asks
+// for it) and queues whole batches for JS.
 #ifndef FLAMEWIRE_RING_READER_H
 #define FLAMEWIRE_RING_READER_H
 
 #include <stdint.h>
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -37,7 +37,9 @@ class RingReader {
   ~RingReader();  // stops the thread if it still runs
 
   // Starts the thread: every poll_interval_ms it consumes the ring buffer into one batch,
-  // queues it and calls notify() (from the reader thread) when the batch is non-empty.
+  // queues it and calls notify() (from the reader thread) when the batch is non-empty. A record
+  // submitted with a wakeup (the BPF side does for the few that user space must act on at
+  // once) starts that early.
   void Start(unsigned poll_interval_ms, std::function<void()> notify);
   // Stops and joins the thread. Records still in the ring buffer stay there: call Drain().
   void Stop();
@@ -57,9 +59,8 @@ class RingReader {
   std::shared_ptr<BatchQueue> queue_;
   std::unique_ptr<Batch> current_;
   std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  int epoll_fd_ = -1;
+  int stop_fd_ = -1;  // an eventfd: Stop() wakes the thread through it
   uint64_t records_ = 0;
   int last_error_ = 0;
 };

@@ -25,13 +25,15 @@ constexpr unsigned kMaxPollIntervalMs = 60000;
 constexpr uint32_t kMaxPid = 4194304;  // PID_MAX_LIMIT on 64-bit
 constexpr uint32_t kMaxRingBufferBytes = 1u << 30;
 constexpr uint32_t kMaxPidsLimit = 1u << 22;
+constexpr uint32_t kMaxUnwindEntries = 1u << 26;
 
 constexpr const char *kOpenUsage =
     "usage: openOnCpuSampler({ frequency: 1..100000, pids?: number[], followChildren?: boolean, "
     "ringBufferBytes?: power of two >= page size, pollIntervalMs?: 1..60000, "
     "snapshotBytes?: 0..4096, maxPids?: number, userWalk?: 'auto' | 'bpf_get_stack', "
     "offCpu?: boolean, offCpuThresholdNs?: 0..3600e9, offCpuFlavour?: 'auto' | 'raw_tp', "
-    "goWaits?: boolean, goWaitPeriodNs?: 1e6..60e9, goWaitMaxVisits?: 1..1048576 })";
+    "goWaits?: boolean, goWaitPeriodNs?: 1e6..60e9, goWaitMaxVisits?: 1..1048576, "
+    "unwindRows?, unwindPages?, unwindFiles?, unwindMappings?: 1..2^26 })";
 constexpr double kMaxOffCpuThresholdNs = 3600e9;
 
 struct AddonData {
@@ -65,6 +67,10 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
                        {
                            InstanceMethod("start", &SamplerObject::Start),
                            InstanceMethod("addPid", &SamplerObject::AddPid),
+                           InstanceMethod("writeUnwind", &SamplerObject::WriteUnwind),
+                           InstanceMethod("updateUnwindMappings", &SamplerObject::UpdateUnwindMappings),
+                           InstanceMethod("setUnwindPid", &SamplerObject::SetUnwindPid),
+                           InstanceMethod("setTableWakeups", &SamplerObject::SetTableWakeups),
                            InstanceMethod("setGoProcess", &SamplerObject::SetGoProcess),
                            InstanceMethod("removeGoProcess", &SamplerObject::RemoveGoProcess),
                            InstanceMethod("walkGoroutines", &SamplerObject::WalkGoroutines),
@@ -185,6 +191,11 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
                  &settings.snapshot_bytes))
       return;
     if (!GetUint(env, cfg, "maxPids", 1, kMaxPidsLimit, false, &settings.max_pids)) return;
+    if (!GetUint(env, cfg, "unwindRows", 1, kMaxUnwindEntries, false, &settings.unwind_rows) ||
+        !GetUint(env, cfg, "unwindPages", 1, kMaxUnwindEntries, false, &settings.unwind_pages) ||
+        !GetUint(env, cfg, "unwindFiles", 1, kMaxUnwindEntries, false, &settings.unwind_files) ||
+        !GetUint(env, cfg, "unwindMappings", 1, kMaxUnwindEntries, false, &settings.unwind_mappings))
+      return;
     poll_interval_ms_ = kDefaultPollIntervalMs;
     if (!GetUint(env, cfg, "pollIntervalMs", 1, kMaxPollIntervalMs, false, &poll_interval_ms_))
       return;
@@ -286,6 +297,69 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     const char *what = "";
     int err = sampler_->AddPid(static_cast<uint32_t>(d), &what);
     if (err) ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+
+  // writeUnwind('rows' | 'pages' | 'files', first, bytes): values at first, first + 1, ...
+  Napi::Value WriteUnwind(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    constexpr const char *kUsage =
+        "usage: sampler.writeUnwind('rows' | 'pages' | 'files', first: index, values: Buffer)";
+    std::string which = info.Length() == 3 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    double first = info.Length() == 3 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if ((which != "rows" && which != "pages" && which != "files") || !(first >= 0 && first < 4294967296.0) ||
+        first != static_cast<double>(static_cast<uint32_t>(first)) || !info[2].IsBuffer()) {
+      ThrowUsage(env, kUsage);
+      return env.Undefined();
+    }
+    if (!CheckUsable(env, "writeUnwind")) return env.Undefined();
+    auto buf = info[2].As<Napi::Buffer<uint8_t>>();
+    UnwindArray a = which == "rows" ? UnwindArray::kRows : which == "pages" ? UnwindArray::kPages : UnwindArray::kFiles;
+    const char *what = "";
+    int err = sampler_->WriteUnwindArray(a, static_cast<uint32_t>(first), buf.Data(), buf.Length(), &what);
+    if (err) ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+
+  // updateUnwindMappings(add: Buffer of (key, value) pairs, remove: Buffer of keys).
+  Napi::Value UpdateUnwindMappings(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 2 || !info[0].IsBuffer() || !info[1].IsBuffer()) {
+      ThrowUsage(env, "usage: sampler.updateUnwindMappings(add: Buffer, remove: Buffer)");
+      return env.Undefined();
+    }
+    if (!CheckUsable(env, "updateUnwindMappings")) return env.Undefined();
+    auto add = info[0].As<Napi::Buffer<uint8_t>>();
+    auto del = info[1].As<Napi::Buffer<uint8_t>>();
+    const char *what = "";
+    size_t added = 0;
+    int err = sampler_->UpdateUnwindMappings(add.Data(), add.Length(), del.Data(), del.Length(), &added, &what);
+    if (err) ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+
+  Napi::Value SetUnwindPid(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    double d = info.Length() == 2 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 1 && d <= kMaxPid) || d != static_cast<double>(static_cast<uint32_t>(d)) || !info[1].IsBoolean()) {
+      ThrowUsage(env, "usage: sampler.setUnwindPid(pid, ready: boolean)");
+      return env.Undefined();
+    }
+    if (!CheckUsable(env, "setUnwindPid")) return env.Undefined();
+    const char *what = "";
+    int err = sampler_->SetUnwindPid(static_cast<uint32_t>(d), info[1].As<Napi::Boolean>().Value(), &what);
+    if (err) ThrowErrno(env, err, what);
+    return env.Undefined();
+  }
+
+  Napi::Value SetTableWakeups(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 1 || !info[0].IsBoolean()) {
+      ThrowUsage(env, "usage: sampler.setTableWakeups(on: boolean)");
+      return env.Undefined();
+    }
+    if (!CheckUsable(env, "setTableWakeups")) return env.Undefined();
+    sampler_->SetTableWakeups(info[0].As<Napi::Boolean>().Value());
     return env.Undefined();
   }
 
@@ -477,6 +551,13 @@ class SamplerObject : public Napi::ObjectWrap<SamplerObject> {
     const char *off_cpu = sampler_->off_cpu_flavour();
     o.Set("offCpu", off_cpu ? Napi::Value(Napi::String::New(env, off_cpu)) : env.Null());
     o.Set("goWaits", Napi::Boolean::New(env, sampler_->go_waits()));
+    UnwindCapacity cap = sampler_->unwind_capacity();
+    Napi::Object unwind = Napi::Object::New(env);
+    unwind.Set("rows", Napi::Number::New(env, cap.rows));
+    unwind.Set("pages", Napi::Number::New(env, cap.pages));
+    unwind.Set("files", Napi::Number::New(env, cap.files));
+    unwind.Set("mappings", Napi::Number::New(env, cap.mappings));
+    o.Set("unwind", unwind);
     return o;
   }
 

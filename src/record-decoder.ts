@@ -53,6 +53,23 @@ export const SAMPLE_FLAG = {
   preempted: 1 << 7,
   labelsTruncated: 1 << 8,
   goWait: 1 << 9,
+  tableWalk: 1 << 10,
+  fpFrames: 1 << 11,
+  stackEndShift: 12,
+  stackEndMask: 0xf << 12,
+  noTables: 1 << 16,
+  unknownMapping: 1 << 17,
+} as const;
+
+/** Why a user stack ends (enum fw_stack_end; fw_sample.flags & stackEndMask). */
+export const STACK_END = {
+  complete: 0,
+  frameCap: 1,
+  unreadable: 2,
+  noRule: 3,
+  badFrame: 4,
+  noRbp: 5,
+  kernelWalk: 15,
 } as const;
 
 /** Indexes of the per-CPU metrics array (enum fw_metric); the addon names them in stats(). */

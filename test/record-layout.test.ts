@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { METRIC_ID, RECORD_KIND, RECORD_LAYOUT, RECORD_LIMITS, SAMPLE_FLAG } from '../src/record-decoder.js';
+import { METRIC_ID, RECORD_KIND, RECORD_LAYOUT, RECORD_LIMITS, SAMPLE_FLAG, STACK_END } from '../src/record-decoder.js';
 import { buildC, repoRoot, workDir } from './helpers.js';
 
 const SOURCE = `
@@ -28,10 +28,16 @@ int main(void) {
   printf("\\"kinds\\":{\\"sample\\":%d,\\"exec\\":%d,\\"exit\\":%d,\\"offCpu\\":%d,\\"goWait\\":%d},", FW_RECORD_SAMPLE, FW_RECORD_EXEC, FW_RECORD_EXIT, FW_RECORD_OFF_CPU, FW_RECORD_GO_WAIT);
   printf("\\"flags\\":{\\"kernelMode\\":%u,\\"userRegs\\":%u,\\"kernelStackFailed\\":%u,\\"userStackFailed\\":%u,"
          "\\"snapshotFailed\\":%u,\\"snapshotTruncated\\":%u,\\"kernelThread\\":%u,\\"preempted\\":%u,"
-         "\\"labelsTruncated\\":%u,\\"goWait\\":%u},",
+         "\\"labelsTruncated\\":%u,\\"goWait\\":%u,\\"tableWalk\\":%u,\\"fpFrames\\":%u,\\"stackEndShift\\":%u,"
+         "\\"stackEndMask\\":%u,\\"noTables\\":%u,\\"unknownMapping\\":%u},",
          FW_SAMPLE_KERNEL_MODE, FW_SAMPLE_USER_REGS, FW_SAMPLE_KERNEL_STACK_FAILED, FW_SAMPLE_USER_STACK_FAILED,
          FW_SAMPLE_SNAPSHOT_FAILED, FW_SAMPLE_SNAPSHOT_TRUNCATED, FW_SAMPLE_KERNEL_THREAD, FW_SAMPLE_PREEMPTED,
-         FW_SAMPLE_LABELS_TRUNCATED, FW_SAMPLE_GO_WAIT);
+         FW_SAMPLE_LABELS_TRUNCATED, FW_SAMPLE_GO_WAIT, FW_SAMPLE_TABLE_WALK, FW_SAMPLE_FP_FRAMES,
+         FW_SAMPLE_STACK_END_SHIFT, FW_SAMPLE_STACK_END_MASK, FW_SAMPLE_NO_TABLES, FW_SAMPLE_UNKNOWN_MAPPING);
+  printf("\\"stackEnd\\":{\\"complete\\":%d,\\"frameCap\\":%d,\\"unreadable\\":%d,\\"noRule\\":%d,\\"badFrame\\":%d,"
+         "\\"noRbp\\":%d,\\"kernelWalk\\":%d},",
+         FW_STACK_COMPLETE, FW_STACK_FRAME_CAP, FW_STACK_UNREADABLE, FW_STACK_NO_RULE, FW_STACK_BAD_FRAME,
+         FW_STACK_NO_RBP, FW_STACK_KERNEL_WALK);
   printf("\\"metrics\\":{\\"samples\\":%d,\\"ringBufferFull\\":%d,\\"kernelStackFailed\\":%d,\\"userStackFailed\\":%d,"
          "\\"snapshotFailed\\":%d,\\"pidMapFull\\":%d,\\"eventRingBufferFull\\":%d,\\"sampledMapFull\\":%d,"
          "\\"scratchMissing\\":%d,\\"execEmitted\\":%d,\\"exitEmitted\\":%d,\\"offCpuEmitted\\":%d,"
@@ -64,6 +70,7 @@ describe('record layout', () => {
   it('has the same record kinds, sample flags and metric ids', () => {
     assert.deepEqual(c.kinds, RECORD_KIND);
     assert.deepEqual(c.flags, SAMPLE_FLAG);
+    assert.deepEqual(c.stackEnd, STACK_END);
     assert.deepEqual(c.metrics, METRIC_ID);
   });
   it('needs no implicit padding (every size is a multiple of 8)', () => {
