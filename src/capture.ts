@@ -1,6 +1,7 @@
 // The capture pipeline between the ring buffer and the profile: decode each batch, capture the
-// process's maps the first time it is seen (so it can still be symbolized after it exits),
-// repair the leaf frame from unwind information, aggregate unique stacks; at the end symbolize
+// process's maps the first time it is seen (so it can still be symbolized after it exits) and
+// hand them to the kernel's unwind tables, repair the leaf frame of stacks walked without
+// tables, count the stacks that were cut short, aggregate unique stacks; at the end symbolize
 // every unique address once and build the profile.
 
 import { Aggregator, type StackEntry } from './aggregator.js';
@@ -10,10 +11,11 @@ import { DEFAULT_MAX_ENTRIES, MAX_NAME } from './perf-map.js';
 import { ProcessTable, type PerfMapTotals } from './process-table.js';
 import { buildProfile, type ResolvedAddress } from './profile-builder.js';
 import type { Profile } from './profile-model.js';
-import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, type RawSample } from './record-decoder.js';
+import { decodeBatch, RECORD_LAYOUT, RecordDecodeError, SAMPLE_FLAG, STACK_END, type RawSample } from './record-decoder.js';
 import type { OnCpuSample } from './sample.js';
 import { Symbolizer, type SymbolizerOptions, type SymbolizerStats } from './symbolizer.js';
 import { goroutineStateName, threadStateName } from './thread-state.js';
+import type { KernelTables } from './unwind/kernel-tables.js';
 import { frameKind, OWN_FRAME, repairUserStack, type RuleLookup } from './unwind/leaf-repair.js';
 import { ruleLookupFor, UnwindTables } from './unwind/unwind-tables.js';
 
@@ -63,12 +65,73 @@ const HI_LIMIT = 1 << 21;
 /** Cached frame kinds per process before the cache starts over. */
 const MAX_FRAME_KIND_ENTRIES = 65536;
 
+/** A walk that met an address in no known mapping re-reads the process's maps at most this often. */
+const RESYNC_INTERVAL_MS = 100;
+
+/** Why user stacks ended early (see STACK_END), counted over the capture's life. */
+export interface WalkCounts {
+  /** Stacks walked with the unwind tables. */
+  tableWalks: number;
+  /** Stacks walked by frame pointers because the process's tables were not loaded yet. */
+  noTables: number;
+  /** Stacks walked by the kernel's bpf_get_stack (no table walk on this kernel). */
+  kernelWalks: number;
+  /** Table walks that ended early, by reason. */
+  truncated: { frameCap: number; unreadable: number; noRule: number; badFrame: number; noRbp: number };
+}
+
+export function emptyWalkCounts(): WalkCounts {
+  return { tableWalks: 0, noTables: 0, kernelWalks: 0, truncated: { frameCap: 0, unreadable: 0, noRule: 0, badFrame: 0, noRbp: 0 } };
+}
+
+const TRUNCATION_REASON: Array<keyof WalkCounts['truncated'] | undefined> = [];
+TRUNCATION_REASON[STACK_END.frameCap] = 'frameCap';
+TRUNCATION_REASON[STACK_END.unreadable] = 'unreadable';
+TRUNCATION_REASON[STACK_END.noRule] = 'noRule';
+TRUNCATION_REASON[STACK_END.badFrame] = 'badFrame';
+TRUNCATION_REASON[STACK_END.noRbp] = 'noRbp';
+
+/** The truncation counts as the profile's comment and the run's summary say them. */
+export function truncationSummary(c: WalkCounts): string {
+  const t = c.truncated;
+  const n = t.frameCap + t.unreadable + t.noRule + t.badFrame + t.noRbp;
+  let s =
+    `user stacks truncated: ${n} of ${c.tableWalks} walked with unwind tables (frame cap ${t.frameCap}, unreadable memory ${t.unreadable}, ` +
+    `no unwind rule ${t.noRule}, bad frame ${t.badFrame}, lost rbp ${t.noRbp})`;
+  if (c.noTables > 0) s += `; ${c.noTables} walked by frame pointers before their process's tables were loaded`;
+  if (c.kernelWalks > 0) s += `; ${c.kernelWalks} walked by bpf_get_stack (not counted)`;
+  return s;
+}
+
+function diffWalkCounts(now: WalkCounts, then: WalkCounts): WalkCounts {
+  const t = now.truncated;
+  const u = then.truncated;
+  return {
+    tableWalks: now.tableWalks - then.tableWalks,
+    noTables: now.noTables - then.noTables,
+    kernelWalks: now.kernelWalks - then.kernelWalks,
+    truncated: {
+      frameCap: t.frameCap - u.frameCap,
+      unreadable: t.unreadable - u.unreadable,
+      noRule: t.noRule - u.noRule,
+      badFrame: t.badFrame - u.badFrame,
+      noRbp: t.noRbp - u.noRbp,
+    },
+  };
+}
+
 const UNKNOWN: ResolvedAddress = { frames: [{ name: '[unknown]', kind: 'unknown' }] };
 /** A process-table key that never holds maps (aliases are negative and counted down from -1). */
 const NO_MAPS = 0;
 
 export class OnCpuCapture {
   readonly processes: ProcessTable;
+  /**
+   * The kernel's unwind tables, once a sampler with the table walk is open: each process's
+   * mappings are handed to them on its first sample, after an exec, and when a walk met an
+   * address in none of them.
+   */
+  kernelTables: KernelTables | undefined;
   private unwind: UnwindTables;
   private aggregator = new Aggregator();
   private readonly lookups = new Map<number, RuleLookup>();
@@ -100,6 +163,12 @@ export class OnCpuCapture {
   systemGoroutines = { records: 0, ns: 0 };
   /** Samples counted straight from the raw record (see rawSample). */
   fastPathSamples = 0;
+  /** How user stacks were walked and why they ended early, over the capture's life. */
+  readonly walks: WalkCounts = emptyWalkCounts();
+  /** `walks` when the last profile was built (its comment counts the window's own). */
+  private walksAtFinish: WalkCounts = emptyWalkCounts();
+  /** Per pid: when a walk's unknown mapping last made us re-read its maps. */
+  private readonly resynced = new Map<number, number>();
 
   constructor(private readonly opts: CaptureOptions) {
     this.processes = new ProcessTable({ procRoot: opts.procRoot, perfMapReadBudget: opts.perfMapReadBudget });
@@ -151,6 +220,8 @@ export class OnCpuCapture {
         exec: (pid) => this.exec(pid),
         exit: (pid) => {
           this.exitedNow.add(pid);
+          this.kernelTables?.forget(pid);
+          this.resynced.delete(pid);
           this.opts.onProcess?.(pid, 'exit');
         },
       });
@@ -164,14 +235,17 @@ export class OnCpuCapture {
   addSample(s: OnCpuSample): void {
     let lookup = this.lookups.get(s.pid);
     if (lookup === undefined) {
-      this.processes.ensure(s.pid);
+      const info = this.processes.ensure(s.pid);
+      if (info && !info.exited) this.kernelTables?.sync(s.pid, info);
       lookup = this.ruleLookup(s.pid);
       this.lookups.set(s.pid, lookup);
       this.processesSeen++;
       this.opts.onProcess?.(s.pid, 'new');
     }
+    this.countWalk(s.pid, s.flags);
     let user = s.userStack;
-    if (!this.opts.noRepair && s.userRegs !== null && user.length > 0) {
+    // A table walk's stack is complete as it is; others get their leaf repaired.
+    if (!this.opts.noRepair && s.userRegs !== null && user.length > 0 && (s.flags & SAMPLE_FLAG.tableWalk) === 0) {
       user = repairUserStack(s, lookup);
     }
     const state = this.stateOf(s.pid, s.offCpuNs, s.taskState, s.flags);
@@ -196,7 +270,7 @@ export class OnCpuCapture {
     const batch = r.batch;
     const end = r.framesAt + (r.kernelFrames + r.userFrames) * 8;
     let bytes: string;
-    if (this.opts.noRepair || (r.flags & SAMPLE_FLAG.userRegs) === 0 || r.userFrames === 0) {
+    if (this.opts.noRepair || (r.flags & (SAMPLE_FLAG.userRegs | SAMPLE_FLAG.tableWalk)) !== SAMPLE_FLAG.userRegs || r.userFrames === 0) {
       bytes = batch.toString('latin1', r.framesAt, end);
     } else {
       if (r.userFrames < 2) return false;
@@ -249,7 +323,37 @@ export class OnCpuCapture {
     const key = Aggregator.key(r.pid, this.generation.get(r.pid) ?? 0, r.tid, r.goid, r.comm, state, r.kernelFrames, bytes);
     if (!this.aggregator.bump(key, r.offCpuNs)) return false;
     this.fastPathSamples++;
+    this.countWalk(r.pid, r.flags);
     return true;
+  }
+
+  /**
+   * Counts how a sample's user stack was walked and why it ended; a walk that met an address
+   * in no mapping the kernel knows (a library loaded since, new JIT code) has the process's
+   * maps read again and handed to the kernel, at most every RESYNC_INTERVAL_MS.
+   */
+  private countWalk(pid: number, flags: number): void {
+    if ((flags & SAMPLE_FLAG.userRegs) === 0) return;
+    const w = this.walks;
+    const end = (flags & SAMPLE_FLAG.stackEndMask) >>> SAMPLE_FLAG.stackEndShift;
+    if (flags & SAMPLE_FLAG.tableWalk) {
+      w.tableWalks++;
+      const reason = TRUNCATION_REASON[end];
+      if (reason) w.truncated[reason]++;
+    } else if (flags & SAMPLE_FLAG.noTables) {
+      w.noTables++;
+    } else if (end === STACK_END.kernelWalk) {
+      w.kernelWalks++;
+    }
+    const tables = this.kernelTables;
+    if (tables !== undefined && (flags & SAMPLE_FLAG.unknownMapping) !== 0) {
+      const now = performance.now();
+      const last = this.resynced.get(pid);
+      if (last !== undefined && now - last < RESYNC_INTERVAL_MS) return;
+      this.resynced.set(pid, now);
+      const info = this.processes.refresh(pid);
+      if (info && !info.exited) tables.sync(pid, info);
+    }
   }
 
   /** '' for on-CPU samples; the thread's or the goroutine's state for off-CPU time. */
@@ -288,7 +392,10 @@ export class OnCpuCapture {
     }
     this.generation.set(pid, gen + 1);
     this.frameKinds.delete(pid);
-    this.processes.refresh(pid);
+    // The kernel forgot the old image's tables at the exec (bpf/oncpu.bpf.c emit_exec).
+    this.kernelTables?.forget(pid);
+    const info = this.processes.refresh(pid);
+    if (info && !info.exited) this.kernelTables?.sync(pid, info);
     this.opts.onProcess?.(pid, 'exec');
   }
 
@@ -313,7 +420,10 @@ export class OnCpuCapture {
   /** Symbolizes every unique address once and builds the profile. */
   async finish(opts: FinishOptions): Promise<Profile> {
     if (this.opts.oneShot) {
-      // No batch comes after this one: the unwind rules can go before symbolization peaks.
+      // No batch comes after this one: the unwind rules and the table worker can go before
+      // symbolization peaks.
+      await this.kernelTables?.close();
+      this.kernelTables = undefined;
       this.unwind = new UnwindTables({ maxBytes: this.opts.unwindBytes });
       this.lookups.clear();
       this.frameKinds.clear();
@@ -340,6 +450,9 @@ export class OnCpuCapture {
     if (this.decodeErrors > 0) comments.push(`malformed ring buffer batches skipped: ${this.decodeErrors}`);
     const maps = perfMapComment(this.processes.perfMapStats());
     if (maps) comments.push(maps);
+    const walks = diffWalkCounts(this.walks, this.walksAtFinish);
+    this.walksAtFinish = structuredClone(this.walks);
+    if (walks.tableWalks + walks.noTables + walks.kernelWalks > 0) comments.push(truncationSummary(walks));
     const profile = buildProfile({
       stacks: aggregator.stacks(),
       user: (pid, a) => res.user.get(pid)?.get(a) ?? UNKNOWN,
@@ -384,6 +497,7 @@ export class OnCpuCapture {
       this.lookups.delete(pid);
       this.frameKinds.delete(pid);
       this.generation.delete(pid);
+      this.resynced.delete(pid);
       this.processes.forget(pid);
     }
     this.processes.sweep();
@@ -413,6 +527,7 @@ export class OnCpuCapture {
   }
 
   async close(): Promise<void> {
+    await this.kernelTables?.close();
     await this.symbolizer?.close();
     await this.kernelSymbolizer?.close();
     this.processes.close();

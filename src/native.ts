@@ -42,6 +42,12 @@ export interface OnCpuConfig {
   /** Goroutines looked at per walk at most (default 256), shared among the Go processes
    * walked (each looks at one at least). */
   goWaitMaxVisits?: number;
+  /** Capacities of the unwind-table maps (defaults in bpf/oncpu.h: 2M rows of 8 bytes, 512k
+   * page-index entries, 4096 files, 256k mapping prefixes). */
+  unwindRows?: number;
+  unwindPages?: number;
+  unwindFiles?: number;
+  unwindMappings?: number;
   onLog?: (level: 'warn' | 'info' | 'debug', message: string) => void;
 }
 
@@ -107,7 +113,11 @@ export interface BpfProgramStats {
 export interface SamplerInfo {
   cpus: number;
   tracepoints: 'tp_btf' | 'raw_tp';
-  userWalk: 'bpf_loop' | 'bpf_get_stack';
+  /** 'tables': our walk with the unwind tables (bpf_loop, 5.17+); 'bpf_get_stack': the kernel's
+   * frame-pointer walk, the leaf repaired in user space. */
+  userWalk: 'tables' | 'bpf_get_stack';
+  /** Capacities of the unwind-table maps (all 0 without the table walk). */
+  unwind: { rows: number; pages: number; files: number; mappings: number };
   /** The off-CPU flavour loaded, null without off-CPU time. */
   offCpu: 'tp_btf' | 'raw_tp' | null;
   /** Goroutine waits are walked (asked for, and the kernel can). */
@@ -121,6 +131,15 @@ export interface OnCpuSampler {
   start(onBatch: (batch: Buffer) => void): void;
   /** Adds a process to the filter (only for samplers opened with pids). */
   addPid(pid: number): void;
+  /** Unwind tables (see src/unwind/kernel-tables.ts): values written at consecutive indices of
+   * unwind_rows, unwind_pages or unwind_files from `first` on. */
+  writeUnwind(which: 'rows' | 'pages' | 'files', first: number, values: Buffer): void;
+  /** Adds (key, value) pairs to the mapping trie and removes keys from it. */
+  updateUnwindMappings(add: Buffer, remove: Buffer): void;
+  /** Marks a process's mappings complete (its stacks are walked with the tables) or not. */
+  setUnwindPid(pid: number, ready: boolean): void;
+  /** Samples of processes without tables wake the reader early (while tables are kept). */
+  setTableWakeups(on: boolean): void;
   /** A Go process: samples of it carry goroutine ids from now on (see bpf/oncpu.h fw_go_proc). */
   setGoProcess(pid: number, go: GoProcessOffsets): void;
   /** The process's image went (exec, exit): forget its Go offsets. */
@@ -163,6 +182,10 @@ export interface GoProcessOffsets {
 interface NativeSampler {
   start(onBatch: (batch: Buffer) => void): void;
   addPid(pid: number): void;
+  writeUnwind(which: 'rows' | 'pages' | 'files', first: number, values: Buffer): void;
+  updateUnwindMappings(add: Buffer, remove: Buffer): void;
+  setUnwindPid(pid: number, ready: boolean): void;
+  setTableWakeups(on: boolean): void;
   setGoProcess(pid: number, go: GoProcessOffsets): void;
   removeGoProcess(pid: number): void;
   walkGoroutines(): void;
@@ -279,6 +302,10 @@ export function openOnCpuSampler(cfg: OnCpuConfig): OnCpuSampler {
       }
     },
     addPid: (pid) => native.addPid(pid),
+    writeUnwind: (which, first, values) => native.writeUnwind(which, first, values),
+    updateUnwindMappings: (add, remove) => native.updateUnwindMappings(add, remove),
+    setUnwindPid: (pid, ready) => native.setUnwindPid(pid, ready),
+    setTableWakeups: (on) => native.setTableWakeups(on),
     setGoProcess: (pid, go) => native.setGoProcess(pid, go),
     removeGoProcess: (pid) => native.removeGoProcess(pid),
     walkGoroutines: () => native.walkGoroutines(),

@@ -342,6 +342,35 @@ export class ProcessTable {
     return info;
   }
 
+  /**
+   * A file by its path, registered as a process mapping it would find it (the same key): for
+   * work to start on a file before any process maps it, e.g. a command about to be run.
+   * Undefined when it cannot be opened as a regular file.
+   */
+  openFile(path: string): MappedFile | undefined {
+    let opened: OpenedFile;
+    try {
+      opened = openUntrusted(path);
+    } catch (e) {
+      if (e instanceof UntrustedFileError) return undefined;
+      throw e;
+    }
+    // As /proc/PID/maps writes it: major:minor in hex, at least two digits each.
+    const dev = Number(opened.stats.dev);
+    const major = ((dev >>> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+    const minor = (dev & 0xff) | ((dev >>> 12) & ~0xff & 0xfffff);
+    const hex = (n: number) => n.toString(16).padStart(2, '0');
+    const idKey = `${hex(major)}:${hex(minor)}:${opened.stats.ino}`;
+    const known = this.byInode.get(idKey);
+    if (known) {
+      closeSync(opened.fd);
+      return known;
+    }
+    const file = this.adopt(opened, path, '/', idKey);
+    this.byInode.set(idKey, file);
+    return file;
+  }
+
   private fileFor(pid: number, m: ProcessMapping, root: string): MappedFile {
     const idKey = `${m.dev}:${m.inode}`;
     const known = this.byInode.get(idKey);

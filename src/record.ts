@@ -10,14 +10,16 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError, type RecordOptions } from './cli-args.js';
 import { findCommand, spawnGated, type GatedCommand } from './command-runner.js';
-import { OnCpuCapture } from './capture.js';
+import { OnCpuCapture, truncationSummary } from './capture.js';
 import { formatDuration, formatNs } from './duration.js';
 import { longTimeout } from './timers.js';
 import { goBinaryOffsets, GoRegistry } from './go-processes.js';
 import { logger, memoryFigures } from './logger.js';
 import { openOnCpuSampler, pinMmapThreshold, type OnCpuSampler, type OnCpuStats } from './native.js';
 import { checkTarget, OutputWriteError, writeOutput } from './output/write-output.js';
+import type { MappedFile } from './process-table.js';
 import { StatusLine } from './status-line.js';
+import { kernelTablesFor } from './unwind/kernel-tables.js';
 import { btfProblem, maxSampleRate, privilegeProblem } from './system-checks.js';
 
 /** A failure of the run itself (not of the command line): exit status 1, or the shell's 126/127 for a command that cannot run. */
@@ -79,7 +81,13 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     command?.kill('SIGKILL');
     throw new RecordError(`cannot start the sampler: ${(e as Error).message.split('\n')[0]}`);
   }
-  for (const pid of filterPids ?? []) capture.processes.ensure(pid);
+  capture.kernelTables = kernelTablesFor(sampler);
+  if (command && capture.kernelTables) await prepareCommandTables(capture, exe);
+  // Processes already running: their tables load now, not on their first sample.
+  for (const pid of filterPids ?? []) {
+    const info = capture.processes.ensure(pid);
+    if (info) capture.kernelTables?.sync(pid, info);
+  }
   go = new GoRegistry(sampler);
 
   sampler.start((batch) => capture.addBatch(batch));
@@ -186,6 +194,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
       `flamewire: ${capture.sampleCount.toLocaleString('en-US')} samples${offCpu} from ${capture.processCount} processes, ${dropCount(stats)} dropped` +
         ` (${dropDetail(stats)}); wrote ${written.path}${opts.offCpu && written.view ? ` (${written.view})` : ''}\n`,
     );
+    if (capture.sampleCount + capture.offCpuRecords > 0) out.write(`flamewire: ${truncationSummary(capture.walks)}\n`);
   }
   await capture.close();
   let exitCode = 0;
@@ -235,6 +244,34 @@ async function checkPreconditions(opts: RecordOptions): Promise<string | undefin
   const found = findCommand(opts.command[0]!);
   if ('status' in found) throw new RecordError(found.message, found.status);
   return found.path;
+}
+
+/** How long a command waits at most for its tables to be converted before it starts. */
+const PREPARE_CAP_MS = 2000;
+
+/**
+ * Converts the command's executable and the shared libraries flamewire itself maps (libc, the
+ * dynamic loader, the C++ runtime, the vDSO: what most commands map too) before the command
+ * starts, so that its first samples keep their callers. The rest load on first sight.
+ */
+async function prepareCommandTables(capture: OnCpuCapture, exe: string | undefined): Promise<void> {
+  const tables = capture.kernelTables!;
+  const files: MappedFile[] = [];
+  const own = capture.processes.ensure(process.pid);
+  capture.processes.forget(process.pid);
+  // The first mapping is the executable's (node): like the addon, not what the command runs.
+  const self = own?.mappings[0]?.path;
+  for (const m of own?.mappings ?? []) {
+    if (!m.file || !m.perms.includes('x') || m.path === self || m.path.endsWith('.node')) continue;
+    if (!files.includes(m.file)) files.push(m.file);
+  }
+  const exeFile = exe === undefined ? undefined : capture.processes.openFile(exe);
+  if (exeFile) files.push(exeFile);
+  tables.prepare(files);
+  let timer: NodeJS.Timeout | undefined;
+  const cap = new Promise<void>((resolve) => (timer = setTimeout(resolve, PREPARE_CAP_MS)));
+  await Promise.race([tables.settled(), cap]);
+  clearTimeout(timer);
 }
 
 /** The process a pid (or thread id) belongs to, from /proc/PID/status; undefined when unreadable. */

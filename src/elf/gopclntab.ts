@@ -61,6 +61,9 @@ interface Layout {
   functabOff: number;
 }
 
+/** The functions at the top of every Go stack: their callers are not Go frames. */
+const OUTERMOST_FUNCS = new Set(['runtime.goexit', 'runtime.mstart', 'runtime.rt0_go', 'runtime.mstart0']);
+
 export class GoPclnTab {
   private readonly funcFields: { nameOff: number; pcsp: number; pcfile: number; pcln: number; npcdata: number; cuOffset: number; nfuncdata: number; pcdata: number };
   private readonly inlSize: number;
@@ -214,6 +217,33 @@ export class GoPclnTab {
     }
   }
 
+  /**
+   * Every function's stack-pointer deltas as ranges (the pcsp tables): emit(from, to, spDelta)
+   * with the bytes pushed below the entry SP over [from, to), or spDelta 'end' over the whole of
+   * a function no Go stack goes past (runtime.goexit, mstart, rt0_go). A function whose table
+   * cannot be read is skipped.
+   */
+  forEachSpDelta(emit: (from: number, to: number, spDelta: number | 'end') => void): void {
+    const n = this.L.nfunc;
+    for (let i = 0; i < n; i++) {
+      try {
+        const entry = this.entryAt(i);
+        const end = this.entryAt(i + 1);
+        const f = this.funcOffset(i);
+        if (OUTERMOST_FUNCS.has(this.funcName(f))) {
+          emit(entry, end, 'end');
+          continue;
+        }
+        this.pcvalueRanges(this.u32(f + this.funcFields.pcsp), entry, end, (from, to, val) => {
+          if (from < end) emit(from, Math.min(to, end), val);
+          return to >= end;
+        });
+      } catch {
+        // an unreadable function: no rows, frame pointers there
+      }
+    }
+  }
+
   // ---- internals ------------------------------------------------------------------------------
 
   private u32(off: number): number {
@@ -361,9 +391,23 @@ export class GoPclnTab {
     return low;
   }
 
-  /** Decodes a pc-value table at pctab offset `off` for the function [entry, end). */
+  /** Decodes a pc-value table at pctab offset `off` for the function [entry, end): the value at `target`. */
   private pcvalue(off: number, entry: number, end: number, target: number): number | undefined {
-    if (off === 0) return undefined;
+    let found: number | undefined;
+    this.pcvalueRanges(off, entry, end, (_from, to, val) => {
+      if (target >= to) return false;
+      found = val;
+      return true;
+    });
+    return found;
+  }
+
+  /**
+   * Calls visit(from, to, value) for each range of a pc-value table at pctab offset `off` of the
+   * function [entry, end), in order, until it returns true.
+   */
+  private pcvalueRanges(off: number, entry: number, end: number, visit: (from: number, to: number, val: number) => boolean): void {
+    if (off === 0) return;
     const d = this.data;
     let p = this.L.pctabOff + off;
     let val = -1;
@@ -378,30 +422,30 @@ export class GoPclnTab {
       let uv = 0;
       let mul = 1;
       for (;;) {
-        if (p >= d.length) return undefined;
+        if (p >= d.length) return;
         const b = d.u8(p++);
         uv += (b & 0x7f) * mul;
         if ((b & 0x80) === 0) break;
         mul *= 128;
-        if (mul > 2 ** 35) return undefined;
+        if (mul > 2 ** 35) return;
       }
-      if (uv === 0 && !first) return undefined;
+      if (uv === 0 && !first) return;
       first = false;
       val += uv % 2 === 1 ? -((uv + 1) / 2) : uv / 2;
       let pcd = 0;
       mul = 1;
       for (;;) {
-        if (p >= d.length) return undefined;
+        if (p >= d.length) return;
         const b = d.u8(p++);
         pcd += (b & 0x7f) * mul;
         if ((b & 0x80) === 0) break;
         mul *= 128;
-        if (mul > 2 ** 35) return undefined;
+        if (mul > 2 ** 35) return;
       }
+      const from = pc;
       pc += pcd * this.L.quantum;
-      if (target < pc) return val;
+      if (visit(from, pc, val)) return;
     }
-    return undefined;
   }
 
   /** @internal used by open(). */

@@ -1,9 +1,10 @@
 /**
  * Unwind tables for the kernel's stack walk: a file's CFI (eh-frame.ts) turned into the compact
  * rows of bpf/oncpu.h (struct fw_unwind_row: a start address and one packed rule) and the page
- * index that narrows a lookup to a few of them. Nothing loads them into the kernel yet: the
- * maps and the walk that reads them come next (bpf/oncpu.h describes the layout they will use).
+ * index that narrows a lookup to a few of them; Go code, which has no CFI, gets rows from its
+ * pclntab's stack-pointer deltas. kernel-tables.ts loads them into the maps the BPF walk reads.
  */
+import type { GoPclnTab } from '../elf/gopclntab.js';
 import { CfiTable, DW_REG_RBP, DW_REG_RSP, splitBreg, type RegRule, type UnwindRule } from './eh-frame.js';
 
 // The rule encoding of bpf/oncpu.h (enum fw_cfa_kind, enum fw_rbp_kind, FW_RULE).
@@ -130,15 +131,34 @@ export interface UnwindTable {
 const NONE = packRule(CFA_NONE, RBP_SAME, 0, 0);
 
 /**
- * Converts `cfi` into rows. Overlaps resolve to the first FDE that claimed an address
- * (.eh_frame before .debug_frame, as the lookup in CfiTable does); gaps between FDEs get
- * CFA_NONE rows (frame pointers); consecutive rows with the same rule are merged.
+ * The rule for Go code on amd64 with `spDelta` bytes pushed since entry: the return address is
+ * at sp + spDelta, and once the frame exists the caller's BP is saved just below it (Go keeps
+ * frame pointers on amd64).
  */
-export function buildUnwindTable(cfi: CfiTable): UnwindTable {
+export function goRule(spDelta: number | 'end'): number {
+  if (spDelta === 'end') return packRule(CFA_END, RBP_SAME, 0, 0);
+  if (spDelta < 0 || spDelta + 8 > CFA_OFF_MAX) return UNSUPPORTED;
+  return spDelta > 0 ? packRule(CFA_RSP, RBP_SAVED, -2, spDelta + 8) : packRule(CFA_RSP, RBP_SAME, 0, 8);
+}
+
+/**
+ * Converts `cfi` (and the Go functions of `go`) into rows. Overlaps resolve to the first that
+ * claimed an address (Go code, then .eh_frame, then .debug_frame, as the lookups in
+ * unwind-tables.ts and CfiTable do); gaps get CFA_NONE rows (frame pointers); consecutive rows
+ * with the same rule are merged.
+ */
+export function buildUnwindTable(cfi: CfiTable | undefined, go?: GoPclnTab): UnwindTable {
   const stats: UnwindTableStats = { cfiRows: 0, unsupportedRows: 0, badEntries: 0, highRows: 0 };
   const ranges: Array<{ from: number; to: number; rule: number; order: number }> = [];
   let order = 0;
-  cfi.forEachRow(
+  go?.forEachSpDelta((from, to, spDelta) => {
+    if (to > MAX_PC) {
+      stats.highRows++;
+      return;
+    }
+    ranges.push({ from, to, rule: goRule(spDelta), order: order++ });
+  });
+  cfi?.forEachRow(
     (from, to, rule) => {
       stats.cfiRows++;
       if (to > MAX_PC) {
