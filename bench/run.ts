@@ -20,7 +20,7 @@ import { buildGoJob, measureGoCost } from './go-cost.js';
 import { timeGoPingPong, type GoWaitsMode, type GoWaitsRun } from './go-waits.js';
 import { measureExportCost } from './export-cost.js';
 import { measureAgent } from './agent-cost.js';
-import { measureTableCost, tableFiles } from './unwind-tables.js';
+import { measureLiveTables, measureTableCost, tableFiles } from './unwind-tables.js';
 import { peakRssKb, processCpu } from './proc.js';
 import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
 import { buildSplitWorkload } from '../test/workloads.js';
@@ -522,6 +522,14 @@ async function unwindTables(): Promise<void> {
     );
   }
   add(`Unwind tables: map bytes for ${costs.map((c) => c.name).join(' + ')}`, `${(totalBytes / (1 << 20)).toFixed(1)} MiB`, '(reported)', undefined);
+  const live = await measureLiveTables(work);
+  const mib = (b: number) => `${(b / (1 << 20)).toFixed(1)} MiB`;
+  add(
+    `Unwind tables in the kernel while ${live.names.join(', ')} run`,
+    `${mib(live.usedBytes)} used (${live.files} files, ${live.rows.toLocaleString('en-US')} rows) of ${mib(live.allocatedBytes)} allocated; converted in ${live.convertMs.toFixed(0)} ms of worker time`,
+    '(reported)',
+    undefined,
+  );
 }
 
 async function main(): Promise<void> {

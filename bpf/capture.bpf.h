@@ -384,12 +384,13 @@ static long walk_step(__u64 index, void *unused)
 	rbp = w->rbp;
 	switch (FW_RULE_CFA_KIND(rule)) {
 	case FW_CFA_NONE:
+	case FW_CFA_STACK_SWITCH:
 		/* No table: the frame pointer. rbp 0 is the outermost frame's (_start clears it). */
 		if (!w->rbp_ok)
 			return walk_end(w, FW_STACK_NO_RBP);
 		if (w->rbp == 0)
 			return walk_end(w, FW_STACK_COMPLETE);
-		if (w->rbp < w->sp || (w->rbp & 7))
+		if ((w->rbp < w->sp && FW_RULE_CFA_KIND(rule) == FW_CFA_NONE) || (w->rbp & 7))
 			return walk_end(w, FW_STACK_BAD_FRAME);
 		if (read_stack(buf, w->rbp, regs, 16)) {
 			w->failed = w->n == 1;

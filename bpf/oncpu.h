@@ -243,6 +243,10 @@ enum fw_cfa_kind {
 	/* Unwind information this walk cannot follow (another register, an expression): the
 	 * stack ends here, counted as FW_STACK_NO_RULE. */
 	FW_CFA_UNSUPPORTED = 8,
+	/* Code that switches stacks (the Go runtime's cgo calls and system stack): the frame
+	 * pointer, which it leaves pointing at the caller's frame on the other stack, so CFA =
+	 * rbp + 16 with no check that the caller's frame is above this one. */
+	FW_CFA_STACK_SWITCH = 9,
 };
 
 /* Where the caller's rbp is: rule bits 4-5. */

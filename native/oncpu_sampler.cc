@@ -139,8 +139,9 @@ int OnCpuSampler::Open(const OnCpuSettings &settings, OnCpuSampler **out, const 
     goto cleanup;
   }
 
-  // The user stack walk over the captured stack top needs bpf_loop (5.17+); older kernels get
-  // the program that walks with bpf_get_stack. Probed, never decided by kernel version.
+  // The user stack walk with the unwind tables needs bpf_loop (5.17+); older kernels get the
+  // program that walks with bpf_get_stack and keeps the stack top for user space's repair.
+  // Probed, never decided by kernel version.
   s->own_walk_ = !settings.force_get_stack &&
                  libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_loop, nullptr) == 1;
   bpf_program__set_autoload(s->skel_->progs.on_cpu_sample, s->own_walk_);

@@ -2,7 +2,8 @@
 //   GET /metrics   Prometheus text: samples, drops by reason, windows, exports by outcome,
 //                  queue bytes, symbol-cache hits and misses, processes tracked and files
 //                  held open; in Kubernetes the pods known, the pod watch's restarts and
-//                  the API answers refused for their size
+//                  the API answers refused for their size; user stacks by how they were
+//                  walked and those cut short by reason; the kernel's unwind tables' memory
 //   GET /healthz   200 while windows keep closing (the last one less than 3 intervals ago)
 //   GET /readyz    200 once the sampler is attached
 // Counters that live in BPF or in the queues are read when scraped.
@@ -12,8 +13,10 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { QueueStats } from './export/queue.js';
 import type { PodWatcherStats } from './k8s/pod-watcher.js';
+import type { WalkCounts } from './capture.js';
 import type { OnCpuStats } from './native.js';
 import type { SymbolizerStats } from './symbolizer.js';
+import type { KernelTablesStats } from './unwind/kernel-tables.js';
 
 /** A queue's lost windows by the reason the metrics give. */
 function queueDrops(s: QueueStats): Array<[string, number]> {
@@ -32,6 +35,10 @@ export interface MetricsSources {
   processes?: () => { tracked: number; openFiles: number };
   /** The pod watcher's, when Kubernetes metadata is on. */
   kubernetes?: () => PodWatcherStats | undefined;
+  /** How user stacks were walked and why they ended early (the capture's, since the start). */
+  walks?: () => WalkCounts;
+  /** The kernel's unwind tables, when the table walk is in use. */
+  unwindTables?: () => { stats: KernelTablesStats; mapBytes: number } | undefined;
 }
 
 /** What a counter's source said at the last scrape, so that it grows by the difference. */
@@ -140,6 +147,46 @@ export class AgentMetrics {
         deltas.inc(this, { result: 'miss' }, s.cacheMisses);
       },
     });
+    new Counter({
+      name: 'flamewire_user_stacks_total',
+      help: 'User stacks by how they were walked: unwind_tables, frame_pointers (their process\'s tables were not loaded yet), bpf_get_stack (kernels without the table walk).',
+      labelNames: ['walk'],
+      registers: [reg],
+      collect() {
+        const w = sources.walks?.();
+        if (!w) return;
+        deltas.inc(this, { walk: 'unwind_tables' }, w.tableWalks);
+        deltas.inc(this, { walk: 'frame_pointers' }, w.noTables);
+        deltas.inc(this, { walk: 'bpf_get_stack' }, w.kernelWalks);
+      },
+    });
+    new Counter({
+      name: 'flamewire_user_stacks_truncated_total',
+      help: 'User stacks walked with unwind tables that ended before the outermost frame, by why: frame_cap (deeper than 127 frames), unreadable_memory, no_unwind_rule, bad_frame (a frame outside the stack), lost_rbp.',
+      labelNames: ['reason'],
+      registers: [reg],
+      collect() {
+        const t = sources.walks?.().truncated;
+        if (!t) return;
+        deltas.inc(this, { reason: 'frame_cap' }, t.frameCap);
+        deltas.inc(this, { reason: 'unreadable_memory' }, t.unreadable);
+        deltas.inc(this, { reason: 'no_unwind_rule' }, t.noRule);
+        deltas.inc(this, { reason: 'bad_frame' }, t.badFrame);
+        deltas.inc(this, { reason: 'lost_rbp' }, t.noRbp);
+      },
+    });
+    new Counter({
+      name: 'flamewire_unwind_tables_not_fitting_total',
+      help: 'What the kernel\'s unwind tables had no room for, by kind: file (its code is walked by frame pointers), mapping (a process\'s mapping).',
+      labelNames: ['kind'],
+      registers: [reg],
+      collect() {
+        const u = sources.unwindTables?.();
+        if (!u) return;
+        deltas.inc(this, { kind: 'file' }, u.stats.filesNotFitting);
+        deltas.inc(this, { kind: 'mapping' }, u.stats.mappingsNotFitting);
+      },
+    });
     /** A gauge read from a source when scraped; left unset while the source has nothing. */
     const gauge = (name: string, help: string, read: () => number | undefined) =>
       new Gauge({
@@ -161,6 +208,8 @@ export class AgentMetrics {
       'Executable files the agent holds open for symbolization (one per binary that a tracked process maps).',
       () => sources.processes?.().openFiles,
     );
+    gauge('flamewire_unwind_table_bytes', 'Bytes of BPF map memory the unwind tables use now (rows, page index, process mappings).', () => sources.unwindTables?.()?.mapBytes);
+    gauge('flamewire_unwind_table_files', 'Files whose unwind tables are in the kernel.', () => sources.unwindTables?.()?.stats.filesLoaded);
     gauge('flamewire_kubernetes_pods', 'Pods of this node the agent knows from the Kubernetes API (0 when it does not watch them).', () => sources.kubernetes?.()?.pods);
     new Counter({
       name: 'flamewire_kubernetes_watch_restarts_total',

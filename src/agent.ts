@@ -39,6 +39,7 @@ import type { Profile } from './profile-model.js';
 import { goWaitPeriodNs, goWaitVisits, RecordError, runningPids } from './record.js';
 import { btfProblem, privilegeProblem } from './system-checks.js';
 import { longTimeout } from './timers.js';
+import { kernelTablesFor } from './unwind/kernel-tables.js';
 
 /** (file, address) answers the agent's symbolizer keeps between windows (~150 bytes each). */
 const AGENT_SYMBOL_CACHE = 200_000;
@@ -112,6 +113,7 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
   } catch (e) {
     throw new RecordError(`cannot start the sampler: ${(e as Error).message.split('\n')[0]}`);
   }
+  capture.kernelTables = kernelTablesFor(sampler);
   go = new GoRegistry(sampler);
   let stopped = false;
   // Deleted pods stay known while windows may still hold their processes' samples.
@@ -123,6 +125,8 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
       symbolizer: () => capture.symbolizerStats,
       processes: () => ({ tracked: capture.processes.size, openFiles: capture.processes.openFiles }),
       kubernetes: () => pods?.stats,
+      walks: () => capture.walks,
+      unwindTables: () => capture.kernelTables && { stats: capture.kernelTables.stats, mapBytes: capture.kernelTables.mapBytes },
     },
     opts.intervalMs,
   );
@@ -136,6 +140,8 @@ export async function runAgent(opts: AgentOptions, version: string): Promise<num
     }
   }
   sampler.start((batch) => capture.addBatch(batch));
+  // Processes already running: their tables load now rather than on their first sample.
+  capture.syncRunning(opts.pids.length > 0 ? opts.pids : runningPids());
   pods?.start();
   metrics.setReady();
   for (const pid of opts.pids.length > 0 ? opts.pids : opts.offCpu ? runningPids() : []) go.update(pid, 'start');

@@ -4,6 +4,7 @@
 // tables, count the stacks that were cut short, aggregate unique stacks; at the end symbolize
 // every unique address once and build the profile.
 
+import { existsSync } from 'node:fs';
 import { Aggregator, type StackEntry } from './aggregator.js';
 import { Kallsyms } from './kallsyms.js';
 import { logger, memoryFigures as memory } from './logger.js';
@@ -356,6 +357,22 @@ export class OnCpuCapture {
     }
   }
 
+  /**
+   * Hands the kernel's tables the mappings of processes already running (a scan of /proc),
+   * so that their first samples, on-CPU or blocked, keep their callers.
+   */
+  syncRunning(pids: number[]): void {
+    const tables = this.kernelTables;
+    if (!tables) return;
+    for (const pid of pids) {
+      if (tables.has(pid)) continue;
+      const info = this.processes.ensure(pid);
+      // Kernel threads map nothing.
+      if (info && !info.exited && info.mappings.length > 0) tables.sync(pid, info);
+      else this.processes.forget(pid);
+    }
+  }
+
   /** '' for on-CPU samples; the thread's or the goroutine's state for off-CPU time. */
   private stateOf(pid: number, offCpuNs: number, taskState: number, flags: number): string {
     if (offCpuNs <= 0) return '';
@@ -477,6 +494,7 @@ export class OnCpuCapture {
    * maps and its files open.
    */
   private forgetExited(): void {
+    this.forgetUnsampled();
     const gone = this.exitedEarlier;
     this.exitedEarlier = this.exitedNow;
     this.exitedNow = new Set();
@@ -501,6 +519,21 @@ export class OnCpuCapture {
       this.processes.forget(pid);
     }
     this.processes.sweep();
+  }
+
+  /**
+   * Processes handed to the tables by syncRunning() that exited without ever being sampled
+   * (the kernel sends exit records only for those it sampled): gone from the tables and the
+   * process table too.
+   */
+  private forgetUnsampled(): void {
+    const tables = this.kernelTables;
+    if (!tables) return;
+    for (const pid of tables.processIds()) {
+      if (this.lookups.has(pid) || existsSync(`/proc/${pid}`)) continue;
+      tables.forget(pid);
+      this.processes.forget(pid);
+    }
   }
 
   /**

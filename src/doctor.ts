@@ -122,9 +122,14 @@ async function probeSampler(possible: boolean): Promise<Check> {
     while (Date.now() < until) {
       // Burn CPU so the sampler has something to see.
     }
+    const { userWalk } = sampler.info();
     sampler.stop();
     const s = sampler.stats();
-    return { name, status: 'ok', detail: `loaded, attached on every CPU, ${s.samples} samples through the ring buffer` };
+    const walk =
+      userWalk === 'tables'
+        ? 'user stacks walked in the kernel with unwind tables'
+        : 'user stacks walked by bpf_get_stack (frame pointers) and repaired from a copy of the stack top: no bpf_loop on this kernel (5.17+), callers in code without frame pointers may be lost';
+    return { name, status: 'ok', detail: `loaded, attached on every CPU, ${s.samples} samples through the ring buffer; ${walk}` };
   } catch (e) {
     return { name, status: 'fail', detail: (e as Error).message.split('\n')[0], fix: 'see the error; run with root privileges on a BTF kernel ≥ 5.8' };
   }

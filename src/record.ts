@@ -84,10 +84,7 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   capture.kernelTables = kernelTablesFor(sampler);
   if (command && capture.kernelTables) await prepareCommandTables(capture, exe);
   // Processes already running: their tables load now, not on their first sample.
-  for (const pid of filterPids ?? []) {
-    const info = capture.processes.ensure(pid);
-    if (info) capture.kernelTables?.sync(pid, info);
-  }
+  if (!command) capture.syncRunning(filterPids ?? runningPids());
   go = new GoRegistry(sampler);
 
   sampler.start((batch) => capture.addBatch(batch));

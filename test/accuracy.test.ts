@@ -110,6 +110,47 @@ func main() {
 }
 `;
 
+// cgo: the split is in C built by cgo's default flags (-O2, no frame pointers), with frames of a
+// few hundred bytes, below a Go caller: the walk needs the C tables, then has to cross from the
+// system stack back to the goroutine's (runtime.asmcgocall) to reach main.
+const CGO_MAIN = `package main
+
+/*
+#include <time.h>
+static volatile unsigned long sink;
+static unsigned rng = 2463534242u;
+__attribute__((noinline)) static unsigned long c_leaf(unsigned long n) {
+  unsigned long x = n;
+  for (unsigned long i = 0; i < n; i++) x = x * 6364136223846793005UL + 1442695040888963407UL;
+  return x;
+}
+__attribute__((noinline)) static void c_major(unsigned long n) { volatile char pad[320]; pad[0] = (char)n; sink += c_leaf(n) + pad[0]; }
+__attribute__((noinline)) static void c_minor(unsigned long n) { volatile char pad[416]; pad[0] = (char)n; sink += c_leaf(n) + pad[0]; }
+static void c_run(double secs) {
+  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5;
+    if (rng % 4 != 0) c_major(200000); else c_minor(200000);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+}
+*/
+import "C"
+
+import (
+	"os"
+	"strconv"
+)
+
+//go:noinline
+func goSide(secs float64) { C.c_run(C.double(secs)) }
+
+func main() {
+	secs, _ := strconv.ParseFloat(os.Args[1], 64)
+	goSide(secs)
+}
+`;
+
 // Burns CPU for the given seconds in a named function, then (first image only) execs the next.
 const EXEC_CHAIN = (fn: string, next: string) => `
 #include <stdlib.h>
@@ -133,10 +174,12 @@ describe('attribution accuracy', () => {
   let cBin = '';
   let goBin = '';
   let goStripped = '';
+  let cgoBin = '';
   before(() => {
     cBin = buildSplitWorkload(dir);
     goBin = buildGo(dir, 'gosplit', GO_MAIN);
     goStripped = buildGo(dir, 'gosplit-stripped', GO_MAIN, ['-ldflags=-s -w']);
+    cgoBin = buildGo(dir, 'cgosplit', CGO_MAIN, [], { CGO_ENABLED: '1' });
   });
 
   it('the leaf really is frameless (the test would prove nothing otherwise)', () => {
@@ -197,5 +240,17 @@ describe('attribution accuracy', () => {
     const f = record(['--', goStripped, SPLIT_SECONDS]);
     assertShare(f, 'main.callerMajor', 'main.run', 75);
     assertShare(f, 'main.callerMinor', 'main.run', 25);
+  });
+
+  it('keeps the callers of C code in a cgo program, and its Go callers above (75/25)', () => {
+    const f = record(['--', cgoBin, SPLIT_SECONDS]);
+    // gcc clones the static functions it specializes: c_major.constprop.0.
+    const renamed = (name: string) => f.stacks.find((s) => s.frames.some((x) => x.startsWith(name)))?.frames.find((x) => x.startsWith(name)) ?? name;
+    const run = f.stacks.flatMap((s) => s.frames).find((x) => x.endsWith('Cfunc_c_run') && !x.startsWith('main.')) ?? 'c_run';
+    assertShare(f, renamed('c_major'), run, 75);
+    assertShare(f, renamed('c_minor'), run, 25);
+    // Through asmcgocall, from the system stack to the goroutine's: main.goSide above it.
+    const { pct } = share(f, 'main.goSide', run);
+    assert.ok(pct >= 97, `main.goSide above the C frames in only ${pct.toFixed(1)}% of them`);
   });
 });

@@ -223,6 +223,14 @@ describe('flamewire agent', () => {
     assert.match(scraped, /^flamewire_symbol_cache_total\{result="miss"\} \d+$/m);
     assert.ok(value('flamewire_processes_tracked') >= 1, scraped);
     assert.ok(value('flamewire_open_files') >= 1, scraped);
+    // The burner's stacks are walked with unwind tables; none of them cut short.
+    assert.ok(value('flamewire_user_stacks_total{walk="unwind_tables"}') > 0, scraped);
+    for (const reason of ['frame_cap', 'unreadable_memory', 'no_unwind_rule', 'bad_frame', 'lost_rbp']) {
+      assert.equal(value(`flamewire_user_stacks_truncated_total{reason="${reason}"}`), 0, scraped);
+    }
+    assert.ok(value('flamewire_unwind_table_bytes') > 0, scraped);
+    assert.ok(value('flamewire_unwind_table_files') >= 2, scraped);
+    assert.equal(value('flamewire_unwind_tables_not_fitting_total{kind="file"}'), 0, scraped);
   });
 
   it('writes one pprof file per window to --output-dir', async () => {

@@ -8,7 +8,6 @@ import { fileURLToPath } from 'node:url';
 /** The repository root (tests run from dist/test/). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** A scratch folder under test/.work/<name>, created if missing. */
 /** The newest patch of every supported Go minor release (FLAMEWIRE_GO_RELEASES overrides). */
 export const GO_RELEASES: readonly string[] = process.env.FLAMEWIRE_GO_RELEASES?.split(/[\s,]+/).filter(Boolean) ?? [
   '1.21.13',
@@ -20,6 +19,7 @@ export const GO_RELEASES: readonly string[] = process.env.FLAMEWIRE_GO_RELEASES?
   '1.27.4',
 ];
 
+/** A scratch folder under test/.work/<name>, created if missing. */
 export function workDir(name: string): string {
   const dir = join(repoRoot, 'test', '.work', name);
   mkdirSync(dir, { recursive: true });

@@ -63,6 +63,13 @@ interface Layout {
 
 /** The functions at the top of every Go stack: their callers are not Go frames. */
 const OUTERMOST_FUNCS = new Set(['runtime.goexit', 'runtime.mstart', 'runtime.rt0_go', 'runtime.mstart0']);
+/**
+ * Functions that run their callees on another stack (cgo calls and the system stack) and leave
+ * BP pointing at the frame they came from: the walk follows BP across. (The caller of a
+ * frameless one, e.g. systemstack's, is skipped, as every frame-pointer walk does; mcall and
+ * morestack clear BP, and the stack ends there, as Go's own tracebacks do.)
+ */
+const STACK_SWITCH_FUNCS = new Set(['runtime.asmcgocall', 'runtime.asmcgocall_no_g', 'runtime.systemstack', 'runtime.mcall', 'runtime.morestack']);
 
 export class GoPclnTab {
   private readonly funcFields: { nameOff: number; pcsp: number; pcfile: number; pcln: number; npcdata: number; cuOffset: number; nfuncdata: number; pcdata: number };
@@ -220,18 +227,19 @@ export class GoPclnTab {
   /**
    * Every function's stack-pointer deltas as ranges (the pcsp tables): emit(from, to, spDelta)
    * with the bytes pushed below the entry SP over [from, to), or spDelta 'end' over the whole of
-   * a function no Go stack goes past (runtime.goexit, mstart, rt0_go). A function whose table
-   * cannot be read is skipped.
+   * a function no Go stack goes past (runtime.goexit, mstart, rt0_go), 'switch' over a function
+   * that switches stacks (STACK_SWITCH_FUNCS). A function whose table cannot be read is skipped.
    */
-  forEachSpDelta(emit: (from: number, to: number, spDelta: number | 'end') => void): void {
+  forEachSpDelta(emit: (from: number, to: number, spDelta: number | 'end' | 'switch') => void): void {
     const n = this.L.nfunc;
     for (let i = 0; i < n; i++) {
       try {
         const entry = this.entryAt(i);
         const end = this.entryAt(i + 1);
         const f = this.funcOffset(i);
-        if (OUTERMOST_FUNCS.has(this.funcName(f))) {
-          emit(entry, end, 'end');
+        const name = this.funcName(f);
+        if (OUTERMOST_FUNCS.has(name) || STACK_SWITCH_FUNCS.has(name)) {
+          emit(entry, end, OUTERMOST_FUNCS.has(name) ? 'end' : 'switch');
           continue;
         }
         this.pcvalueRanges(this.u32(f + this.funcFields.pcsp), entry, end, (from, to, val) => {

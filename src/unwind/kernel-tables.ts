@@ -139,6 +139,11 @@ export class KernelTables {
     return this.pids.get(pid)?.ready === true;
   }
 
+  /** The processes synced and not forgotten. */
+  processIds(): number[] {
+    return [...this.pids.keys()];
+  }
+
   /** Whether the process is known here at all (synced at least once, ready or not). */
   has(pid: number): boolean {
     return this.pids.has(pid);

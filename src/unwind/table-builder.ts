@@ -17,6 +17,7 @@ export const CFA_DEREF_RBP = 5;
 export const CFA_SIGNAL = 6;
 export const CFA_END = 7;
 export const CFA_UNSUPPORTED = 8;
+export const CFA_STACK_SWITCH = 9;
 export const RBP_SAME = 0;
 export const RBP_SAVED = 1;
 export const RBP_UNKNOWN = 2;
@@ -135,8 +136,9 @@ const NONE = packRule(CFA_NONE, RBP_SAME, 0, 0);
  * at sp + spDelta, and once the frame exists the caller's BP is saved just below it (Go keeps
  * frame pointers on amd64).
  */
-export function goRule(spDelta: number | 'end'): number {
+export function goRule(spDelta: number | 'end' | 'switch'): number {
   if (spDelta === 'end') return packRule(CFA_END, RBP_SAME, 0, 0);
+  if (spDelta === 'switch') return packRule(CFA_STACK_SWITCH, RBP_SAME, 0, 0);
   if (spDelta < 0 || spDelta + 8 > CFA_OFF_MAX) return UNSUPPORTED;
   return spDelta > 0 ? packRule(CFA_RSP, RBP_SAVED, -2, spDelta + 8) : packRule(CFA_RSP, RBP_SAME, 0, 8);
 }
