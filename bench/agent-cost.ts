@@ -2,7 +2,9 @@
 // 15 s windows: peak RSS (VmHWM) and CPU time (utime + stime of the agent process, all its
 // threads: reader, walker, symbolizer worker) per second of wall time. Once with the backend up
 // (a loopback OTLP/HTTP server in this process answering 200) and once with it down (nothing
-// listening: every window waits in the queue and is retried). Prints nothing.
+// listening: every window waits in the queue and is retried), and once with the backend up under
+// churn: short-lived processes of several runtimes (shell, python3, node, gzip) start and exit
+// all the time, each one new to the agent (its maps, its files' unwind tables). Prints nothing.
 
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -14,8 +16,10 @@ import { peakRssKb, processCpu } from './proc.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'dist', 'src', 'cli.js');
 
+export type AgentScenario = 'up' | 'down' | 'churn';
+
 export interface AgentCost {
-  backend: 'up' | 'down';
+  backend: AgentScenario;
   seconds: number;
   peakRssMb: number;
   /** CPU time of the agent process over its wall time (1 = one core). */
@@ -25,7 +29,23 @@ export interface AgentCost {
   retries: number;
 }
 
-export async function measureAgent(backend: 'up' | 'down', seconds: number): Promise<AgentCost> {
+/** Starts one short-lived process of a runtime picked in turn, every `everyMs`; returns a stop. */
+function churn(everyMs: number): () => void {
+  const jobs: Array<[string, string[]]> = [
+    ['sh', ['-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done']],
+    ['python3', ['-c', 'sum(i * i for i in range(300000))']],
+    [process.execPath, ['-e', 'let s = 0; for (let i = 0; i < 3e6; i++) s += i;']],
+    ['sh', ['-c', `gzip -6 -c ${process.execPath} > /dev/null`]],
+  ];
+  let n = 0;
+  const tick = setInterval(() => {
+    const [cmd, args] = jobs[n++ % jobs.length]!;
+    spawn(cmd, args, { stdio: 'ignore' }).on('error', () => {});
+  }, everyMs);
+  return () => clearInterval(tick);
+}
+
+export async function measureAgent(backend: AgentScenario, seconds: number): Promise<AgentCost> {
   let windows = 0;
   const server = createServer((req, res) => {
     req.resume();
@@ -49,7 +69,9 @@ export async function measureAgent(backend: 'up' | 'down', seconds: number): Pro
     // The start-up (BPF load, the first window's symbolizer) is part of the footprint.
     const t0 = Date.now();
     const c0 = processCpu(child.pid!);
+    const stopChurn = backend === 'churn' ? churn(250) : undefined;
     await new Promise((r) => setTimeout(r, seconds * 1000));
+    stopChurn?.();
     const cpu = processCpu(child.pid!) - c0;
     const wall = (Date.now() - t0) / 1000;
     const peak = peakRssKb(child.pid!);
@@ -60,6 +82,6 @@ export async function measureAgent(backend: 'up' | 'down', seconds: number): Pro
     return { backend, seconds, peakRssMb: peak / 1024, cpuShare: cpu / wall, windowsSent: windows, queuedBytes: 0, retries: failures };
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
-    if (backend === 'up') server.close();
+    if (backend !== 'down') server.close();
   }
 }

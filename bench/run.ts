@@ -19,7 +19,7 @@ import { measureBpfCost } from './bpf-cost.js';
 import { buildGoJob, measureGoCost } from './go-cost.js';
 import { timeGoPingPong, type GoWaitsMode, type GoWaitsRun } from './go-waits.js';
 import { measureExportCost } from './export-cost.js';
-import { measureAgent } from './agent-cost.js';
+import { measureAgent, type AgentScenario } from './agent-cost.js';
 import { measureLiveTables, measureTableCost, tableFiles } from './unwind-tables.js';
 import { peakRssKb, processCpu } from './proc.js';
 import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
@@ -481,15 +481,17 @@ async function exportCost(): Promise<void> {
 
 async function agentCost(): Promise<void> {
   const minutes = Number(process.env.FLAMEWIRE_BENCH_AGENT_MINUTES ?? (quick ? 1 : 10));
-  const backends = (process.env.FLAMEWIRE_BENCH_AGENT_BACKENDS?.split(',') ?? ['up', 'down']) as Array<'up' | 'down'>;
+  const backends = (process.env.FLAMEWIRE_BENCH_AGENT_BACKENDS?.split(',') ?? ['up', 'down', 'churn']) as AgentScenario[];
   for (const backend of backends) {
-    log(`agent: ${minutes} min of whole-machine profiling at 19 Hz, backend ${backend}`);
+    const what = backend === 'churn' ? 'backend up, a short-lived process started every 250 ms' : `backend ${backend}`;
+    log(`agent: ${minutes} min of whole-machine profiling at 19 Hz, ${what}`);
     const a = await measureAgent(backend, minutes * 60);
     add(
-      `agent: whole machine, -F 19, 15 s windows, ${minutes} min, backend ${backend}: peak RSS, CPU of one core`,
-      `${a.peakRssMb.toFixed(1)} MB, ${(a.cpuShare * 100).toFixed(2)}% (${backend === 'up' ? `${a.windowsSent} windows delivered` : `${a.retries} failed attempts logged, windows kept in the queue`})`,
-      '≤ 100 MB, ≤ 1%',
-      a.peakRssMb <= 100 && a.cpuShare <= 0.01,
+      `agent: whole machine, -F 19, 15 s windows, ${minutes} min, ${what}: peak RSS, CPU of one core`,
+      `${a.peakRssMb.toFixed(1)} MB, ${(a.cpuShare * 100).toFixed(2)}% (${backend !== 'down' ? `${a.windowsSent} windows delivered` : `${a.retries} failed attempts logged, windows kept in the queue`})`,
+      // Under churn the CPU is mostly the new processes' maps and tables: reported, not judged.
+      backend === 'churn' ? '≤ 100 MB' : '≤ 100 MB, ≤ 1%',
+      a.peakRssMb <= 100 && (backend === 'churn' || a.cpuShare <= 0.01),
     );
   }
 }

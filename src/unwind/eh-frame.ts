@@ -396,6 +396,21 @@ class FrameSection {
 
   private buildIndex(): void {
     const entries: Array<[number, number]> = [];
+    this.forEachEntry((off) => {
+      try {
+        const fde = this.parseFde(off);
+        if (fde && fde.end > fde.start) entries.push([fde.start, off]);
+      } catch {
+        // skip an entry we cannot read; the others are still good
+      }
+    });
+    entries.sort((a, b) => a[0] - b[0]);
+    this.starts = Float64Array.from(entries, (e) => e[0]);
+    this.offsets = Float64Array.from(entries, (e) => e[1]);
+  }
+
+  /** The offset of every entry (CIE or FDE) in section order, up to the terminator. */
+  private forEachEntry(fn: (off: number) => void): void {
     const d = this.data;
     let off = 0;
     while (off + 4 <= d.length) {
@@ -413,17 +428,9 @@ class FrameSection {
       }
       const next = off + hdr + len;
       if (next > d.length || next <= off) break;
-      try {
-        const fde = this.parseFde(off);
-        if (fde && fde.end > fde.start) entries.push([fde.start, off]);
-      } catch {
-        // skip an entry we cannot read; the others are still good
-      }
+      fn(off);
       off = next;
     }
-    entries.sort((a, b) => a[0] - b[0]);
-    this.starts = Float64Array.from(entries, (e) => e[0]);
-    this.offsets = Float64Array.from(entries, (e) => e[1]);
   }
 
   get fdeCount(): number {
@@ -431,19 +438,22 @@ class FrameSection {
     return this.starts!.length;
   }
 
-  /** Every FDE in address order; `onError` hears of those that cannot be read. */
+  /**
+   * Every FDE with code, in section order (not by address: no index is built, so that a
+   * conversion of the whole section costs no more memory than the section); `onError` hears of
+   * those that cannot be read.
+   */
   forEachFde(fn: (fde: Fde) => void, onError: (e: unknown) => void): void {
-    if (!this.starts) this.buildIndex();
-    for (const off of this.offsets!) {
+    this.forEachEntry((off) => {
       let fde: Fde | undefined;
       try {
         fde = this.parseFde(off);
       } catch (e) {
         onError(e);
-        continue;
+        return;
       }
-      if (fde) fn(fde);
-    }
+      if (fde && fde.end > fde.start) fn(fde);
+    });
   }
 }
 

@@ -151,14 +151,15 @@ export function goRule(spDelta: number | 'end' | 'switch'): number {
  */
 export function buildUnwindTable(cfi: CfiTable | undefined, go?: GoPclnTab): UnwindTable {
   const stats: UnwindTableStats = { cfiRows: 0, unsupportedRows: 0, badEntries: 0, highRows: 0 };
-  const ranges: Array<{ from: number; to: number; rule: number; order: number }> = [];
-  let order = 0;
+  // Typed arrays, not an object per range: node's .eh_frame alone has ~400,000 of them, and
+  // this runs in the agent's process.
+  const ranges = new RangeList();
   go?.forEachSpDelta((from, to, spDelta) => {
     if (to > MAX_PC) {
       stats.highRows++;
       return;
     }
-    ranges.push({ from, to, rule: goRule(spDelta), order: order++ });
+    ranges.push(from, to, goRule(spDelta));
   });
   cfi?.forEachRow(
     (from, to, rule) => {
@@ -169,37 +170,81 @@ export function buildUnwindTable(cfi: CfiTable | undefined, go?: GoPclnTab): Unw
       }
       const packed = encodeRule(rule);
       if ((packed & 0xf) === CFA_UNSUPPORTED) stats.unsupportedRows++;
-      ranges.push({ from, to, rule: packed, order: order++ });
+      ranges.push(from, to, packed);
     },
     () => stats.badEntries++,
   );
-  ranges.sort((a, b) => a.from - b.from || a.order - b.order);
-  const pcs: number[] = [];
-  const rules: number[] = [];
-  const push = (pc: number, rule: number) => {
-    const n = pcs.length;
-    if (n > 0 && pcs[n - 1] === pc) {
-      rules[n - 1] = rule;
-      if (n > 1 && rules[n - 2] === rule) {
-        pcs.pop();
-        rules.pop();
-      }
+  // At most two rows per range (the gap before it, and it) and the closing one.
+  const out = new RowList(2 * ranges.length + 1);
+  let covered = 0; // everything below this has its row
+  for (const i of ranges.sortedByStart()) {
+    const rto = ranges.to[i];
+    const from = Math.max(ranges.from[i], covered);
+    if (from >= rto) continue; // claimed by an earlier FDE
+    if (out.length > 0 && from > covered) out.push(covered, NONE);
+    out.push(from, ranges.rule[i]);
+    covered = rto;
+  }
+  if (out.length > 0) out.push(covered, NONE);
+  return withPages(out.pcs.slice(0, out.length), out.rules.slice(0, out.length), stats);
+}
+
+/** Ranges in the order they were claimed (the first claim of an address wins). */
+class RangeList {
+  from = new Uint32Array(1024);
+  to = new Uint32Array(1024);
+  rule = new Uint32Array(1024);
+  length = 0;
+
+  push(from: number, to: number, rule: number): void {
+    if (this.length === this.from.length) {
+      const grow = (a: Uint32Array) => {
+        const b = new Uint32Array(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.from = grow(this.from);
+      this.to = grow(this.to);
+      this.rule = grow(this.rule);
+    }
+    this.from[this.length] = from;
+    this.to[this.length] = to;
+    this.rule[this.length] = rule;
+    this.length++;
+  }
+
+  /** Indices by start address, claim order among equal starts. */
+  sortedByStart(): Uint32Array {
+    const idx = new Uint32Array(this.length);
+    for (let i = 0; i < idx.length; i++) idx[i] = i;
+    const from = this.from;
+    return idx.sort((a, b) => from[a] - from[b] || a - b);
+  }
+}
+
+/** The table's rows as they are made: consecutive rows with the same rule merged. */
+class RowList {
+  pcs: Uint32Array;
+  rules: Uint32Array;
+  length = 0;
+
+  constructor(capacity: number) {
+    this.pcs = new Uint32Array(capacity);
+    this.rules = new Uint32Array(capacity);
+  }
+
+  push(pc: number, rule: number): void {
+    const n = this.length;
+    if (n > 0 && this.pcs[n - 1] === pc) {
+      this.rules[n - 1] = rule;
+      if (n > 1 && this.rules[n - 2] === rule) this.length--;
       return;
     }
-    if (n > 0 && rules[n - 1] === rule) return;
-    pcs.push(pc);
-    rules.push(rule);
-  };
-  let covered = 0; // everything below this has its row
-  for (const r of ranges) {
-    const from = Math.max(r.from, covered);
-    if (from >= r.to) continue; // claimed by an earlier FDE
-    if (pcs.length > 0 && from > covered) push(covered, NONE);
-    push(from, r.rule);
-    covered = r.to;
+    if (n > 0 && this.rules[n - 1] === rule) return;
+    this.pcs[n] = pc;
+    this.rules[n] = rule;
+    this.length++;
   }
-  if (pcs.length > 0) push(covered, NONE);
-  return withPages(Uint32Array.from(pcs), Uint32Array.from(rules), stats);
 }
 
 /** Adds the page index: the smallest page size that keeps it at most half the rows. */
