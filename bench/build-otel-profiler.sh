@@ -31,9 +31,13 @@ export GOMODCACHE="$peers/gomod" GOCACHE="$peers/gocache" GOFLAGS=-modcacherw GO
 export CGO_ENABLED=0
 
 # The module's source: a Dir in the module cache (read-only there, hence the copy).
-dir=$(cd "$peers" && go mod download -json "go.opentelemetry.io/ebpf-profiler@$version" |
-  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[[ -n "$dir" && -d "$dir" ]] || { echo "build-otel-profiler: go mod download gave no source" >&2; exit 1; }
+json=$(cd "$peers" && go mod download -json "go.opentelemetry.io/ebpf-profiler@$version" 2>&1) || true
+dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json")
+if [[ -z "$dir" || ! -d "$dir" ]]; then
+  why=$(sed -n 's/^[[:space:]]*"Error": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+  echo "build-otel-profiler: go mod download gave no source: ${why:-$(tail -n1 <<<"$json")}" >&2
+  exit 1
+fi
 
 src="$out/src"
 rm -rf "$src"

@@ -131,6 +131,33 @@ function bpfProgs(): BpfProg[] {
   return JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8', maxBuffer: 64 << 20 })) as BpfProg[];
 }
 
+interface Sink {
+  server: grpc.Server;
+  bytes: number;
+  requests: number;
+  /** Samples in the requests, and those whose stack had all the deep job's frames. */
+  samples: number;
+  deep: number;
+}
+
+interface OtlpRequest {
+  dictionary?: { stackTable?: Array<{ locationIndices?: number[] }> };
+  resourceProfiles?: Array<{ scopeProfiles?: Array<{ profiles?: Array<{ samples?: Array<{ stackIndex?: number; values?: number[]; timestampsUnixNano?: number[] }> }> }> }>;
+}
+
+/** Whether the peer's walks reach the deep job's callers: the frame counts of its stacks. */
+function countDeep(r: OtlpRequest, sink: Sink): void {
+  const stacks = r.dictionary?.stackTable ?? [];
+  for (const rp of r.resourceProfiles ?? [])
+    for (const sp of rp.scopeProfiles ?? [])
+      for (const p of sp.profiles ?? [])
+        for (const s of p.samples ?? []) {
+          const n = s.values?.reduce((a, b) => a + b, 0) || s.timestampsUnixNano?.length || 1;
+          sink.samples += n;
+          if ((stacks[s.stackIndex ?? 0]?.locationIndices?.length ?? 0) >= DEPTH + 6) sink.deep += n;
+        }
+}
+
 /**
  * The OpenTelemetry eBPF profiler, whole machine, reporting to a loopback OTLP gRPC sink that
  * accepts and counts everything. Its sampling program (native_tracer_entry, perf_event) tail-calls
@@ -140,7 +167,7 @@ function bpfProgs(): BpfProg[] {
 class OtelPeer {
   private constructor(
     private readonly child: ChildProcess,
-    private readonly sink: { server: grpc.Server; bytes: number; requests: number },
+    private readonly sink: Sink,
     private readonly progIds: Set<number>,
     private readonly entryId: number,
   ) {}
@@ -148,7 +175,7 @@ class OtelPeer {
   /** The peer, or why not (one line). */
   static async start(frequency: number, log: (m: string) => void): Promise<OtelPeer | string> {
     const script = join(root, 'bench', 'build-otel-profiler.sh');
-    log(`building the OpenTelemetry eBPF profiler ${OTEL_PROFILER_VERSION} (cached in bench/.peers/)`);
+    log(`the OpenTelemetry eBPF profiler ${OTEL_PROFILER_VERSION}: building, or reusing the build in bench/.peers/`);
     const built = spawnSync('bash', [script, OTEL_PROFILER_VERSION], { encoding: 'utf8', timeout: 30 * 60_000, maxBuffer: 64 << 20 });
     const bin = built.stdout?.trim().split('\n').pop() ?? '';
     if (built.status !== 0 || !existsSync(bin)) {
@@ -166,10 +193,15 @@ class OtelPeer {
     } catch (e) {
       return `no OTLP sink for it: ${(e as Error).message.split('\n')[0]}`;
     }
-    const sink = { server: undefined as unknown as grpc.Server, bytes: 0, requests: 0 };
+    const sink = { server: undefined as unknown as grpc.Server, bytes: 0, requests: 0, samples: 0, deep: 0 };
     const { server, port } = await otlp.otlpGrpcServer((req, cb) => {
       sink.bytes += req.length;
       sink.requests++;
+      try {
+        countDeep(otlp.Request.toObject(otlp.Request.decode(req), { longs: Number }) as OtlpRequest, sink);
+      } catch {
+        // Another profiles schema than the tests' copy: the depth check stays empty.
+      }
       cb(null, null);
     });
     sink.server = server;
@@ -211,6 +243,11 @@ class OtelPeer {
   /** OTLP bytes it sent so far. */
   get sentBytes(): number {
     return this.sink.bytes;
+  }
+
+  /** Samples it sent so far, and those with the deep job's whole stack. */
+  get sentSamples(): { all: number; deep: number } {
+    return { all: this.sink.samples, deep: this.sink.deep };
   }
 
   async stop(): Promise<void> {
@@ -365,6 +402,7 @@ export async function peers(add: AddRow, log: (m: string) => void, quick: boolea
       }
     }
     const sent = peer?.sentBytes ?? 0;
+    const sentSamples = peer?.sentSamples ?? { all: 0, deep: 0 };
     const peerAll = peer?.stats();
     await peer?.stop();
     peer = undefined;
@@ -388,6 +426,7 @@ export async function peers(add: AddRow, log: (m: string) => void, quick: boolea
       add(
         `  OpenTelemetry eBPF profiler ${OTEL_PROFILER_VERSION} (built from source, clang-19) on the same no-FP jobs at the same time, -samples-per-second ${FREQUENCY}: BPF run time per sample (its perf_event programs / native_tracer_entry runs)`,
         `${(median(peerUs) / 1000).toFixed(2)} µs (on the FP build ${(median(fpPeer) / 1000).toFixed(2)} µs); flamewire/OTel ${median(rel).toFixed(2)} (${rel.map((x) => x.toFixed(2)).join(', ')}); ` +
+          `${sentSamples.all > 0 ? `${pctOf(sentSamples.deep, sentSamples.all).toFixed(0)}% of the ${sentSamples.all} samples it sent had ≥ ${DEPTH + 6} frames` : 'it sent no samples it could be checked by'}; ` +
           `it sent ${peerAll && peerAll.runs > 0 ? (sent / peerAll.runs).toFixed(0) : '?'} B of OTLP per sample over its whole run`,
         '≤ 1/3',
         median(rel) <= 1 / 3,
