@@ -3,7 +3,7 @@
 // comparison is a ratio.
 //
 //   FLAMEWIRE_BENCH_QUICK=1 shortens every run (for trying the bench itself, not for figures).
-//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go,gowaits,export,agent,tables
+//   FLAMEWIRE_BENCH_ONLY=bpf,throughput,attribution,slowdown,rss,offcpu,go,gowaits,export,agent,tables,peers
 //   runs only those. FLAMEWIRE_BENCH_AGENT_MINUTES sets the agent runs' length (default 10),
 //   FLAMEWIRE_BENCH_AGENT_BACKENDS=up or down only one of its two runs.
 
@@ -21,6 +21,7 @@ import { timeGoPingPong, type GoWaitsMode, type GoWaitsRun } from './go-waits.js
 import { measureExportCost } from './export-cost.js';
 import { measureAgent, type AgentScenario } from './agent-cost.js';
 import { measureLiveTables, measureTableCost, tableFiles } from './unwind-tables.js';
+import { peers } from './peers.js';
 import { peakRssKb, processCpu } from './proc.js';
 import { DEFAULT_THRESHOLD_NS, measureSwitchCost, timePingPong, type PingPongProfile, type PingPongRun, type SwitchCostResult, type SwitchFilter } from './offcpu.js';
 import { buildSplitWorkload } from '../test/workloads.js';
@@ -553,6 +554,7 @@ async function main(): Promise<void> {
     export: exportCost,
     agent: agentCost,
     tables: unwindTables,
+    peers: () => peers(add, log, quick),
   };
   for (const [name, run] of Object.entries(benches)) if (!only || only.includes(name)) await run();
   printTable();

@@ -34,6 +34,15 @@ export const BENCH_DEPS = [
   { what: 'bpftrace (the naive BPF sampler the BPF cost is compared with)', present: () => onPath('bpftrace'), pkg: 'bpftrace' },
 ];
 
+/**
+ * What the benchmark's optional peers need (bench/peers.ts): clang-19 and LLVM 19 build the
+ * OpenTelemetry eBPF profiler's BPF programs. Without them the bench skips that peer.
+ */
+export const PEER_DEPS = [
+  { what: 'clang-19 (builds the OpenTelemetry eBPF profiler peer)', present: () => onPath('clang-19'), pkg: 'clang-19' },
+  { what: 'LLVM 19 tools (llvm-link-19, llc-19, llvm-strip-19)', present: () => ['llvm-link-19', 'llc-19', 'llvm-strip-19'].every(onPath), pkg: 'llvm-19' },
+];
+
 export function onPath(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
@@ -74,6 +83,23 @@ export function ensure(deps, label) {
   if (still.length > 0) {
     console.error(`flamewire: still missing after apt-get: ${still.map((d) => d.what).join(', ')}`);
     process.exit(1);
+  }
+}
+
+/** Like ensure(), but what cannot be installed is only reported: its users skip themselves. */
+export function ensureOptional(deps, label) {
+  const missing = deps.filter((d) => !d.present());
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map((d) => d.pkg))];
+  if (process.getuid?.() !== 0 || !onPath('apt-get')) {
+    console.error(`flamewire: ${label} will be skipped without ${missing.map((d) => d.what).join(', ')} (apt-get install ${pkgs.join(' ')})`);
+    return;
+  }
+  console.error(`flamewire: installing ${pkgs.join(' ')} (${label})`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const ok = (args) => spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env }).status === 0;
+  if (!(ok(['update', '-qq']) && ok(['install', '-y', '-qq', '--no-install-recommends', ...pkgs]))) {
+    console.error(`flamewire: could not install ${pkgs.join(' ')}: ${label} will be skipped`);
   }
 }
 

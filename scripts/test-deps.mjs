@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BENCH_DEPS, TEST_DEPS, ensure } from './system-deps.mjs';
+import { BENCH_DEPS, PEER_DEPS, TEST_DEPS, ensure, ensureOptional } from './system-deps.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -15,5 +15,7 @@ for (const f of ['bpf/oncpu.bpf.o', 'build/Release/flamewire.node']) {
     process.exit(1);
   }
 }
-if (process.argv.includes('--bench')) ensure(BENCH_DEPS, 'the benchmarks');
-else ensure(TEST_DEPS, 'the test suite');
+if (process.argv.includes('--bench')) {
+  ensure(BENCH_DEPS, 'the benchmarks');
+  ensureOptional(PEER_DEPS, 'the OpenTelemetry eBPF profiler peer of the benchmarks');
+} else ensure(TEST_DEPS, 'the test suite');
