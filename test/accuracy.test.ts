@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { buildC, buildGo, repoRoot, workDir } from './helpers.js';
@@ -110,6 +110,28 @@ func main() {
 }
 `;
 
+// Plain -O2 (no frame pointers) all the way: the split is three calls above the hot loop, past
+// frames of a few hundred bytes, so neither a frame-pointer walk nor a copy of the stack top
+// reaches the callers; only the unwind tables do.
+const DEEP_NO_FP = `#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+static volatile unsigned long sink;
+__attribute__((noinline)) unsigned long spin(unsigned long n) { unsigned long x = n; for (unsigned long i = 0; i < n; i++) x = x * 6364136223846793005UL + 1; return x; }
+__attribute__((noinline)) unsigned long step_b(unsigned long n) { volatile char buf[300]; memset((char*)buf, n, sizeof buf); return spin(n) + buf[n % 300]; }
+__attribute__((noinline)) unsigned long step_a(unsigned long n) { volatile char buf[400]; memset((char*)buf, n, sizeof buf); return step_b(n) + buf[n % 400]; }
+__attribute__((noinline)) void major_caller(unsigned long n) { volatile char buf[256]; memset((char*)buf, 1, sizeof buf); sink += step_a(n) + buf[3]; }
+__attribute__((noinline)) void minor_caller(unsigned long n) { volatile char buf[256]; memset((char*)buf, 2, sizeof buf); sink += step_a(n) + buf[5]; }
+static unsigned rng = 2463534242u;
+int main(int argc, char **argv) {
+  double secs = argc > 1 ? atof(argv[1]) : 3;
+  struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+  do { rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5; if (rng % 4) major_caller(200000); else minor_caller(200000);
+    clock_gettime(CLOCK_MONOTONIC, &t); } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+  return 0;
+}
+`;
+
 // cgo: the split is in C built by cgo's default flags (-O2, no frame pointers), with frames of a
 // few hundred bytes, below a Go caller: the walk needs the C tables, then has to cross from the
 // system stack back to the goroutine's (runtime.asmcgocall) to reach main.
@@ -175,7 +197,15 @@ describe('attribution accuracy', () => {
   let goBin = '';
   let goStripped = '';
   let cgoBin = '';
+  const deepBins: Array<[string, string]> = [];
   before(() => {
+    for (const cc of ['gcc', 'clang']) {
+      const src = join(dir, `deep-${cc}.c`);
+      writeFileSync(src, DEEP_NO_FP);
+      const bin = join(dir, `deep-${cc}`);
+      execFileSync(cc, ['-O2', '-o', bin, src]);
+      deepBins.push([cc, bin]);
+    }
     cBin = buildSplitWorkload(dir);
     goBin = buildGo(dir, 'gosplit', GO_MAIN);
     goStripped = buildGo(dir, 'gosplit-stripped', GO_MAIN, ['-ldflags=-s -w']);
@@ -241,6 +271,15 @@ describe('attribution accuracy', () => {
     assertShare(f, 'main.callerMajor', 'main.run', 75);
     assertShare(f, 'main.callerMinor', 'main.run', 25);
   });
+
+  for (const cc of ['gcc', 'clang']) {
+    it(`keeps the callers of deep C code built by ${cc} -O2, without frame pointers (75/25)`, () => {
+      const bin = deepBins.find(([c]) => c === cc)![1];
+      const f = record(['--', bin, SPLIT_SECONDS]);
+      assertShare(f, 'major_caller', 'main', 75);
+      assertShare(f, 'minor_caller', 'main', 25);
+    });
+  }
 
   it('keeps the callers of C code in a cgo program, and its Go callers above (75/25)', () => {
     const f = record(['--', cgoBin, SPLIT_SECONDS]);
