@@ -14,6 +14,7 @@ import { logger } from '../logger.js';
 import type { OnCpuSampler } from '../native.js';
 import type { MappedFile, ProcessInfo } from '../process-table.js';
 import { offsetToVaddr } from '../process-table.js';
+import { PF_X, type ElfSegment } from '../elf/elf-file.js';
 import type { ConvertedTable } from './table-worker.js';
 
 /** What the sampler offers for the tables (src/native.ts). */
@@ -354,7 +355,7 @@ export class KernelTables {
       const loaded = file?.state === 'loaded' ? file : undefined;
       let bias = 0n;
       if (loaded && m.file) {
-        const vaddr = offsetToVaddr(m.file.segments, m.offset);
+        const vaddr = mappingVaddr(m.file.segments, m.offset, m.end - m.start);
         if (vaddr === undefined) continue;
         bias = BigInt(m.start) - BigInt(vaddr);
       }
@@ -474,4 +475,19 @@ export function kernelTablesFor(sampler: OnCpuSampler): KernelTables | undefined
   const info = sampler.info();
   if (info.userWalk !== 'tables') return undefined;
   return new KernelTables({ writer: sampler, capacity: info.unwind });
+}
+
+/**
+ * The ELF virtual address an executable mapping's first byte stands for. The mapping's offset
+ * is page aligned, so where the linker packs segments into shared file pages (lld, the linker
+ * rustc uses by default: the text segment at file offset 0x16a20, vaddr 0x17a20) that offset
+ * also lies in the tail of the read-only segment before, whose vaddr is a page off. The
+ * segment mapped here is the executable one that the mapping's file range overlaps.
+ */
+export function mappingVaddr(segments: ElfSegment[], offset: number, length: number): number | undefined {
+  for (const p of segments) {
+    if ((p.flags & PF_X) === 0 || p.offset >= offset + length || p.offset + Math.max(p.filesz, 1) <= offset) continue;
+    return p.vaddr - (p.offset - offset);
+  }
+  return offsetToVaddr(segments, offset);
 }
