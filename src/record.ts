@@ -88,6 +88,9 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
     const info = capture.processes.ensure(pid);
     if (info) capture.kernelTables?.sync(pid, info);
   }
+  // Before sampling starts (at most PREPARE_CAP_MS, as for a command): their first samples
+  // would otherwise be walked by frame pointers while the files convert, and lose their callers.
+  if (filterPids && capture.kernelTables) await settleTables(capture.kernelTables);
   go = new GoRegistry(sampler);
 
   sampler.start((batch) => capture.addBatch(batch));
@@ -268,6 +271,11 @@ async function prepareCommandTables(capture: OnCpuCapture, exe: string | undefin
   const exeFile = exe === undefined ? undefined : capture.processes.openFile(exe);
   if (exeFile) files.push(exeFile);
   tables.prepare(files);
+  await settleTables(tables);
+}
+
+/** Waits for the conversions asked for so far, PREPARE_CAP_MS at most. */
+async function settleTables(tables: NonNullable<OnCpuCapture['kernelTables']>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const cap = new Promise<void>((resolve) => (timer = setTimeout(resolve, PREPARE_CAP_MS)));
   await Promise.race([tables.settled(), cap]);
