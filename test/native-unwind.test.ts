@@ -91,7 +91,8 @@ function assertSplit(t: TestContext, r: Recorded, isHot: (f: string) => boolean,
   const rooted = hot.filter((s) => s.frames.includes('main'));
   const total = sum(rooted);
   const lost = sum(hot) - total;
-  const summary = `${sum(hot)} hot samples, ${lost} without main; flamewire says ${r.walks.noTables} walked before tables, ${r.walks.truncated} truncated`;
+  const unit = values === 'samples' ? 'samples' : 'ns blocked';
+  const summary = `${sum(hot)} hot ${unit}, ${lost} without main; flamewire says ${r.walks.noTables} walked before tables, ${r.walks.truncated} truncated`;
   t.diagnostic(summary);
   assert.ok(total >= minSamples, `too few samples: ${summary}`);
   // A hot stack that lost its root must be one the summary counts; the table walk drops none.
