@@ -85,6 +85,9 @@ export async function record(opts: RecordOptions, out: NodeJS.WriteStream = proc
   if (command && capture.kernelTables) await prepareCommandTables(capture, exe);
   // Processes already running: their tables load now, not on their first sample.
   if (!command) capture.syncRunning(filterPids ?? runningPids());
+  // Before sampling starts (at most PREPARE_CAP_MS, as for a command): their first samples
+  // would otherwise be walked by frame pointers while the files convert, and lose their callers.
+  if (filterPids && capture.kernelTables) await settleTables(capture.kernelTables);
   go = new GoRegistry(sampler);
 
   sampler.start((batch) => capture.addBatch(batch));
@@ -265,6 +268,11 @@ async function prepareCommandTables(capture: OnCpuCapture, exe: string | undefin
   const exeFile = exe === undefined ? undefined : capture.processes.openFile(exe);
   if (exeFile) files.push(exeFile);
   tables.prepare(files);
+  await settleTables(tables);
+}
+
+/** Waits for the conversions asked for so far, PREPARE_CAP_MS at most. */
+async function settleTables(tables: NonNullable<OnCpuCapture['kernelTables']>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const cap = new Promise<void>((resolve) => (timer = setTimeout(resolve, PREPARE_CAP_MS)));
   await Promise.race([tables.settled(), cap]);
