@@ -61,15 +61,20 @@ interface Layout {
   functabOff: number;
 }
 
-/** The functions at the top of every Go stack: their callers are not Go frames. */
-const OUTERMOST_FUNCS = new Set(['runtime.goexit', 'runtime.mstart', 'runtime.rt0_go', 'runtime.mstart0']);
+/**
+ * The functions at the top of every Go stack: their callers are not Go frames. mcall is one: it
+ * runs its callee (the scheduler, on g0) for a goroutine it has just left, and Go's tracebacks
+ * stop there. Up to Go 1.22 it leaves BP pointing into that goroutine's frames, which a walk
+ * would follow and blame on it time the scheduler spent with no goroutine.
+ */
+const OUTERMOST_FUNCS = new Set(['runtime.goexit', 'runtime.mstart', 'runtime.rt0_go', 'runtime.mstart0', 'runtime.mcall']);
 /**
  * Functions that run their callees on another stack (cgo calls and the system stack) and leave
  * BP pointing at the frame they came from: the walk follows BP across. (The caller of a
- * frameless one, e.g. systemstack's, is skipped, as every frame-pointer walk does; mcall and
- * morestack clear BP, and the stack ends there, as Go's own tracebacks do.)
+ * frameless one, e.g. systemstack's, is skipped, as every frame-pointer walk does; morestack
+ * clears BP, and the stack ends there, as Go's own tracebacks do.)
  */
-const STACK_SWITCH_FUNCS = new Set(['runtime.asmcgocall', 'runtime.asmcgocall_no_g', 'runtime.systemstack', 'runtime.mcall', 'runtime.morestack']);
+const STACK_SWITCH_FUNCS = new Set(['runtime.asmcgocall', 'runtime.asmcgocall_no_g', 'runtime.systemstack', 'runtime.morestack']);
 
 export class GoPclnTab {
   private readonly funcFields: { nameOff: number; pcsp: number; pcfile: number; pcln: number; npcdata: number; cuOffset: number; nfuncdata: number; pcdata: number };
