@@ -10,7 +10,7 @@ import { closeSync, fstatSync, openSync, readlinkSync, readSync, unlinkSync, wri
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ElfFile, PT_LOAD, type ElfSegment } from './elf/elf-file.js';
+import { ElfFile, fileIdentity, PT_LOAD, type ElfSegment } from './elf/elf-file.js';
 import { PerfMap, type PerfMapStats } from './perf-map.js';
 import { fuseMounts, MAX_MAPS_BYTES, openUntrusted, readBounded, UntrustedFileError, type OpenedFile } from './untrusted-file.js';
 
@@ -23,8 +23,14 @@ export interface MappedFile {
   buildId: string;
   /** Go's build id note, '' for non-Go files. */
   goBuildId: string;
-  /** Readable from any thread of this process while the table is open (`/proc/self/fd/N`). */
+  /**
+   * Readable from any thread of this process while the table keeps the file (`/proc/self/fd/N`).
+   * Work queued for later opens it with `identity`: sweep() may close the descriptor meanwhile,
+   * and the number then names whatever is opened next.
+   */
   openPath: string;
+  /** fileIdentity() of the open file ('' when it could not be opened). */
+  identity: string;
   /** The path of the first process that mapped it, as that process sees it. */
   displayPath: string;
   /** Root prefix of that process (`/proc/PID/root`), for separate debug files. */
@@ -380,7 +386,7 @@ export class ProcessTable {
     // regular file is opened: a process can map a device, or put a FIFO where its file was.
     // A file on a FUSE mount of some user waits for that user's daemon at every open and read.
     if (fuseMounts(`${this.procRoot}/${pid}/mountinfo`).devices.has(m.dev)) {
-      return { key: `f:${idKey}`, buildId: '', goBuildId: '', openPath: '', displayPath: m.path, root, segments: [], error: `${m.path} is on a FUSE file system served by an unprivileged user: not read` };
+      return { key: `f:${idKey}`, buildId: '', goBuildId: '', openPath: '', identity: '', displayPath: m.path, root, segments: [], error: `${m.path} is on a FUSE file system served by an unprivileged user: not read` };
     }
     let opened: OpenedFile | undefined;
     let lastErr = '';
@@ -397,7 +403,7 @@ export class ProcessTable {
     }
     if (!opened) {
       // Not cached by inode: a later process (or a refresh with more privilege) may succeed.
-      return { key: `f:${idKey}`, buildId: '', goBuildId: '', openPath: '', displayPath: m.path, root, segments: [], error: `cannot open ${m.path}: ${lastErr}` };
+      return { key: `f:${idKey}`, buildId: '', goBuildId: '', openPath: '', identity: '', displayPath: m.path, root, segments: [], error: `cannot open ${m.path}: ${lastErr}` };
     }
     const file = this.adopt(opened, m.path, root, idKey);
     this.byInode.set(idKey, file);
@@ -444,7 +450,7 @@ export class ProcessTable {
       closeSync(fd);
       return existing;
     }
-    const file: MappedFile = { key, buildId, goBuildId, openPath, displayPath, root, segments, error };
+    const file: MappedFile = { key, buildId, goBuildId, openPath, identity: fileIdentity(stats), displayPath, root, segments, error };
     this.fds.set(file, fd);
     this.byKey.set(key, file);
     if (buildId) this.byBuildId.set(buildId, [...(this.byBuildId.get(buildId) ?? []), file]);

@@ -4,10 +4,13 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { closeSync, openSync, statSync } from 'node:fs';
+import { fileIdentity } from '../src/elf/elf-file.js';
 import { describe, it } from 'node:test';
 import { openOnCpuSampler } from '../src/native.js';
 import { ProcessTable } from '../src/process-table.js';
 import { ExtentAllocator, KernelTables, prefixKeys } from '../src/unwind/kernel-tables.js';
+import convertInPlace, { type ConvertedTable, type ConvertTask } from '../src/unwind/table-worker.js';
 
 /** The [start, end) ranges the keys cover, for `pid`, in order. */
 function coveredRanges(keys: Buffer, pid: number): Array<[bigint, bigint]> {
@@ -138,6 +141,69 @@ describe('kernel unwind tables', () => {
       assert.equal(tables.stats.prefixes, 0);
       await tables.close();
     } finally {
+      sampler.stop();
+    }
+  });
+  it('never converts another file through a descriptor the process table closed and reused', async () => {
+    const sampler = openOnCpuSampler({ frequency: 49, pids: [process.pid] });
+    const held: number[] = [];
+    try {
+      // Conversions wait for the gate, as they wait behind others in the worker on a busy node.
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const done: Array<{ task: ConvertTask; table: ConvertedTable }> = [];
+      const convert = async (task: ConvertTask): Promise<ConvertedTable> => {
+        await gate;
+        const table = convertInPlace(task);
+        done.push({ task, table });
+        return table;
+      };
+      const tables = new KernelTables({ writer: sampler, capacity: sampler.info().unwind, convert });
+      const procs = new ProcessTable();
+      const a = spawn('sleep', ['30']);
+      await new Promise((r) => setTimeout(r, 100));
+      const sleepFile = procs.ensure(a.pid!)!.mappings.find((m) => m.file && m.path.endsWith('/sleep'))!.file!;
+      tables.sync(a.pid!, procs.ensure(a.pid!)!);
+      // It exits before its turn comes: the process table closes its files, and the next files
+      // opened take their descriptor numbers (the lowest free ones).
+      a.kill();
+      procs.forget(a.pid!);
+      tables.forget(a.pid!);
+      procs.sweep();
+      for (let i = 0; i < 8; i++) held.push(openSync(process.execPath, 'r'));
+      assert.ok(held.includes(Number(sleepFile.openPath.split('/').pop())), 'the descriptor was reused');
+      open();
+      await tables.settled();
+      assert.ok(done.length >= 3, `${done.length} conversions`);
+      // Every table came from the file it was asked for (the vDSO's stays open), and sleep's,
+      // whose number now names node, from none.
+      for (const { task, table } of done) {
+        if (table.gone) assert.equal(table.rows.byteLength, 0);
+        else assert.equal(fileIdentity(statSync(task.openPath)), task.identity, `${task.openPath} was converted from what it names now`);
+      }
+      const sleepJob = done.find((d) => d.task.openPath === sleepFile.openPath);
+      assert.ok(sleepJob?.table.gone, 'sleep was not converted from node');
+      const gone = done.filter((d) => d.table.gone).length;
+      assert.ok(gone >= 3, `${gone} conversions found their file closed (sleep, libc, ld.so)`);
+      assert.equal(tables.stats.filesWithoutTable, 0, 'a closed file is not counted as one without a table');
+      const loadedBefore = tables.stats.filesLoaded;
+
+      // The next process that maps sleep has it converted from its new descriptor.
+      const b = spawn('sleep', ['30']);
+      try {
+        await new Promise((r) => setTimeout(r, 100));
+        tables.sync(b.pid!, procs.ensure(b.pid!)!);
+        await tables.settled();
+        assert.ok(tables.isReady(b.pid!));
+        assert.ok(tables.stats.filesLoaded >= loadedBefore + 3, `${tables.stats.filesLoaded - loadedBefore} files converted for the second sleep`);
+        const sleepAgain = done.find((d) => d.task.identity === sleepFile.identity && !d.table.gone);
+        assert.ok(sleepAgain && sleepAgain.table.rows.byteLength > 0, 'sleep converted from its new descriptor');
+      } finally {
+        b.kill();
+      }
+      await tables.close();
+    } finally {
+      for (const fd of held) closeSync(fd);
       sampler.stop();
     }
   });

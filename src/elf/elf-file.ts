@@ -12,6 +12,17 @@ export class ElfError extends Error {
   }
 }
 
+/**
+ * The path no longer opens the file asked for (ElfFile.open with an identity): it is gone, or
+ * its name now stands for another file. Nothing was read from what it names now.
+ */
+export class FileGoneError extends ElfError {
+  constructor(path: string, message: string) {
+    super(path, message);
+    this.name = 'FileGoneError';
+  }
+}
+
 export const SHT_PROGBITS = 1;
 export const SHT_SYMTAB = 2;
 export const SHT_STRTAB = 3;
@@ -142,7 +153,7 @@ export class ElfFile {
    * Opens `path`; throws ElfError for anything that is not a readable ELF file. Only a regular
    * file is opened (a FIFO or a device put where a binary was never blocks or is touched; see
    * untrusted-file.ts); with `identity`, only the file that had it (fileIdentity), and nothing
-   * is read from another.
+   * is read from another: FileGoneError when the path does not open that file.
    */
   static open(path: string, identity?: string): ElfFile {
     let fd: number;
@@ -151,11 +162,12 @@ export class ElfFile {
       fd = opened.fd;
       if (identity !== undefined && fileIdentity(opened.stats) !== identity) {
         closeSync(fd);
-        throw new ElfError(path, 'no longer the file that was read');
+        throw new FileGoneError(path, 'no longer the file that was read');
       }
     } catch (e) {
       if (e instanceof ElfError) throw e;
-      throw new ElfError(path, `cannot open: ${(e as Error).message}`);
+      const message = `cannot open: ${(e as Error).message}`;
+      throw identity === undefined ? new ElfError(path, message) : new FileGoneError(path, message);
     }
     try {
       return new ElfFile(path, fd);
@@ -175,8 +187,8 @@ export class ElfFile {
     }
   }
 
-  static withFile<T>(path: string, fn: (elf: ElfFile) => T): T {
-    const elf = ElfFile.open(path);
+  static withFile<T>(path: string, fn: (elf: ElfFile) => T, identity?: string): T {
+    const elf = ElfFile.open(path, identity);
     try {
       return fn(elf);
     } finally {

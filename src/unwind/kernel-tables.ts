@@ -15,7 +15,7 @@ import type { OnCpuSampler } from '../native.js';
 import type { MappedFile, ProcessInfo } from '../process-table.js';
 import { offsetToVaddr } from '../process-table.js';
 import { PF_X, type ElfSegment } from '../elf/elf-file.js';
-import type { ConvertedTable } from './table-worker.js';
+import type { ConvertedTable, ConvertTask } from './table-worker.js';
 
 /** What the sampler offers for the tables (src/native.ts). */
 export interface UnwindMapWriter {
@@ -35,8 +35,8 @@ export interface UnwindCapacity {
 export interface KernelTablesOptions {
   writer: UnwindMapWriter;
   capacity: UnwindCapacity;
-  /** Converts a file (default: the table worker); tests may convert in place. */
-  convert?: (openPath: string) => Promise<ConvertedTable>;
+  /** Converts a file (default: the table worker); tests may convert in place or later. */
+  convert?: (task: ConvertTask) => Promise<ConvertedTable>;
   /** Worker lifetime when idle (default 2 s). */
   idleTimeoutMs?: number;
 }
@@ -77,6 +77,10 @@ interface FileState {
   refs: number;
   /** Processes waiting for the conversion. */
   waiting: Set<number>;
+  /** The process table's file this was converted from. */
+  source: MappedFile;
+  /** The conversion found the file closed (swept) before it could read it. */
+  gone?: boolean;
 }
 
 interface Extent {
@@ -108,7 +112,7 @@ export class KernelTables {
   private readonly pages: ExtentAllocator;
   private readonly freeSlots: number[];
   private pool: Tinypool | undefined;
-  private readonly convert: (openPath: string) => Promise<ConvertedTable>;
+  private readonly convert: (task: ConvertTask) => Promise<ConvertedTable>;
   private closed = false;
   readonly stats: KernelTablesStats = {
     filesLoaded: 0,
@@ -130,7 +134,7 @@ export class KernelTables {
     this.rows = new ExtentAllocator(opts.capacity.rows);
     this.pages = new ExtentAllocator(opts.capacity.pages);
     this.freeSlots = Array.from({ length: opts.capacity.files }, (_, i) => opts.capacity.files - 1 - i);
-    this.convert = opts.convert ?? ((openPath) => this.workerPool().run({ openPath }) as Promise<ConvertedTable>);
+    this.convert = opts.convert ?? ((task) => this.workerPool().run(task) as Promise<ConvertedTable>);
     // A sample of a process not synced yet gets user space here within milliseconds.
     this.quietly('asking for wakeups', () => opts.writer.setTableWakeups(true));
   }
@@ -243,10 +247,13 @@ export class KernelTables {
       this.files.set(file.key, f);
       return f;
     }
-    f = { key: file.key, state: 'converting', slot: -1, rows: undefined, pages: undefined, refs: 0, waiting: new Set() };
+    f = { key: file.key, state: 'converting', slot: -1, rows: undefined, pages: undefined, refs: 0, waiting: new Set(), source: file };
     this.files.set(file.key, f);
     const fs = f;
-    const job = this.convert(file.openPath)
+    // The worker opens the file when its turn comes: by then the process table may have closed
+    // it (no process maps it) and the descriptor may be another file's, which the identity
+    // refuses.
+    const job = this.convert({ openPath: file.openPath, identity: file.identity })
       .then((t) => this.loaded(fs, t))
       .catch((e) => {
         logger().debug({ file: file.displayPath, err: (e as Error).message }, 'cannot convert unwind table');
@@ -266,6 +273,13 @@ export class KernelTables {
     this.stats.convertMs += t.ms;
     const nRows = t.rows.byteLength / 8;
     const nPages = t.pages.byteLength / 4;
+    if (t.gone) {
+      // Nothing was read: the next process to map the file converts it from its new descriptor.
+      if (this.files.get(f.key) === f) this.files.delete(f.key);
+      f.state = 'none';
+      f.gone = true;
+      return;
+    }
     if (this.closed || t.error !== undefined || nRows === 0 || this.files.get(f.key) !== f) {
       f.state = 'none';
       this.stats.filesWithoutTable++;
@@ -325,6 +339,11 @@ export class KernelTables {
     f.waiting.clear();
     for (const pid of waiting) {
       const st = this.pids.get(pid);
+      // Its file was found closed, but the process maps it from a descriptor opened since: again.
+      if (f.gone && st?.wanted?.mappings.some((m) => m.file?.key === f.key && m.file !== f.source)) {
+        this.sync(pid, st.wanted);
+        continue;
+      }
       if (!st || [...st.files].some((g) => g.state === 'converting')) continue;
       this.apply(pid, st);
     }

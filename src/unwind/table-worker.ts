@@ -2,7 +2,7 @@
 // (table-builder.ts): it reads every CFI entry of the file, the heaviest host-side step of the
 // table walk, so it runs off the thread that drains the ring buffer.
 
-import { ElfFile } from '../elf/elf-file.js';
+import { ElfFile, FileGoneError } from '../elf/elf-file.js';
 import { closeFileRanges } from '../elf/file-bytes.js';
 import { GoPclnTab } from '../elf/gopclntab.js';
 import { CfiTable } from './eh-frame.js';
@@ -11,6 +11,8 @@ import { buildUnwindTable, type UnwindTableStats } from './table-builder.js';
 export interface ConvertTask {
   /** A path any thread can open (the process table hands out `/proc/self/fd/N`). */
   openPath: string;
+  /** fileIdentity() of the file meant: another file now behind openPath is not read. */
+  identity: string;
 }
 
 /** A file's table in the kernel's layout; `error` when the file could not be read at all. */
@@ -26,6 +28,8 @@ export interface ConvertedTable {
   cfiBytes: number;
   ms: number;
   error?: string;
+  /** openPath no longer opened the file meant (closed, and the descriptor perhaps reused). */
+  gone?: boolean;
 }
 
 export default function convert(task: ConvertTask): ConvertedTable {
@@ -59,7 +63,7 @@ export default function convert(task: ConvertTask): ConvertedTable {
         // an error when nothing else was found.
         error: t.pcs.length === 0 ? error : undefined,
       };
-    });
+    }, task.identity);
   } catch (e) {
     const empty = new Uint8Array(0);
     return {
@@ -71,6 +75,7 @@ export default function convert(task: ConvertTask): ConvertedTable {
       cfiBytes: 0,
       ms: performance.now() - t0,
       error: (e as Error).message,
+      gone: e instanceof FileGoneError || undefined,
     };
   } finally {
     closeFileRanges();
